@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/* Device certificate issuance from a fixed profile (the CSR contributes only its key). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct signer;
+struct csr_info;
+
+#define CERT_SERIAL_LEN 16
+#define CERT_SKI_LEN 20
+#define CERT_DEFAULT_VALIDITY_DAYS 3650   /* 10 years: outlives the product, still finite */
+#define CERT_DEFAULT_BACKDATE_SECONDS 3600 /* boards without an RTC/with skewed clocks */
+#define CERT_MAX_BACKDATE_SECONDS (7 * 86400)
+#define CERT_MAX_VALIDITY_DAYS (100 * 366)
+#define CERT_NO_EXPIRY ((time_t)253402300799) /* 9999-12-31 23:59:59 UTC, RFC 5280 4.1.2.5 */
+#define CERT_ATTR_MAX 64                       /* ub-organization-name / ub-organizational-unit-name */
+#define CERT_THING_NAME_MAX 128                /* AWS IoT thing name limit */
+
+/*
+ * The profile is what a device certificate contains. Fixed by design (not
+ * configurable): X.509 v3; a random positive 16-byte serial (first byte in
+ * 0x01..0x7f, so the DER INTEGER is exactly 16 bytes); signature
+ * ecdsa-with-SHA256; issuer = the signer certificate's subject (copied
+ * byte-exact); subject = [O=org] [OU=org_unit] CN=<board identity>
+ * (UTF8String); extensions, in this order:
+ *   subjectKeyIdentifier     SHA-1 of the subjectPublicKey bits (RFC 5280 4.2.1.2 method 1)
+ *   authorityKeyIdentifier   keyIdentifier = the signer's SKI
+ *   basicConstraints         CA:FALSE, critical (encoded as an empty SEQUENCE)
+ *   keyUsage                 digitalSignature, critical
+ *   extendedKeyUsage         clientAuth
+ */
+struct cert_profile {
+        uint32_t validity_days;    /* 1..CERT_MAX_VALIDITY_DAYS; ignored if no_expiry */
+        bool no_expiry;            /* notAfter = 99991231235959Z (RFC 5280 "no well-defined expiration") */
+        uint32_t backdate_seconds; /* notBefore = now - backdate, 0..CERT_MAX_BACKDATE_SECONDS */
+        const char *org;           /* optional subject O (NULL/"" = none), 1..64 bytes UTF-8 */
+        const char *org_unit;      /* optional subject OU */
+};
+
+/** Fills @p with the defaults: 3650 days, 1 h backdate, no O/OU. */
+void cert_profile_init(struct cert_profile *p);
+
+struct issued_cert {
+        uint8_t *der;     /* malloc'ed DER certificate; freed by issued_cert_done() */
+        size_t der_len;
+        uint8_t serial[CERT_SERIAL_LEN];
+        time_t not_before;
+        time_t not_after; /* CERT_NO_EXPIRY for no expiry */
+        uint8_t sha256[32];    /* SHA-256 of der */
+        char sha256_hex[65];   /* lowercase hex: the AWS IoT certificate ID */
+        uint8_t ski[CERT_SKI_LEN];
+        char ski_hex[2 * CERT_SKI_LEN + 1]; /* lowercase hex (Microchip thing-name convention) */
+        uint8_t pubkey[65];    /* the device key (uncompressed point) */
+};
+
+/** Frees @c->der and zeroes @c; NULL accepted; idempotent. */
+void issued_cert_done(struct issued_cert *c);
+
+struct issuer;
+
+/**
+ * Creates an issuer. Takes @signer (freed on failure too). @profile is copied
+ * (strings included); NULL means the defaults. Returns 0, -EINVAL (bad
+ * profile: validity 0 without no_expiry, oversize or invalid O/OU, backdate
+ * too large), -EKEYREJECTED (signer certificate unusable: not P-256 or
+ * malformed), -ENOMEM. The issuer is immutable: issuer_issue() may run
+ * concurrently from any number of threads.
+ */
+int issuer_new(struct issuer **ret, struct signer *signer, const struct cert_profile *profile);
+
+/** Takes one more reference (e.g. an in-flight board during signer rotation). Thread-safe. */
+struct issuer *issuer_ref(struct issuer *is);
+
+/** Drops one reference, freeing on the last (NULL accepted); returns NULL. Thread-safe. */
+struct issuer *issuer_free(struct issuer *is);
+
+/**
+ * Issues a certificate for the key in @csr (validated by csr_parse_validate())
+ * with subject CN = @cn (the board identity: 1..64 bytes, printable ASCII
+ * 0x20..0x7e). Nothing from the CSR but its public key is used; a CSR with
+ * requested_ca set is refused (-EPERM). Thread-safe.
+ * Returns 0 and fills @ret (issued_cert_done() later), or -EINVAL (bad CN or
+ * arguments), -EPERM (requested_ca), -EIO (signer failure or RNG failure),
+ * or the signer's own -errno; -ENOMEM.
+ */
+int issuer_issue(struct issuer *is, const struct csr_info *csr, const char *cn, struct issued_cert *ret);
+
+/** issuer_issue() at a given time (tests, reproducible runs). */
+int issuer_issue_at(struct issuer *is, const struct csr_info *csr, const char *cn, time_t now,
+                    struct issued_cert *ret);
+
+/** The issuer's signer (borrowed). */
+struct signer *issuer_signer(const struct issuer *is);
+
+/** Signer certificate DER, borrowed (valid while @is lives). */
+const uint8_t *issuer_signer_cert_der(const struct issuer *is, size_t *ret_len);
+
+/** Root certificate DER, borrowed; NULL if the signer was opened without one. */
+const uint8_t *issuer_root_cert_der(const struct issuer *is, size_t *ret_len);
+
+/** Root public key as an uncompressed P-256 point; -ENOENT without a root,
+ *  -EKEYREJECTED if the root key is not P-256. */
+int issuer_root_pubkey(const struct issuer *is, uint8_t ret[65]);
+
+enum cert_thing_mode {
+        CERT_THING_CN,  /* thing name = certificate CN */
+        CERT_THING_SKI, /* thing name = lowercase hex SKI (Microchip convention) */
+};
+
+/**
+ * Writes the AWS IoT thing name for a certificate into @buf (NUL-terminated).
+ * CERT_THING_CN uses @cn, which must match [A-Za-z0-9:_-]{1,128};
+ * CERT_THING_SKI uses @c->ski_hex. Returns the length, -EINVAL (CN not a valid
+ * thing name, NULL arguments, unknown mode) or -ENOBUFS.
+ */
+int cert_thing_name(enum cert_thing_mode mode, const struct issued_cert *c, const char *cn, char *buf,
+                    size_t size);

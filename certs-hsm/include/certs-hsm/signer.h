@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/* Signer backends (PEM key file, PKCS#11 HSM) behind one interface. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Glossary
+ *   signer      the CA key that signs device certificates, plus its certificate
+ *               ("signer cert"), and optionally the root cert above it.
+ *   backend     how the private key is reached: a PEM file ("file:/path") or a
+ *               PKCS#11 token (RFC 7512 "pkcs11:" URI, through libp11).
+ *
+ * The signer key must be EC P-256; certificates are signed ecdsa-with-SHA256.
+ * Every signer is safe to use from several threads at once: the file backend
+ * keeps no per-call state in the key, the PKCS#11 backend serialises its
+ * session with a mutex (the key never leaves the HSM).
+ */
+
+struct signer;
+
+/* Largest DER ECDSA-Sig-Value for P-256: 2 + 2 * (2 + 33). */
+#define SIGNER_SIG_MAX 72
+
+struct signer_ops {
+        /** Signs the 32-byte SHA-256 @digest; writes a DER ECDSA-Sig-Value to
+         *  @sig (SIGNER_SIG_MAX bytes) and its length to @ret_len. Must be
+         *  thread-safe. Returns 0 or -errno. */
+        int (*sign)(void *userdata, const uint8_t digest[32], uint8_t sig[SIGNER_SIG_MAX], size_t *ret_len);
+        /** Frees @userdata. */
+        void (*free)(void *userdata);
+};
+
+/**
+ * Opens a signer.
+ *   @uri        "file:/path/key.pem" (or a plain absolute path) or an RFC 7512
+ *               "pkcs11:token=...;object=...;id=%01?module-path=...&pin-value=..."
+ *               URI. The module comes from module-path, else the
+ *               PROVD_PKCS11_MODULE environment variable, else p11-kit-proxy.
+ *   @cert_path  PEM file with the signer certificate first, optionally followed
+ *               by its issuers (the last one is taken as the root, see
+ *               signer_root_cert()). The certificate's key must match the
+ *               private key.
+ *   @pin        PKCS#11 user PIN, or NULL to take pin-value/pin-source from the
+ *               URI (or to not log in). Ignored by the file backend.
+ * Returns 0, or:
+ *   -EPERM           the key file is readable or writable by group/others (mode & 077)
+ *   -EBADFD          the key path is not a regular file
+ *   -ENOENT          key/cert file or the PKCS#11 token/key not found
+ *   -EBADMSG         the PEM or certificate could not be parsed
+ *   -EKEYREJECTED    the key is not EC P-256, or does not match the certificate
+ *   -EACCES          PKCS#11 login failed (wrong PIN)
+ *   -EPROTONOSUPPORT unknown URI scheme, or pkcs11: without PKCS#11 support built in
+ *   -EINVAL          bad URI or arguments
+ *   -EIO             the PKCS#11 module failed to load or initialise
+ * Call from one thread; the result may then be shared.
+ */
+int signer_open(struct signer **ret, const char *uri, const char *cert_path, const char *pin);
+
+/** Like signer_open() for a pkcs11: URI with the module given explicitly (config
+ *  parameter); @module_path NULL behaves like signer_open(). */
+int signer_open_pkcs11(struct signer **ret, const char *uri, const char *cert_path, const char *pin,
+                       const char *module_path);
+
+/**
+ * Wraps a custom backend (tests, fakes). @cert_der is copied; its key must be
+ * EC P-256 (the private key is not checked). Takes @userdata: on failure
+ * ops->free(userdata) has been called.
+ */
+int signer_new_ops(struct signer **ret, const struct signer_ops *ops, void *userdata,
+                   const uint8_t *cert_der, size_t cert_len);
+
+/** Frees @s (NULL accepted); returns NULL. Not while another thread signs. */
+struct signer *signer_free(struct signer *s);
+
+/** Signs a SHA-256 digest with the signer key (DER ECDSA-Sig-Value). Thread-safe. */
+int signer_sign(struct signer *s, const uint8_t digest[32], uint8_t sig[SIGNER_SIG_MAX], size_t *ret_len);
+
+/** The signer certificate DER; borrowed, valid until signer_free(). */
+const uint8_t *signer_cert_der(const struct signer *s, size_t *ret_len);
+
+/** The root certificate DER (last cert of the chain file, if it is
+ *  self-signed); NULL with *ret_len = 0 if none was given. Borrowed. */
+const uint8_t *signer_root_cert_der(const struct signer *s, size_t *ret_len);
+
+/** Loads the root certificate from a PEM file and checks that it signed the
+ *  signer certificate (-EKEYREJECTED if not). Call before sharing @s. */
+int signer_set_root(struct signer *s, const char *root_pem_path);
+
+/** The signer certificate's SubjectKeyIdentifier (20 bytes, SHA-1 of the key). */
+const uint8_t *signer_ski(const struct signer *s);
+
+/** Short backend name: "file" or "pkcs11" or "custom". */
+const char *signer_backend(const struct signer *s);
