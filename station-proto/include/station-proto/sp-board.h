@@ -15,9 +15,14 @@
  *   spb_init(&b, &ops, ctx, rx, sizeof rx, tx, sizeof tx, work, sizeof work);
  *   on every UART/USB byte chunk: spb_feed(&b, bytes, n);
  * spb_feed() decodes frames, calls the secure-element callbacks and writes
- * the response through ops->write before it returns. The last response stays
- * in @tx so that a retransmitted request (same seq) gets the same bytes back
- * without calling any callback again (HELLO excepted, see PROTOCOL.md).
+ * the response through ops->write before it returns. The payload of the last
+ * response stays in @work so that a retransmitted request (same seq and type)
+ * gets the same response back, re-encoded with SP_FLAG_REPLAY, without calling
+ * any callback again (HELLO excepted, see PROTOCOL.md §7).
+ *
+ * Every request is validated completely (TLV structure, required fields,
+ * lengths, state) before the first callback is called. spb_feed() is not
+ * reentrant: ops->write must not call spb_feed() on the same board.
  *
  * Callbacks return 0 or an enum sp_error value, which the library sends back
  * in an ERROR response.
@@ -64,9 +69,35 @@ struct spb_ops {
                      uint8_t ret_cert_hash[SP_SHA256_LEN], uint8_t ret_sig[SP_SIG_LEN]);
         int (*lock)(void *ctx);                         /* optional (NULL: not supported) */
         void (*result)(void *ctx, uint8_t result);      /* optional: show the verdict */
-        /** Transport: write all @len bytes. */
+        /**
+         * Transport: write all @len bytes. @buf is the board's @tx buffer; it
+         * is not touched again until the next spb_feed() call that answers a
+         * request, so a DMA transfer may run until then.
+         */
         void (*write)(void *ctx, const uint8_t *buf, size_t len);
+        /**
+         * Optional: SHA-256 of the device certificate DER as stored (e.g. the
+         * DER rebuilt from a compressed certificate). When NULL the library
+         * hashes the DEVICE_CERT it received; when NULL and only a compressed
+         * certificate was sent, CERT_OK carries no CERT_HASH.
+         */
+        int (*cert_hash)(void *ctx, uint8_t ret[SP_SHA256_LEN]);
 };
+
+/*
+ * Callback contract (besides the comments above):
+ *   identify()   is called for HELLO, and again after get_csr() to fetch the
+ *                (possibly new) public key for the CSR response: after a
+ *                successful get_csr() it must return that key in ->pubkey,
+ *                else the board answers SP_ERR_NO_KEY. The pointers it returns
+ *                need to stay valid only until the callback's caller returns.
+ *   get_csr()    @cn is not NUL-terminated (NULL when the station sent no
+ *                SUBJECT_CN); writing more than @cap bytes is the callback's
+ *                bug, a *ret_len outside 1..@cap is answered SP_ERR_INTERNAL.
+ *   store_config() @key is not NUL-terminated.
+ * A callback that returns a value outside 1..65535 other than 0 is reported
+ * as SP_ERR_INTERNAL.
+ */
 
 struct spb_stats {
         uint32_t frames;
@@ -80,19 +111,32 @@ struct spb_board {
         /* private: use the functions below */
         const struct spb_ops *ops;
         void *ctx;
+        /* deframer state (struct spc_rx in the core, kept here field by field) */
         uint8_t *rx;
         size_t rx_cap;
         size_t rx_len;
+        size_t rx_wire;
+        uint8_t rx_state;
         uint8_t cobs_code;
         uint8_t cobs_left;
-        bool overflow;
+        /* output */
         uint8_t *tx;
         size_t tx_cap;
-        size_t tx_len;                  /* cached last response, encoded */
+        size_t tx_len;                  /* bytes of the last response written */
         uint8_t *work;
         size_t work_cap;
-        uint16_t last_seq;
+        /* idempotence cache: response to (last_seq, last_type), payload in @work */
         bool have_last;
+        uint16_t last_seq;
+        uint8_t last_type;
+        uint8_t resp_type;
+        size_t resp_len;
+        /* session (PROTOCOL.md §7) */
+        bool session;
+        bool cert_stored;
+        bool proved;
+        bool locked;
+        uint16_t peer_max_frame;        /* station's MAX_FRAME from HELLO */
         struct spb_stats stats;
 };
 
@@ -106,8 +150,10 @@ int spb_init(struct spb_board *b, const struct spb_ops *ops, void *ctx,
              uint8_t *work, size_t work_cap);
 /** Feeds received bytes; responses go out through ops->write from inside this call. */
 void spb_feed(struct spb_board *b, const uint8_t *data, size_t len);
-/** Drops the cached response and any partial frame (e.g. on link reset). */
+/** Drops the cached response, any partial frame and the session (e.g. on link reset). */
 void spb_reset(struct spb_board *b);
 const struct spb_stats *spb_get_stats(const struct spb_board *b);
+/** SHA-256 of @len bytes (the library's own, for boards without a crypto library). */
+void spb_sha256(const void *data, size_t len, uint8_t ret[SP_SHA256_LEN]);
 
 #endif

@@ -134,8 +134,22 @@ int sp_ident_parse(const struct sp_frame *f, struct sp_ident *ret);
 int sp_csr_parse(const struct sp_frame *f, const uint8_t **ret_der, size_t *ret_len);
 int sp_proof_parse(const struct sp_frame *f, struct sp_proof *ret);
 int sp_error_parse(const struct sp_frame *f, struct sp_board_error *ret);
+/** CSR response's PUBKEY (65 bytes, 0x04 ‖ X ‖ Y): 0, -ENOENT if absent, -EBADMSG. */
+int sp_csr_pubkey(const struct sp_frame *f, uint8_t ret[SP_PUBKEY_LEN]);
+/** CERT_OK's CERT_HASH: 0, -ENOENT if the board sent none, -EBADMSG. */
+int sp_cert_ok_parse(const struct sp_frame *f, uint8_t ret_hash[SP_SHA256_LEN]);
+/* The typed parsers return -EINVAL for a NULL argument or a frame of another type. */
 const char *sp_msg_type_to_string(uint8_t type);        /* "HELLO", …, or NULL */
 const char *sp_error_to_string(uint16_t code);          /* "secure element failure", …, or NULL */
+const char *sp_tag_to_string(uint8_t tag);              /* "SERIAL", …, or NULL */
+/** Is @key (not NUL-terminated) a config key whose value must never be logged (wifi_psk, *_password, …)? */
+bool sp_cfg_key_is_secret(const char *key, size_t len);
+/**
+ * One-line description of @f for debug logs, snprintf-style: writes at most
+ * @cap bytes (NUL included) and returns the length it needed. Values of
+ * secret config keys are printed as <redacted>; long values are cut.
+ */
+ssize_t sp_frame_describe(const struct sp_frame *f, char *buf, size_t cap);
 
 /* --- request tracking (no I/O) -------------------------------------------- */
 
@@ -155,7 +169,11 @@ struct sp_client {
 };
 
 void sp_client_init(struct sp_client *c, void *buf, size_t cap, uint16_t first_seq);
-/** Encodes a new request into the client's buffer; returns its length. */
+/**
+ * Encodes a new request (seq = next_seq, which then increments, wrapping) into
+ * the client's buffer and returns its length; it supersedes any outstanding
+ * request. -EINVAL for a response type, -ENOBUFS if it does not fit.
+ */
 ssize_t sp_client_request(struct sp_client *c, uint8_t type, const void *payload, size_t len);
 /** Re-marks the outstanding request as a retransmission; returns its length. -EPROTO if none. */
 ssize_t sp_client_retransmit(struct sp_client *c);
@@ -165,5 +183,7 @@ ssize_t sp_client_retransmit(struct sp_client *c);
  * with the right seq but a type that does not answer the request.
  */
 int sp_client_match(struct sp_client *c, const struct sp_frame *f);
+/** Gives up on the outstanding request (its late response will be ignored). */
+void sp_client_cancel(struct sp_client *c);
 
 #endif

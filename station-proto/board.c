@@ -1,0 +1,543 @@
+/* SPDX-License-Identifier: MIT */
+/* Board side of the station protocol: request validation, session state, idempotent responses. */
+
+/*
+ * Portable C99: no heap, no OS calls, only the caller's buffers. Built also by
+ * `cc -std=c99 -ffreestanding` in the test suite (test-freestanding.sh).
+ *
+ * Per received frame (PROTOCOL.md §7.1):
+ *   1. CRC wrong or frame too short  → dropped silently (stats), no answer.
+ *   2. CRC right, length field wrong → ERROR SP_ERR_BAD_FRAME (not cached).
+ *   3. type >= 0x80 (a response)     → ignored, never answered.
+ *   4. same (seq, type) as the cached response, type != HELLO
+ *                                    → cached payload re-sent with SP_FLAG_REPLAY,
+ *                                      no callback.
+ *   5. version byte != 1             → ERROR SP_ERR_VERSION.
+ *   6. unknown request type          → ERROR SP_ERR_UNKNOWN_TYPE.
+ *   7. payload not well-formed TLV   → ERROR SP_ERR_BAD_PAYLOAD.
+ *   8. per-type checks: session, fields, preconditions; then the callbacks.
+ * Every answer except to HELLO and BAD_FRAME is cached for step 4.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "sp-core.h"
+#include "station-proto/sp-board.h"
+
+#define MAX_CFG_PAIRS           32u     /* spec §6.4 */
+#define MAX_CFG_VALUE           1024u
+#define MAX_PROTO_VERSIONS      16u
+#define MAX_CN                  64u
+#define MAX_ERROR_TEXT          128u
+
+/* Handler result: 0 = success (payload in the writer), else an enum sp_error. */
+
+static size_t min_size(size_t a, size_t b) {
+        return a < b ? a : b;
+}
+
+/* Largest response payload: our own frame limit, the station's, and @work. */
+static size_t payload_cap(const struct spb_board *b) {
+        size_t frame = min_size(b->rx_cap, b->peer_max_frame);
+
+        return min_size(frame - SP_FRAME_OVERHEAD, b->work_cap);
+}
+
+static int callback_code(int r) {
+        if (r == 0)
+                return 0;
+        if (r < 0 || r > 0xffff)
+                return SP_ERR_INTERNAL;
+        return r;
+}
+
+static int writer_code(const struct spc_tlv_writer *w) {
+        return w->error == SPC_OK ? 0 : SP_ERR_TOO_LARGE;
+}
+
+/* Fetches an optional TLV and checks its length; returns 0, 1 if found, or SP_ERR_BAD_PAYLOAD. */
+static int get_tlv(const uint8_t *p, size_t n, uint8_t tag, size_t min, size_t max, struct spc_tlv *ret) {
+        int r = spc_tlv_find(p, n, tag, ret);
+
+        if (r == SPC_E_NOENT)
+                return 0;
+        if (r < 0 || ret->len < min || ret->len > max)
+                return -SP_ERR_BAD_PAYLOAD;
+        return 1;
+}
+
+/* --- identity ------------------------------------------------------------- */
+
+static bool identity_valid(const struct spb_identity *id) {
+        size_t n;
+
+        if (!id->serial || id->serial_len < 1 || id->serial_len > 32)
+                return false;
+        if (!id->model || !id->fw_version)
+                return false;
+        n = spc_strnlen(id->model, 65);
+        if (n < 1 || n > 64 || !spc_is_printable((const uint8_t *)id->model, n))
+                return false;
+        n = spc_strnlen(id->fw_version, 33);
+        if (n < 1 || n > 32 || !spc_is_printable((const uint8_t *)id->fw_version, n))
+                return false;
+        if (id->pubkey && id->pubkey[0] != 0x04)
+                return false;
+        return true;
+}
+
+static int get_identity(struct spb_board *b, struct spb_identity *id) {
+        int r;
+
+        memset(id, 0, sizeof *id);
+        r = callback_code(b->ops->identify(b->ctx, id));
+        if (r)
+                return r;
+        return identity_valid(id) ? 0 : SP_ERR_INTERNAL;
+}
+
+/* --- handlers ------------------------------------------------------------- */
+
+static int do_hello(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
+        struct spc_tlv versions, maxf;
+        struct spb_identity id;
+        bool have_v1 = false;
+        uint16_t peer;
+        int r;
+
+        if (get_tlv(p, n, SP_TAG_PROTO_VERSION, 1, MAX_PROTO_VERSIONS, &versions) != 1 ||
+            get_tlv(p, n, SP_TAG_MAX_FRAME, 2, 2, &maxf) != 1)
+                return SP_ERR_BAD_PAYLOAD;
+        peer = spc_get_be16(maxf.value);
+        if (peer < SP_MAX_FRAME_MIN)
+                return SP_ERR_BAD_PAYLOAD;
+        for (size_t i = 0; i < versions.len; i++)
+                if (versions.value[i] == SP_PROTO_VERSION)
+                        have_v1 = true;
+        if (!have_v1)
+                return SP_ERR_VERSION;
+
+        r = get_identity(b, &id);
+        if (r)
+                return r;
+
+        b->peer_max_frame = peer;
+        b->session = true;
+        b->locked = id.locked;
+        w->cap = payload_cap(b);        /* IDENT may use the station's new limit */
+
+        spc_tlv_put(w, SP_TAG_SERIAL, id.serial, id.serial_len);
+        spc_tlv_put(w, SP_TAG_MODEL, id.model, spc_strnlen(id.model, 64));
+        spc_tlv_put(w, SP_TAG_FW_VERSION, id.fw_version, spc_strnlen(id.fw_version, 32));
+        spc_tlv_put_u32(w, SP_TAG_CAPS, id.caps);
+        spc_tlv_put_u8(w, SP_TAG_PROTO_VERSION, SP_PROTO_VERSION);
+        spc_tlv_put_u16(w, SP_TAG_MAX_FRAME, (uint16_t)min_size(b->rx_cap, 0xffffu));
+        if (id.pubkey)
+                spc_tlv_put(w, SP_TAG_PUBKEY, id.pubkey, SP_PUBKEY_LEN);
+        spc_tlv_put_u8(w, SP_TAG_LOCKED, id.locked ? 1 : 0);
+        return writer_code(w);
+}
+
+static int do_get_csr(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
+        struct spc_tlv t, cn = { 0, 0, NULL };
+        struct spb_identity id;
+        bool new_key = false;
+        size_t cap, der_len = 0;
+        int r;
+
+        if (!b->session)
+                return SP_ERR_BAD_STATE;
+        r = get_tlv(p, n, SP_TAG_NEW_KEY, 1, 1, &t);
+        if (r < 0 || (r == 1 && t.value[0] > 1))
+                return SP_ERR_BAD_PAYLOAD;
+        new_key = r == 1 && t.value[0] == 1;
+        r = get_tlv(p, n, SP_TAG_SUBJECT_CN, 1, MAX_CN, &cn);
+        if (r < 0 || (r == 1 && !spc_is_printable(cn.value, cn.len)))
+                return SP_ERR_BAD_PAYLOAD;
+        if (new_key && b->locked)
+                return SP_ERR_LOCKED;
+
+        /* CSR TLV header, DER, then the PUBKEY TLV must fit. */
+        if (w->cap < 2 * SP_TLV_HEADER_LEN + SP_PUBKEY_LEN + 1)
+                return SP_ERR_TOO_LARGE;
+        cap = w->cap - 2 * SP_TLV_HEADER_LEN - SP_PUBKEY_LEN;
+        if (cap > 0xffffu)
+                cap = 0xffffu;
+        r = callback_code(b->ops->get_csr(b->ctx, new_key, cn.len ? (const char *)cn.value : NULL, cn.len,
+                                          w->buf + SP_TLV_HEADER_LEN, cap, &der_len));
+        if (r)
+                return r;
+        if (der_len < 1 || der_len > cap)
+                return SP_ERR_INTERNAL;
+        w->buf[0] = SP_TAG_CSR;
+        spc_put_be16(w->buf + 1, (uint16_t)der_len);
+        w->len = SP_TLV_HEADER_LEN + der_len;
+
+        r = get_identity(b, &id);
+        if (r)
+                return r;
+        if (!id.pubkey)
+                return SP_ERR_NO_KEY;
+        spc_tlv_put(w, SP_TAG_PUBKEY, id.pubkey, SP_PUBKEY_LEN);
+        return writer_code(w);
+}
+
+static int do_put_cert(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
+        struct spc_tlv dev, signer, root, comp;
+        struct spb_certs c;
+        uint8_t hash[SP_SHA256_LEN];
+        int rd, rs, rr, rc, r;
+
+        if (!b->session)
+                return SP_ERR_BAD_STATE;
+        rd = get_tlv(p, n, SP_TAG_DEVICE_CERT, 1, 0xffff, &dev);
+        rc = get_tlv(p, n, SP_TAG_COMPRESSED_CERT, SP_COMPRESSED_CERT_LEN, SP_COMPRESSED_CERT_LEN, &comp);
+        rs = get_tlv(p, n, SP_TAG_SIGNER_CERT, 1, 0xffff, &signer);
+        rr = get_tlv(p, n, SP_TAG_ROOT_PUBKEY, SP_PUBKEY_LEN, SP_PUBKEY_LEN, &root);
+        if (rd < 0 || rc < 0 || rs < 0 || rr < 0 || (rd == 0 && rc == 0))
+                return SP_ERR_BAD_PAYLOAD;
+        if (rr == 1 && root.value[0] != 0x04)
+                return SP_ERR_BAD_PAYLOAD;
+        if (b->locked)
+                return SP_ERR_LOCKED;
+
+        memset(&c, 0, sizeof c);
+        if (rd == 1) {
+                c.device = dev.value;
+                c.device_len = dev.len;
+        }
+        if (rs == 1) {
+                c.signer = signer.value;
+                c.signer_len = signer.len;
+        }
+        c.root_pubkey = rr == 1 ? root.value : NULL;
+        c.compressed = rc == 1 ? comp.value : NULL;
+
+        /* A new certificate invalidates an earlier proof in this session. */
+        b->cert_stored = b->proved = false;
+        r = callback_code(b->ops->store_certs(b->ctx, &c));
+        if (r)
+                return r;
+        b->cert_stored = true;
+
+        if (b->ops->cert_hash) {
+                r = callback_code(b->ops->cert_hash(b->ctx, hash));
+                if (r)
+                        return r;
+                spc_tlv_put(w, SP_TAG_CERT_HASH, hash, sizeof hash);
+        } else if (rd == 1) {
+                spc_sha256(dev.value, dev.len, hash);
+                spc_tlv_put(w, SP_TAG_CERT_HASH, hash, sizeof hash);
+        }
+        return writer_code(w);
+}
+
+static bool key_equal(const struct spc_tlv *a, const struct spc_tlv *b) {
+        return a->len == b->len && memcmp(a->value, b->value, a->len) == 0;
+}
+
+static int do_put_config(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
+        struct spc_tlv keys[MAX_CFG_PAIRS], vals[MAX_CFG_PAIRS], t;
+        struct spc_tlv_reader rd;
+        size_t pairs = 0;
+        bool want_value = false;
+        int k;
+
+        if (!b->session)
+                return SP_ERR_BAD_STATE;
+
+        /* Spec §6.4: each CFG_KEY is followed by exactly one CFG_VALUE before
+         * the next CFG_KEY; other tags in between are ignored. */
+        spc_tlv_reader_init(&rd, p, n);
+        while ((k = spc_tlv_next(&rd, &t)) > 0) {
+                if (t.tag == SP_TAG_CFG_KEY) {
+                        if (want_value || !spc_is_cfg_key(t.value, t.len))
+                                return SP_ERR_BAD_PAYLOAD;
+                        if (pairs == MAX_CFG_PAIRS)
+                                return SP_ERR_TOO_LARGE;
+                        for (size_t i = 0; i < pairs; i++)
+                                if (key_equal(&keys[i], &t))
+                                        return SP_ERR_BAD_PAYLOAD;
+                        keys[pairs] = t;
+                        want_value = true;
+                } else if (t.tag == SP_TAG_CFG_VALUE) {
+                        if (!want_value || t.len > MAX_CFG_VALUE)
+                                return SP_ERR_BAD_PAYLOAD;
+                        vals[pairs++] = t;
+                        want_value = false;
+                }
+        }
+        if (k < 0 || want_value || pairs == 0)
+                return SP_ERR_BAD_PAYLOAD;
+
+        for (size_t i = 0; i < pairs; i++) {
+                int r = callback_code(b->ops->store_config(b->ctx, (const char *)keys[i].value, keys[i].len,
+                                                           vals[i].value, vals[i].len));
+                if (r)
+                        return r;
+        }
+        (void)w;
+        return 0;
+}
+
+static int do_prove(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
+        struct spc_tlv nonce;
+        uint8_t hash[SP_SHA256_LEN], sig[SP_SIG_LEN];
+        int r;
+
+        if (!b->session)
+                return SP_ERR_BAD_STATE;
+        if (get_tlv(p, n, SP_TAG_NONCE, SP_NONCE_LEN, SP_NONCE_LEN, &nonce) != 1)
+                return SP_ERR_BAD_PAYLOAD;
+        /* A locked board proves the certificate it already holds. */
+        if (!b->cert_stored && !b->locked)
+                return SP_ERR_BAD_STATE;
+
+        r = callback_code(b->ops->prove(b->ctx, nonce.value, hash, sig));
+        if (r)
+                return r;
+        b->proved = true;
+        spc_tlv_put(w, SP_TAG_SIGNATURE, sig, sizeof sig);
+        spc_tlv_put(w, SP_TAG_CERT_HASH, hash, sizeof hash);
+        return writer_code(w);
+}
+
+static int do_lock(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
+        int r;
+
+        (void)p;
+        (void)n;
+        (void)w;
+        if (!b->session)
+                return SP_ERR_BAD_STATE;
+        if (!b->ops->lock)
+                return SP_ERR_UNKNOWN_TYPE;
+        if (b->locked)
+                return 0;               /* already locked: nothing to do, success */
+        if (!b->proved)
+                return SP_ERR_BAD_STATE;
+        r = callback_code(b->ops->lock(b->ctx));
+        if (r)
+                return r;
+        b->locked = true;
+        return 0;
+}
+
+static int do_ping(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
+        struct spc_tlv echo;
+
+        (void)b;
+        if (get_tlv(p, n, SP_TAG_ECHO, 0, 0xffff, &echo) == 1)
+                spc_tlv_put(w, SP_TAG_ECHO, echo.value, echo.len);
+        return writer_code(w);
+}
+
+static int do_result(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
+        struct spc_tlv res, text;
+
+        (void)w;
+        if (!b->session)
+                return SP_ERR_BAD_STATE;
+        if (get_tlv(p, n, SP_TAG_RESULT, 1, 1, &res) != 1 || res.value[0] > SP_RESULT_FAILED)
+                return SP_ERR_BAD_PAYLOAD;
+        if (get_tlv(p, n, SP_TAG_ERROR_TEXT, 0, MAX_ERROR_TEXT, &text) < 0)
+                return SP_ERR_BAD_PAYLOAD;
+        if (b->ops->result)
+                b->ops->result(b->ctx, res.value[0]);
+        return 0;
+}
+
+typedef int (*handler_fn)(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w);
+
+static handler_fn handler_for(uint8_t type) {
+        switch (type) {
+        case SP_MSG_HELLO:      return do_hello;
+        case SP_MSG_GET_CSR:    return do_get_csr;
+        case SP_MSG_PUT_CERT:   return do_put_cert;
+        case SP_MSG_PUT_CONFIG: return do_put_config;
+        case SP_MSG_PROVE:      return do_prove;
+        case SP_MSG_LOCK:       return do_lock;
+        case SP_MSG_PING:       return do_ping;
+        case SP_MSG_RESULT:     return do_result;
+        default:                return NULL;
+        }
+}
+
+/* --- responses ------------------------------------------------------------ */
+
+static void send_frame(struct spb_board *b, uint8_t type, uint8_t flags, uint16_t seq,
+                       const uint8_t *payload, size_t len) {
+        struct spc_hdr h = { SP_PROTO_VERSION, type, flags, seq, (uint16_t)len };
+        size_t out;
+
+        if (spc_frame_encode(&h, payload, b->tx, b->tx_cap, &out) != SPC_OK)
+                return;         /* cannot happen: tx_cap >= SP_ENCODED_MAX(rx_cap) */
+        b->tx_len = out;
+        b->ops->write(b->ctx, b->tx, out);
+}
+
+/* Builds an ERROR payload in @work; returns its length. */
+static size_t error_payload(struct spb_board *b, int code) {
+        struct spc_tlv_writer w;
+
+        spc_tlv_writer_init(&w, b->work, b->work_cap);
+        spc_tlv_put_u16(&w, SP_TAG_ERROR_CODE, (uint16_t)code);
+        return w.len;
+}
+
+static void answer(struct spb_board *b, const struct spc_hdr *h, int code, size_t len, bool cache) {
+        uint8_t type = (uint8_t)(h->type | SP_MSG_RESPONSE);
+
+        if (code) {
+                type = SP_MSG_ERROR;
+                len = error_payload(b, code);
+        }
+        b->have_last = cache;
+        if (cache) {
+                b->last_seq = h->seq;
+                b->last_type = h->type;
+                b->resp_type = type;
+                b->resp_len = len;
+        }
+        send_frame(b, type, 0, h->seq, b->work, len);
+}
+
+static void handle_frame(struct spb_board *b, const uint8_t *frame, size_t flen) {
+        struct spc_hdr h;
+        struct spc_tlv_writer w;
+        const uint8_t *payload = frame + SP_HEADER_LEN;
+        handler_fn fn;
+        int r;
+
+        r = spc_frame_check(frame, flen, &h);
+        if (r == SPC_E_CRC) {
+                b->stats.bad_crc++;
+                return;
+        }
+        if (r != SPC_OK) {
+                b->stats.bad_format++;
+                /* Right CRC, wrong length field: the header is trustworthy, say so. */
+                if (flen >= SP_FRAME_OVERHEAD && !(h.type & SP_MSG_RESPONSE))
+                        answer(b, &h, SP_ERR_BAD_FRAME, 0, false);
+                return;
+        }
+        b->stats.frames++;
+
+        if (h.type & SP_MSG_RESPONSE)
+                return;         /* never answer a response: no ping-pong between boards */
+
+        if (h.type != SP_MSG_HELLO && b->have_last && h.seq == b->last_seq && h.type == b->last_type) {
+                b->stats.replays++;
+                send_frame(b, b->resp_type, SP_FLAG_REPLAY, h.seq, b->work, b->resp_len);
+                return;
+        }
+
+        /* Anything else overwrites @work, so the old cache is gone from here on. */
+        b->have_last = false;
+        /* A HELLO always ends the current session; only a good one starts the next. */
+        if (h.type == SP_MSG_HELLO)
+                b->session = b->cert_stored = b->proved = false;
+        if (h.version != SP_PROTO_VERSION) {
+                answer(b, &h, SP_ERR_VERSION, 0, h.type != SP_MSG_HELLO);
+                return;
+        }
+        fn = handler_for(h.type);
+        if (!fn) {
+                answer(b, &h, SP_ERR_UNKNOWN_TYPE, 0, true);
+                return;
+        }
+        if (spc_tlv_validate(payload, h.len) != SPC_OK) {
+                answer(b, &h, SP_ERR_BAD_PAYLOAD, 0, h.type != SP_MSG_HELLO);
+                return;
+        }
+        spc_tlv_writer_init(&w, b->work, payload_cap(b));
+        r = fn(b, payload, h.len, &w);
+        answer(b, &h, r, w.len, h.type != SP_MSG_HELLO);
+}
+
+/* --- public --------------------------------------------------------------- */
+
+int spb_init(struct spb_board *b, const struct spb_ops *ops, void *ctx,
+             uint8_t *rx, size_t rx_cap, uint8_t *tx, size_t tx_cap,
+             uint8_t *work, size_t work_cap) {
+        if (!b || !ops || !rx || !tx || !work)
+                return SPB_E_INVAL;
+        if (!ops->identify || !ops->get_csr || !ops->store_certs || !ops->store_config ||
+            !ops->prove || !ops->write)
+                return SPB_E_INVAL;
+        if (rx_cap > SP_MAX_FRAME_LIMIT)
+                rx_cap = SP_MAX_FRAME_LIMIT;
+        if (rx_cap < SP_MAX_FRAME_MIN || work_cap < rx_cap || tx_cap < SP_ENCODED_MAX(rx_cap))
+                return SPB_E_NOSPC;
+
+        memset(b, 0, sizeof *b);
+        b->ops = ops;
+        b->ctx = ctx;
+        b->rx = rx;
+        b->rx_cap = rx_cap;
+        b->tx = tx;
+        b->tx_cap = tx_cap;
+        b->work = work;
+        b->work_cap = work_cap;
+        spb_reset(b);
+        return SPB_OK;
+}
+
+void spb_reset(struct spb_board *b) {
+        if (!b)
+                return;
+        b->rx_len = 0;
+        b->rx_wire = 0;
+        b->rx_state = SPC_RX_IDLE;
+        b->cobs_code = 0;
+        b->cobs_left = 0;
+        b->have_last = false;
+        b->session = b->cert_stored = b->proved = b->locked = false;
+        /* Until a HELLO says otherwise, assume the smallest station (spec §5.1). */
+        b->peer_max_frame = SP_MAX_FRAME_MIN;
+}
+
+void spb_feed(struct spb_board *b, const uint8_t *data, size_t len) {
+        struct spc_rx rx;
+
+        if (!b || !b->ops || (!data && len))
+                return;
+        rx.buf = b->rx;
+        rx.cap = b->rx_cap;
+        rx.len = b->rx_len;
+        rx.wire = b->rx_wire;
+        rx.state = b->rx_state;
+        rx.code = b->cobs_code;
+        rx.left = b->cobs_left;
+
+        while (len > 0) {
+                int ev;
+                size_t n = spc_rx_feed(&rx, data, len, &ev);
+
+                data += n;
+                len -= n;
+                if (ev == SPC_RX_FRAME)
+                        handle_frame(b, rx.buf, rx.len);
+                else if (ev == SPC_RX_BAD)
+                        b->stats.bad_format++;
+                else if (ev == SPC_RX_OVERSIZE)
+                        b->stats.oversize++;
+        }
+
+        b->rx_len = rx.len;
+        b->rx_wire = rx.wire;
+        b->rx_state = rx.state;
+        b->cobs_code = rx.code;
+        b->cobs_left = rx.left;
+}
+
+const struct spb_stats *spb_get_stats(const struct spb_board *b) {
+        return b ? &b->stats : NULL;
+}
+
+void spb_sha256(const void *data, size_t len, uint8_t ret[SP_SHA256_LEN]) {
+        spc_sha256(data, len, ret);
+}
