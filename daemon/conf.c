@@ -1,0 +1,517 @@
+/* SPDX-License-Identifier: MIT */
+/* provd configuration: INI file + provd.conf.d drop-ins, parsed into a fresh struct, validated whole. */
+
+#include <dirent.h>
+#include <glob.h>
+#include <ini.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "conf.h"
+#include "log.h"
+#include "util.h"
+
+#define CONF_MAX_VALUE 1024     /* longest accepted value */
+#define CONF_MAX_LIST 256       /* globs, USB ids, slot labels each */
+
+struct parse_ctx {
+        struct conf *conf;
+        const char *file;
+        char *err;
+        size_t errlen;
+        int error;
+};
+
+typedef int (*conf_parser)(struct parse_ctx *ctx, const char *value, void *field);
+
+struct conf_item {
+        const char *section;
+        const char *key;
+        conf_parser parse;
+        size_t offset;
+        unsigned min, max;              /* for unsigned values */
+};
+
+static int fail(struct parse_ctx *ctx, int error, const char *fmt, const char *a, const char *b) {
+        if (!ctx->error) {
+                char what[256];
+                snprintf(what, sizeof what, fmt, a, b);
+                snprintf(ctx->err, ctx->errlen, "%s", what);
+                ctx->error = error;
+        }
+        return error;
+}
+
+static bool printable(const char *s) {
+        for (; *s; s++)
+                if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+                        return false;
+        return true;
+}
+
+static int parse_string(struct parse_ctx *ctx, const char *value, void *field) {
+        char **p = field;
+        char *n;
+
+        if (!printable(value))
+                return -EINVAL;
+        n = strdup(value);
+        if (!n)
+                return -ENOMEM;
+        free(*p);
+        *p = n;
+        return 0;
+}
+
+/* Empty value resets to "not set". */
+static int parse_opt_string(struct parse_ctx *ctx, const char *value, void *field) {
+        char **p = field;
+
+        if (isempty(value)) {
+                *p = (free(*p), NULL);
+                return 0;
+        }
+        return parse_string(ctx, value, field);
+}
+
+static int parse_path(struct parse_ctx *ctx, const char *value, void *field) {
+        if (value[0] != '/')
+                return -EINVAL;
+        if (strlen(value) >= PATH_MAX)
+                return -ENAMETOOLONG;
+        return parse_string(ctx, value, field);
+}
+
+static int parse_opt_path(struct parse_ctx *ctx, const char *value, void *field) {
+        if (isempty(value))
+                return parse_opt_string(ctx, value, field);
+        return parse_path(ctx, value, field);
+}
+
+static int parse_bool(struct parse_ctx *ctx, const char *value, void *field) {
+        static const char *const yes[] = { "1", "yes", "true", "on" };
+        static const char *const no[] = { "0", "no", "false", "off" };
+        bool *b = field;
+
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
+                if (strcasecmp(value, yes[i]) == 0)
+                        return (*b = true), 0;
+                if (strcasecmp(value, no[i]) == 0)
+                        return (*b = false), 0;
+        }
+        return -EINVAL;
+}
+
+static int parse_uint_raw(const char *value, unsigned long long *ret) {
+        char *end;
+
+        if (!*value || *value == '-' || *value == '+')
+                return -EINVAL;
+        errno = 0;
+        unsigned long long v = strtoull(value, &end, 10);
+        if (errno || *end)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static int parse_log_level(struct parse_ctx *ctx, const char *value, void *field) {
+        int r = log_level_from_string(value);
+        if (r < 0)
+                return r;
+        *(int *)field = r;
+        return 0;
+}
+
+static int parse_thing_name(struct parse_ctx *ctx, const char *value, void *field) {
+        enum thing_name_mode *m = field;
+
+        if (strcasecmp(value, "cn") == 0)
+                *m = THING_NAME_CN;
+        else if (strcasecmp(value, "ski") == 0)
+                *m = THING_NAME_SKI;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+static int list_append(void *arrayp, size_t *n, size_t size, const void *item) {
+        void **array = arrayp;
+        void *a;
+
+        if (*n >= CONF_MAX_LIST)
+                return -E2BIG;
+        a = realloc(*array, (*n + 1) * size);
+        if (!a)
+                return -ENOMEM;
+        memcpy((char *)a + *n * size, item, size);
+        *array = a;
+        (*n)++;
+        return 0;
+}
+
+/* "glob = A B" appends each word; an empty value clears the list (drop-ins can override). */
+static int parse_globs(struct parse_ctx *ctx, const char *value, void *field) {
+        struct conf *c = ctx->conf;
+        _cleanup_free_ char *copy = strdup(value);
+        char *save = NULL;
+
+        if (!copy)
+                return -ENOMEM;
+        if (isempty(value)) {
+                for (size_t i = 0; i < c->n_globs; i++)
+                        free(c->globs[i]);
+                c->globs = (free(c->globs), NULL);
+                c->n_globs = 0;
+                return 0;
+        }
+        for (char *w = strtok_r(copy, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+                if (w[0] != '/' || strlen(w) >= PATH_MAX)
+                        return -EINVAL;
+                char *g = strdup(w);
+                if (!g)
+                        return -ENOMEM;
+                int r = list_append(&c->globs, &c->n_globs, sizeof(char *), &g);
+                if (r < 0)
+                        return free(g), r;
+        }
+        return 0;
+}
+
+static int parse_hex16(const char *s, size_t len, uint16_t *ret) {
+        unsigned v = 0;
+
+        if (len == 0 || len > 4)
+                return -EINVAL;
+        for (size_t i = 0; i < len; i++) {
+                char ch = s[i];
+                int d = ch >= '0' && ch <= '9' ? ch - '0' :
+                        ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 :
+                        ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+                if (d < 0)
+                        return -EINVAL;
+                v = v * 16 + (unsigned)d;
+        }
+        *ret = (uint16_t)v;
+        return 0;
+}
+
+/* "usb_id = 03eb:2175 1366" — VID:PID pairs, or a bare VID for any product. */
+static int parse_usb_ids(struct parse_ctx *ctx, const char *value, void *field) {
+        struct conf *c = ctx->conf;
+        _cleanup_free_ char *copy = strdup(value);
+        char *save = NULL;
+
+        if (!copy)
+                return -ENOMEM;
+        if (isempty(value)) {
+                c->usb_ids = (free(c->usb_ids), NULL);
+                c->n_usb_ids = 0;
+                return 0;
+        }
+        for (char *w = strtok_r(copy, " \t,", &save); w; w = strtok_r(NULL, " \t,", &save)) {
+                struct usb_id id = {};
+                char *colon = strchr(w, ':');
+                int r;
+
+                r = parse_hex16(w, colon ? (size_t)(colon - w) : strlen(w), &id.vid);
+                if (r < 0)
+                        return r;
+                if (colon) {
+                        r = parse_hex16(colon + 1, strlen(colon + 1), &id.pid);
+                        if (r < 0)
+                                return r;
+                }
+                if (id.vid == 0)
+                        return -EINVAL;
+                r = list_append(&c->usb_ids, &c->n_usb_ids, sizeof id, &id);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+#define U(sec, key, field, lo, hi) { sec, key, NULL, offsetof(struct conf, field), lo, hi }
+#define P(sec, key, fn, field) { sec, key, fn, offsetof(struct conf, field), 0, 0 }
+
+static const struct conf_item items[] = {
+        P("station", "name", parse_string, name),
+        P("station", "state_dir", parse_path, state_dir),
+        P("station", "database", parse_path, database),
+        P("station", "control_socket", parse_path, control_socket),
+        P("station", "control_group", parse_opt_string, control_group),
+        U("station", "max_ports", max_ports, 1, 4096),
+        U("station", "max_frame", max_frame, 512, 65535),
+        U("station", "workers", workers, 0, 64),
+        P("station", "log_level", parse_log_level, log_level),
+
+        P("ports", "glob", parse_globs, globs),
+        P("ports", "usb_id", parse_usb_ids, usb_ids),
+        U("ports", "rescan_ms", rescan_ms, 50, 600000),
+        U("ports", "baud", baud, 1200, 4000000),
+        U("ports", "max_errors", max_errors, 1, 1000000),
+
+        P("signer", "uri", parse_string, signer_uri),
+        P("signer", "cert", parse_path, signer_cert),
+        P("signer", "root", parse_path, root_cert),
+        P("signer", "pin_file", parse_opt_path, signer_pin_file),
+
+        U("profile", "validity_days", validity_days, 0, 36500),
+        P("profile", "thing_name", parse_thing_name, thing_name),
+        P("profile", "organization", parse_opt_string, organization),
+        P("profile", "reissue", parse_bool, reissue),
+        P("profile", "lock", parse_bool, lock),
+        U("profile", "max_certs_per_hour", max_certs_per_hour, 0, 10000000),
+
+        U("timeouts", "response_ms", response_ms, 10, 600000),
+        U("timeouts", "keygen_ms", keygen_ms, 10, 600000),
+        U("timeouts", "retries", retries, 0, 20),
+        U("timeouts", "session_ms", session_ms, 100, 3600000),
+        U("timeouts", "shutdown_ms", shutdown_ms, 0, 600000),
+
+        P("board", "aws_endpoint", parse_opt_string, aws_endpoint),
+        P("board", "wifi_ssid", parse_opt_string, wifi_ssid),
+        P("board", "wifi_psk", parse_opt_string, wifi_psk),
+
+        U("database", "batch_max", batch_max, 1, 4096),
+        U("database", "batch_delay_us", batch_delay_us, 0, 1000000),
+};
+
+static int handle_slot(struct parse_ctx *ctx, const char *key, const char *value) {
+        struct conf *c = ctx->conf;
+        struct slot_label s;
+
+        if (isempty(value) || strlen(value) > 64 || !printable(value) || strlen(key) >= PATH_MAX)
+                return -EINVAL;
+        /* A later file overrides an earlier label for the same key. */
+        for (size_t i = 0; i < c->n_slots; i++)
+                if (streq(c->slots[i].key, key)) {
+                        char *l = strdup(value);
+                        if (!l)
+                                return -ENOMEM;
+                        free(c->slots[i].label);
+                        c->slots[i].label = l;
+                        return 0;
+                }
+        s.key = strdup(key);
+        s.label = strdup(value);
+        if (!s.key || !s.label) {
+                free(s.key);
+                free(s.label);
+                return -ENOMEM;
+        }
+        int r = list_append(&c->slots, &c->n_slots, sizeof s, &s);
+        if (r < 0) {
+                free(s.key);
+                free(s.label);
+        }
+        return r;
+}
+
+/* Debian's libinih passes no line number: messages get "file:line" from ini_parse()'s result. */
+static int handler(void *user, const char *section, const char *key, const char *value) {
+        struct parse_ctx *ctx = user;
+        const char *where = "";
+        int r;
+
+        if (!key)               /* new section: accepted if any item or [slots] uses it */
+                return 1;
+        if (strlen(value) > CONF_MAX_VALUE)
+                return fail(ctx, -E2BIG, "%svalue of '%s' is too long", where, key), 0;
+
+        if (streq(section, "slots")) {
+                r = handle_slot(ctx, key, value);
+                if (r < 0)
+                        return fail(ctx, r, "%sinvalid slot label for '%s'", where, key), 0;
+                return 1;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(items); i++) {
+                const struct conf_item *it = &items[i];
+                void *field = (char *)ctx->conf + it->offset;
+
+                if (!streq(it->section, section) || !streq(it->key, key))
+                        continue;
+                if (it->parse)
+                        r = it->parse(ctx, value, field);
+                else {
+                        unsigned long long v;
+                        r = parse_uint_raw(value, &v);
+                        if (r >= 0 && (v < it->min || v > it->max))
+                                r = -ERANGE;
+                        if (r >= 0)
+                                *(unsigned *)field = (unsigned)v;
+                }
+                if (r < 0) {
+                        char what[64];
+                        snprintf(what, sizeof what, "[%s] %s", section, key);
+                        return fail(ctx, r, "%sinvalid value for %s", where, what), 0;
+                }
+                return 1;
+        }
+        char what[160];
+        snprintf(what, sizeof what, "[%.60s] %.60s", section, key);
+        return fail(ctx, -EINVAL, "%sunknown key %s", where, what), 0;
+}
+
+void conf_init(struct conf *c) {
+        *c = (struct conf) {
+                .max_ports = 512,
+                .max_frame = 4096,
+                .log_level = LOG_INFO,
+                .rescan_ms = 1000,
+                .baud = 115200,
+                .max_errors = 64,
+                .validity_days = 0,
+                .thing_name = THING_NAME_CN,
+                .response_ms = 1000,
+                .keygen_ms = 5000,
+                .retries = 3,
+                .session_ms = 120000,
+                .shutdown_ms = 10000,
+                .batch_max = 256,
+        };
+        c->name = strdup("station");
+        c->state_dir = strdup("/var/lib/provd");
+        c->control_socket = strdup("/run/provd/provd.sock");
+        c->control_group = strdup("provd");
+}
+
+void conf_deinit(struct conf *c) {
+        free(c->name);
+        free(c->state_dir);
+        free(c->database);
+        free(c->control_socket);
+        free(c->control_group);
+        for (size_t i = 0; i < c->n_globs; i++)
+                free(c->globs[i]);
+        free(c->globs);
+        free(c->usb_ids);
+        for (size_t i = 0; i < c->n_slots; i++) {
+                free(c->slots[i].key);
+                free(c->slots[i].label);
+        }
+        free(c->slots);
+        free(c->signer_uri);
+        free(c->signer_cert);
+        free(c->root_cert);
+        free(c->signer_pin_file);
+        free(c->organization);
+        free(c->aws_endpoint);
+        free(c->wifi_ssid);
+        if (c->wifi_psk) {
+                explicit_bzero(c->wifi_psk, strlen(c->wifi_psk));
+                free(c->wifi_psk);
+        }
+        *c = (struct conf) {};
+}
+
+static int parse_one(struct conf *c, FILE *f, const char *text, const char *name, char *err, size_t errlen) {
+        struct parse_ctx ctx = { .conf = c, .file = name, .err = err, .errlen = errlen };
+        int r;
+
+        r = f ? ini_parse_file(f, handler, &ctx) : ini_parse_string(text, handler, &ctx);
+        if (ctx.error) {
+                char msg[512];
+                snprintf(msg, sizeof msg, "%s", err);
+                if (r > 0)
+                        snprintf(err, errlen, "%s:%d: %s", name, r, msg);
+                else
+                        snprintf(err, errlen, "%s: %s", name, msg);
+                return ctx.error;
+        }
+        if (r > 0) {
+                char where[PATH_MAX + 32];
+                snprintf(where, sizeof where, "%s:%d", name, r);
+                snprintf(err, errlen, "%s: syntax error", where);
+                return -EINVAL;
+        }
+        if (r < 0) {
+                snprintf(err, errlen, "%s: cannot read", name);
+                return r == -2 ? -ENOMEM : -EIO;
+        }
+        return 0;
+}
+
+int conf_parse_string(struct conf *c, const char *text, const char *name, char *err, size_t errlen) {
+        return parse_one(c, NULL, text, name, err, errlen);
+}
+
+static int parse_file(struct conf *c, const char *path, char *err, size_t errlen) {
+        FILE *f = fopen(path, "re");
+        int r;
+
+        if (!f) {
+                r = -errno;
+                snprintf(err, errlen, "%s: %s", path, strerror(errno));
+                return r;
+        }
+        r = parse_one(c, f, NULL, path, err, errlen);
+        fclose(f);
+        return r;
+}
+
+int conf_load(struct conf *ret, const char *path, char *err, size_t errlen) {
+        char dir[PATH_MAX];
+        glob_t g = {};
+        int r;
+
+        r = parse_file(ret, path, err, errlen);
+        if (r < 0)
+                return r;
+        if ((size_t)snprintf(dir, sizeof dir, "%s.d/*.conf", path) >= sizeof dir)
+                return -ENAMETOOLONG;
+        r = glob(dir, GLOB_ERR, NULL, &g);      /* sorted by default */
+        if (r == 0)
+                for (size_t i = 0; i < g.gl_pathc; i++) {
+                        r = parse_file(ret, g.gl_pathv[i], err, errlen);
+                        if (r < 0) {
+                                globfree(&g);
+                                return r;
+                        }
+                }
+        globfree(&g);
+        return conf_validate(ret, err, errlen);
+}
+
+int conf_validate(const struct conf *c, char *err, size_t errlen) {
+        if (!c->signer_uri || !c->signer_cert || !c->root_cert) {
+                snprintf(err, errlen, "[signer] uri, cert and root are required");
+                return -EINVAL;
+        }
+        if (strncmp(c->signer_uri, "file:", 5) != 0 && strncmp(c->signer_uri, "pkcs11:", 7) != 0) {
+                snprintf(err, errlen, "[signer] uri must start with file: or pkcs11:");
+                return -EINVAL;
+        }
+        if (c->n_globs == 0 && c->n_usb_ids == 0) {
+                snprintf(err, errlen, "[ports] needs at least one glob or usb_id");
+                return -EINVAL;
+        }
+        if (c->wifi_psk && !c->wifi_ssid) {
+                snprintf(err, errlen, "[board] wifi_psk given without wifi_ssid");
+                return -EINVAL;
+        }
+        if (c->aws_endpoint && strlen(c->aws_endpoint) > 253) {
+                snprintf(err, errlen, "[board] aws_endpoint is longer than a host name can be");
+                return -EINVAL;
+        }
+        if (c->keygen_ms < c->response_ms) {
+                snprintf(err, errlen, "[timeouts] keygen_ms must be at least response_ms");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+const char *conf_slot_label(const struct conf *c, const char *path, const char *usb_location) {
+        for (size_t i = 0; i < c->n_slots; i++)
+                if (streq(c->slots[i].key, path))
+                        return c->slots[i].label;
+        if (usb_location)
+                for (size_t i = 0; i < c->n_slots; i++)
+                        if (streq(c->slots[i].key, usb_location))
+                                return c->slots[i].label;
+        return path;
+}

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/* provd configuration: INI file + provd.conf.d drop-ins, parsed into a fresh struct, validated whole. */
+#ifndef PROVD_CONF_H
+#define PROVD_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum thing_name_mode {
+        THING_NAME_CN,
+        THING_NAME_SKI,
+};
+
+struct usb_id {
+        uint16_t vid;
+        uint16_t pid;                   /* 0 = any product of that vendor */
+};
+
+struct slot_label {
+        char *key;                      /* port path or USB bus location ("1-1.4") */
+        char *label;
+};
+
+struct conf {
+        /* [station] */
+        char *name;
+        char *state_dir;
+        char *database;
+        char *control_socket;
+        char *control_group;
+        unsigned max_ports;
+        unsigned max_frame;
+        unsigned workers;               /* crypto/HSM threads; 0 = number of CPUs */
+        int log_level;
+
+        /* [ports] */
+        char **globs;
+        size_t n_globs;
+        struct usb_id *usb_ids;
+        size_t n_usb_ids;
+        unsigned rescan_ms;
+        unsigned baud;
+        unsigned max_errors;            /* framing errors before a port is given up */
+
+        /* [slots] */
+        struct slot_label *slots;
+        size_t n_slots;
+
+        /* [signer] */
+        char *signer_uri;
+        char *signer_cert;
+        char *root_cert;
+        char *signer_pin_file;
+
+        /* [profile] */
+        unsigned validity_days;         /* 0 = no well-defined expiry (99991231235959Z) */
+        enum thing_name_mode thing_name;
+        char *organization;
+        bool reissue;
+        bool lock;
+        unsigned max_certs_per_hour;    /* 0 = unlimited */
+
+        /* [timeouts] (milliseconds) */
+        unsigned response_ms;
+        unsigned keygen_ms;
+        unsigned retries;
+        unsigned session_ms;
+        unsigned shutdown_ms;
+
+        /* [board] settings written with PUT_CONFIG */
+        char *aws_endpoint;
+        char *wifi_ssid;
+        char *wifi_psk;                 /* never logged */
+
+        /* [database] */
+        unsigned batch_max;
+        unsigned batch_delay_us;
+};
+
+/** Fills @c with the defaults. */
+void conf_init(struct conf *c);
+void conf_deinit(struct conf *c);
+
+/**
+ * Parses @path and then @path.d/ *.conf in lexical order into @ret (which must
+ * be conf_init()ed), then validates. On error returns -errno and a message in
+ * @err (file:line: what).
+ */
+int conf_load(struct conf *ret, const char *path, char *err, size_t errlen);
+/** The same for a string (tests, fuzzing). @name is used in messages. */
+int conf_parse_string(struct conf *c, const char *text, const char *name, char *err, size_t errlen);
+int conf_validate(const struct conf *c, char *err, size_t errlen);
+
+/** Label for a port: configured by path, then by USB location, else the path itself. */
+const char *conf_slot_label(const struct conf *c, const char *path, const char *usb_location);
+
+#endif

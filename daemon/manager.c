@@ -1,0 +1,667 @@
+/* SPDX-License-Identifier: MIT */
+/* The daemon's top object: configuration, ports, signer, database, control socket, counters. */
+
+#include <fnmatch.h>
+#include <glob.h>
+#include <grp.h>
+#include <libgen.h>
+#include <libserialport.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "certs-hsm/cert.h"
+#include "certs-hsm/signer.h"
+#include "control.h"
+#include "db.h"
+#include "log.h"
+#include "manager.h"
+#include "station.h"
+#include "util.h"
+
+#if HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#define RESCAN_DEBOUNCE_MS 10
+
+static const char *const outcome_names[_OUTCOME_MAX] = {
+        [OUTCOME_PROVISIONED] = "provisioned",
+        [OUTCOME_ALREADY_PROVISIONED] = "already_provisioned",
+        [OUTCOME_FAILED] = "failed",
+        [OUTCOME_REJECTED] = "rejected",
+        [OUTCOME_CLONE_SUSPECTED] = "clone_suspected",
+        [OUTCOME_ABORTED] = "aborted",
+};
+
+const char *outcome_to_string(enum outcome o) {
+        return o < _OUTCOME_MAX ? outcome_names[o] : "?";
+}
+
+static void notify(const char *what) {
+#if HAVE_SYSTEMD
+        (void)sd_notify(0, what);
+#else
+        (void)what;
+#endif
+}
+
+/* --- counters ------------------------------------------------------------ */
+
+static void rate_advance(struct manager *m, uint64_t sec) {
+        if (sec - m->rate_ring_sec >= RATE_WINDOW_S)
+                memset(m->rate_ring, 0, sizeof m->rate_ring);
+        else
+                for (uint64_t s = m->rate_ring_sec + 1; s <= sec; s++)
+                        m->rate_ring[s % RATE_WINDOW_S] = 0;
+        m->rate_ring_sec = sec;
+}
+
+void manager_session_done(struct manager *m, enum outcome o) {
+        if (o >= _OUTCOME_MAX)
+                return;
+        m->outcomes[o]++;
+        if (o == OUTCOME_PROVISIONED) {
+                uint64_t sec = now_usec() / 1000000;
+                rate_advance(m, sec);
+                m->rate_ring[sec % RATE_WINDOW_S]++;
+        }
+}
+
+unsigned manager_rate_per_minute(struct manager *m) {
+        unsigned n = 0;
+
+        rate_advance(m, now_usec() / 1000000);
+        for (unsigned i = 0; i < RATE_WINDOW_S; i++)
+                n += m->rate_ring[i];
+        return n;
+}
+
+void manager_record_latency(struct manager *m, uint64_t usec) {
+        uint64_t b = usec / 10;
+
+        if (!m->latency)
+                return;
+        m->latency[b < LATENCY_BUCKETS - 1 ? b : LATENCY_BUCKETS - 1]++;
+        m->latency_count++;
+}
+
+static double latency_percentile(const struct manager *m, double p) {
+        uint64_t want, seen = 0;
+
+        if (!m->latency || m->latency_count == 0)
+                return 0;
+        want = (uint64_t)(p * (double)m->latency_count);
+        if (want >= m->latency_count)
+                want = m->latency_count - 1;
+        for (size_t i = 0; i < LATENCY_BUCKETS; i++) {
+                seen += m->latency[i];
+                if (seen > want)
+                        return (double)(i + 1) * 10.0;  /* upper edge of the bucket, µs */
+        }
+        return 1e5;
+}
+
+bool manager_take_issuance_token(struct manager *m) {
+        double cap = m->conf.max_certs_per_hour;
+        uint64_t now = now_usec();
+
+        if (m->conf.max_certs_per_hour == 0)
+                return true;
+        if (m->budget_last_us == 0)
+                m->budget_tokens = cap;
+        else
+                m->budget_tokens = MIN(cap, m->budget_tokens + (double)(now - m->budget_last_us) * cap / 3.6e9);
+        m->budget_last_us = now;
+        if (m->budget_tokens < 1.0)
+                return false;
+        m->budget_tokens -= 1.0;
+        return true;
+}
+
+/* --- the port set --------------------------------------------------------- */
+
+static ssize_t find_station(struct manager *m, const char *path, size_t *ret_pos) {
+        size_t lo = 0, hi = m->n_stations;
+
+        while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                int c = strcmp(station_path(m->stations[mid]), path);
+                if (c == 0)
+                        return (ssize_t)mid;
+                if (c < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        if (ret_pos)
+                *ret_pos = lo;
+        return -1;
+}
+
+bool manager_serial_in_use(struct manager *m, const struct station *self) {
+        const char *serial = station_serial(self);
+
+        for (size_t i = 0; i < m->n_stations; i++) {
+                struct station *st = m->stations[i];
+                if (st != self && !station_is_closing(st) && station_is_active(st) &&
+                    streq(station_serial(st), serial))
+                        return true;
+        }
+        return false;
+}
+
+static void rescan_soon(struct manager *m);
+
+void manager_station_gone(struct manager *m, struct station *st) {
+        ssize_t i = find_station(m, station_path(st), NULL);
+
+        /* A new station for the same path may already exist only if this one is gone from the set. */
+        if (i >= 0 && m->stations[i] == st) {
+                memmove(m->stations + i, m->stations + i + 1, (m->n_stations - (size_t)i - 1) * sizeof(*m->stations));
+                m->n_stations--;
+        }
+        station_free(st);
+        if (m->stopping)
+                manager_stop(m);        /* re-evaluate: maybe everything is done now */
+        else
+                rescan_soon(m);         /* the path may already point at a new board */
+}
+
+static void consider_port(struct manager *m, const char *path, const char *usb_location) {
+        static uint64_t last_full_warning;
+        struct station_info info;
+        struct station *st;
+        struct stat s;
+        size_t pos;
+        int r;
+
+        if (find_station(m, path, &pos) >= 0)
+                return;
+        if (stat(path, &s) < 0 || !S_ISCHR(s.st_mode))
+                return;
+        /* The same device through another path (a symlink, a reused pty number). */
+        for (size_t i = 0; i < m->n_stations; i++)
+                if (station_rdev(m->stations[i]) == s.st_rdev && !station_is_closing(m->stations[i]))
+                        return;
+        if (m->n_stations >= m->conf.max_ports) {
+                if (now_usec() - last_full_warning > 10000000) {
+                        last_full_warning = now_usec();
+                        log_warning("port %s ignored: max_ports=%u reached", path, m->conf.max_ports);
+                }
+                return;
+        }
+        if (m->n_stations == m->cap_stations) {
+                size_t cap = MAX(16u, m->cap_stations * 2);
+                struct station **n = realloc(m->stations, cap * sizeof(*n));
+                if (!n)
+                        return;
+                m->stations = n;
+                m->cap_stations = cap;
+        }
+        info = (struct station_info) {
+                .path = path,
+                .slot = conf_slot_label(&m->conf, path, usb_location),
+                .usb_location = usb_location,
+        };
+        r = station_new(&st, m, &info);
+        if (r < 0) {
+                /* EIO: a pty whose board side is gone; EBUSY: someone else holds it. Retried next scan. */
+                log_debug_errno(r, "port %s: cannot open: %m", path);
+                return;
+        }
+        /* station_new() may have re-entered the set? No: it only sends HELLO. Re-find the spot. */
+        if (find_station(m, path, &pos) >= 0) {
+                station_close(st, "duplicate");
+                return;
+        }
+        memmove(m->stations + pos + 1, m->stations + pos, (m->n_stations - pos) * sizeof(*m->stations));
+        m->stations[pos] = st;
+        m->n_stations++;
+        log_info("slot %s: port %s opened", info.slot, path);
+}
+
+/* USB bus location ("1-1.4") of a tty from sysfs, the stable key for slot labels. */
+static bool usb_location_of(const char *devpath, char *buf, size_t len) {
+        char sys[PATH_MAX], real[PATH_MAX];
+        const char *name = strrchr(devpath, '/');
+
+        if (!name)
+                return false;
+        snprintf(sys, sizeof sys, "/sys/class/tty/%s/device", name + 1);
+        if (!realpath(sys, real))
+                return false;
+        /* .../1-1.4/1-1.4:1.0 → parent directory name is the port location. */
+        char *slash = strrchr(real, '/');
+        if (!slash)
+                return false;
+        *slash = 0;
+        slash = strrchr(real, '/');
+        if (!slash || strlen(slash + 1) >= len)
+                return false;
+        strcpy(buf, slash + 1);
+        return true;
+}
+
+static void scan_usb(struct manager *m) {
+        struct sp_port **ports = NULL;
+
+        if (m->conf.n_usb_ids == 0)
+                return;
+        if (sp_list_ports(&ports) != SP_OK)
+                return;
+        for (size_t i = 0; ports[i]; i++) {
+                int vid, pid;
+                char loc[64];
+                if (sp_get_port_transport(ports[i]) != SP_TRANSPORT_USB ||
+                    sp_get_port_usb_vid_pid(ports[i], &vid, &pid) != SP_OK)
+                        continue;
+                for (size_t k = 0; k < m->conf.n_usb_ids; k++) {
+                        const struct usb_id *id = &m->conf.usb_ids[k];
+                        if (id->vid != vid || (id->pid && id->pid != pid))
+                                continue;
+                        const char *name = sp_get_port_name(ports[i]);
+                        consider_port(m, name, usb_location_of(name, loc, sizeof loc) ? loc : NULL);
+                        break;
+                }
+        }
+        sp_free_port_list(ports);
+}
+
+static void rescan(struct manager *m) {
+        if (m->stopping)
+                return;
+        for (size_t i = 0; i < m->conf.n_globs; i++) {
+                glob_t g = {};
+                if (glob(m->conf.globs[i], 0, NULL, &g) == 0)
+                        for (size_t k = 0; k < g.gl_pathc; k++)
+                                consider_port(m, g.gl_pathv[k], NULL);
+                globfree(&g);
+        }
+        scan_usb(m);
+}
+
+static void on_rescan(uv_timer_t *t) {
+        rescan(t->data);
+}
+
+static void rescan_soon(struct manager *m) {
+        if (m->stopping || uv_is_active((uv_handle_t *)&m->rescan_soon))
+                return;
+        (void)uv_timer_start(&m->rescan_soon, on_rescan, RESCAN_DEBOUNCE_MS, 0);
+}
+
+static void on_dir_event(uv_fs_event_t *h, const char *filename, int events, int status) {
+        rescan_soon(h->data);
+}
+
+static void on_watch_closed(uv_handle_t *h) {
+        free(h);
+}
+
+static void watches_stop(struct manager *m) {
+        for (size_t i = 0; i < m->n_watches; i++)
+                uv_close((uv_handle_t *)m->watches[i], on_watch_closed);
+        m->watches = (free(m->watches), NULL);
+        m->n_watches = 0;
+}
+
+/* inotify on each glob's directory (/dev, the simulator's folder): hotplug without waiting for the timer. */
+static void watches_start(struct manager *m) {
+        m->watches = calloc(m->conf.n_globs + 1, sizeof(*m->watches));
+        if (!m->watches)
+                return;
+        for (size_t i = 0; i < m->conf.n_globs; i++) {
+                char dir[PATH_MAX];
+                uv_fs_event_t *w;
+
+                snprintf(dir, sizeof dir, "%s", m->conf.globs[i]);
+                char *d = dirname(dir);
+                if (strpbrk(d, "*?["))
+                        continue;       /* wildcard directories are covered by the timer */
+                bool dup = false;
+                for (size_t k = 0; k < i; k++) {
+                        char other[PATH_MAX];
+                        snprintf(other, sizeof other, "%s", m->conf.globs[k]);
+                        dup = dup || streq(dirname(other), d);
+                }
+                if (dup || !(w = calloc(1, sizeof *w)))
+                        continue;
+                uv_fs_event_init(m->loop, w);
+                w->data = m;
+                if (uv_fs_event_start(w, on_dir_event, d, 0) < 0) {
+                        uv_close((uv_handle_t *)w, on_watch_closed);
+                        continue;
+                }
+                m->watches[m->n_watches++] = w;
+        }
+}
+
+/* --- control requests ----------------------------------------------------- */
+
+static cJSON *status_json(struct manager *m) {
+        cJSON *o = cJSON_CreateObject(), *totals, *ports, *lat;
+
+        cJSON_AddBoolToObject(o, "ok", true);
+        cJSON_AddStringToObject(o, "station", m->conf.name);
+        cJSON_AddStringToObject(o, "version", PROVD_VERSION);
+        cJSON_AddNumberToObject(o, "uptime_s", (double)((now_usec() - m->started_us) / 1000000));
+        cJSON_AddBoolToObject(o, "stopping", m->stopping);
+        totals = cJSON_AddObjectToObject(o, "totals");
+        for (unsigned i = 0; i < _OUTCOME_MAX; i++)
+                cJSON_AddNumberToObject(totals, outcome_names[i], (double)m->outcomes[i]);
+        cJSON_AddNumberToObject(totals, "certificates_issued", (double)m->certs_issued);
+        cJSON_AddNumberToObject(totals, "sessions", (double)m->sessions_started);
+        cJSON_AddNumberToObject(o, "per_minute", manager_rate_per_minute(m));
+        lat = cJSON_AddObjectToObject(o, "added_latency_us");
+        cJSON_AddNumberToObject(lat, "samples", (double)m->latency_count);
+        cJSON_AddNumberToObject(lat, "p50", latency_percentile(m, 0.50));
+        cJSON_AddNumberToObject(lat, "p99", latency_percentile(m, 0.99));
+        ports = cJSON_AddArrayToObject(o, "ports");
+        unsigned active = 0;
+        for (size_t i = 0; i < m->n_stations; i++) {
+                station_status(m->stations[i], ports);
+                active += station_is_active(m->stations[i]);
+        }
+        cJSON_AddNumberToObject(o, "active", active);
+        return o;
+}
+
+#include "manager-db.inc"
+
+static void on_control(struct control_client *c, const struct control_peer *peer,
+                       const struct control_request *req, void *userdata) {
+        struct manager *m = userdata;
+        cJSON *o;
+
+        switch (req->cmd) {
+        case CONTROL_PING:
+                o = cJSON_CreateObject();
+                cJSON_AddBoolToObject(o, "ok", true);
+                cJSON_AddStringToObject(o, "version", PROVD_VERSION);
+                control_reply(c, o);
+                return;
+        case CONTROL_STATUS:
+                control_reply(c, status_json(m));
+                return;
+        default:
+                control_db_request(m, c, peer, req);
+                return;
+        }
+}
+
+/* --- life cycle ---------------------------------------------------------- */
+
+static int read_pin(const char *path, char *buf, size_t len) {
+        _cleanup_close_ int fd = -EBADF;
+        ssize_t n;
+
+        if (!path)
+                return 0;
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        n = read(fd, buf, len - 1);
+        if (n < 0)
+                return -errno;
+        buf[n] = 0;
+        buf[strcspn(buf, "\r\n")] = 0;
+        return 1;
+}
+
+static int open_issuer(struct manager *m, const struct conf *c, struct issuer **ret) {
+        struct signer *s = NULL;
+        struct cert_profile prof;
+        char pin[256] = "";
+        const char *uri = c->signer_uri;
+        int r;
+
+        r = read_pin(c->signer_pin_file, pin, sizeof pin);
+        if (r < 0)
+                return log_error_errno(r, "signer PIN file %s: %m", c->signer_pin_file);
+        r = signer_open(&s, uri, c->signer_cert, r > 0 ? pin : NULL);
+        explicit_bzero(pin, sizeof pin);
+        if (r == -EPERM)
+                return log_error_errno(r, "signer key %s is readable or writable by group or others; "
+                                       "run chmod 600 on it", uri);
+        if (r < 0)
+                return log_error_errno(r, "cannot open signer %s with certificate %s: %m", uri, c->signer_cert);
+        r = signer_set_root(s, c->root_cert);
+        if (r < 0) {
+                signer_free(s);
+                return log_error_errno(r, "root %s: %s", c->root_cert,
+                                       r == -EKEYREJECTED ? "did not sign the signer certificate" : strerror(-r));
+        }
+        cert_profile_init(&prof);
+        if (c->validity_days == 0)
+                prof.no_expiry = true;
+        else
+                prof.validity_days = c->validity_days;
+        prof.org = c->organization;
+        r = issuer_new(ret, s, &prof);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up issuance: %m");
+        return 0;
+}
+
+int manager_new(struct manager **ret, uv_loop_t *loop, const char *config_path) {
+        struct manager *m;
+        char err[512];
+        int r;
+
+        m = calloc(1, sizeof *m);
+        if (!m)
+                return -ENOMEM;
+        m->loop = loop;
+        m->config_path = strdup(config_path);
+        m->latency = calloc(LATENCY_BUCKETS, sizeof(*m->latency));
+        conf_init(&m->conf);
+        if (!m->config_path || !m->latency) {
+                manager_free(m);
+                return -ENOMEM;
+        }
+        r = conf_load(&m->conf, config_path, err, sizeof err);
+        if (r < 0) {
+                log_error("configuration: %s", err);
+                manager_free(m);
+                return r;
+        }
+        if (!m->conf.database) {
+                if (asprintf(&m->conf.database, "%s/provd.db", m->conf.state_dir) < 0) {
+                        manager_free(m);
+                        return -ENOMEM;
+                }
+        }
+        log_set_max_level(m->conf.log_level);
+        *ret = m;
+        return 0;
+}
+
+struct manager *manager_free(struct manager *m) {
+        if (!m)
+                return NULL;
+        for (size_t i = 0; i < m->n_stations; i++)
+                station_free(m->stations[i]);
+        free(m->stations);
+        for (size_t i = 0; i < m->n_watches; i++)
+                free(m->watches[i]);
+        free(m->watches);
+        issuer_free(m->issuer);
+        free(m->latency);
+        free(m->config_path);
+        conf_deinit(&m->conf);
+        free(m);
+        return NULL;
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+        struct manager *m = s->data;
+
+        if (signum == SIGHUP) {
+                (void)manager_reload(m);
+                return;
+        }
+        log_notice("received %s; finishing in-flight boards (up to %u ms)", strsignal(signum),
+                   m->conf.shutdown_ms);
+        manager_stop(m);
+}
+
+static void on_watchdog(uv_timer_t *t) {
+        notify("WATCHDOG=1");
+}
+
+static void on_shutdown_deadline(uv_timer_t *t) {
+        struct manager *m = t->data;
+
+        log_warning("shutdown deadline reached; aborting %zu sessions", m->n_stations);
+        for (size_t i = m->n_stations; i > 0; i--)
+                station_abort(m->stations[i - 1], "shutdown deadline");
+}
+
+int manager_start(struct manager *m) {
+        gid_t gid = (gid_t)-1;
+        int r;
+
+        m->started_us = now_usec();
+        r = open_issuer(m, &m->conf, &m->issuer);
+        if (r < 0)
+                return r;
+        m->have_root_pubkey = issuer_root_pubkey(m->issuer, m->root_pubkey) >= 0;
+
+        if (mkdir(m->conf.state_dir, 0750) < 0 && errno != EEXIST)
+                return log_error_errno(-errno, "state directory %s: %m", m->conf.state_dir);
+        r = manager_db_open(m);
+        if (r < 0)
+                return r;
+
+        if (m->conf.control_group) {
+                struct group *g = getgrnam(m->conf.control_group);
+                if (g)
+                        gid = g->gr_gid;
+                else
+                        log_warning("control group '%s' does not exist; only root and uid %u may use the socket",
+                                    m->conf.control_group, (unsigned)geteuid());
+        }
+        r = control_new(&m->control, m->loop, m->conf.control_socket, gid, on_control, m);
+        if (r < 0)
+                return log_error_errno(r, "control socket %s: %m", m->conf.control_socket);
+
+        uv_timer_init(m->loop, &m->rescan_timer);
+        m->rescan_timer.data = m;
+        uv_timer_init(m->loop, &m->rescan_soon);
+        m->rescan_soon.data = m;
+        uv_timer_init(m->loop, &m->shutdown_timer);
+        m->shutdown_timer.data = m;
+        uv_timer_init(m->loop, &m->watchdog_timer);
+        m->watchdog_timer.data = m;
+        uv_signal_init(m->loop, &m->sig_term);
+        uv_signal_init(m->loop, &m->sig_int);
+        uv_signal_init(m->loop, &m->sig_hup);
+        m->sig_term.data = m->sig_int.data = m->sig_hup.data = m;
+        uv_signal_start(&m->sig_term, on_signal, SIGTERM);
+        uv_signal_start(&m->sig_int, on_signal, SIGINT);
+        uv_signal_start(&m->sig_hup, on_signal, SIGHUP);
+
+#if HAVE_SYSTEMD
+        uint64_t wd;
+        if (sd_watchdog_enabled(0, &wd) > 0)
+                uv_timer_start(&m->watchdog_timer, on_watchdog, wd / 2000, wd / 2000);
+#endif
+        watches_start(m);
+        uv_timer_start(&m->rescan_timer, on_rescan, 0, m->conf.rescan_ms);
+        log_info("provd %s ready: signer %s (%s), database %s, %zu port pattern(s)", PROVD_VERSION,
+                 m->conf.signer_uri, signer_backend(issuer_signer(m->issuer)), m->conf.database,
+                 m->conf.n_globs + m->conf.n_usb_ids);
+        notify("READY=1");
+        return 0;
+}
+
+static void close_handle(uv_handle_t *h) {
+        if (h->loop && !uv_is_closing(h))
+                uv_close(h, NULL);
+}
+
+static void on_db_closed(struct db *db, void *userdata) {
+        struct manager *m = userdata;
+
+        m->db = NULL;
+        m->db_closed = true;
+        control_free(m->control);
+        m->control = NULL;
+        close_handle((uv_handle_t *)&m->sig_term);
+        close_handle((uv_handle_t *)&m->sig_int);
+        close_handle((uv_handle_t *)&m->sig_hup);
+        close_handle((uv_handle_t *)&m->shutdown_timer);
+        close_handle((uv_handle_t *)&m->watchdog_timer);
+        log_info("database flushed; exiting");
+}
+
+void manager_stop(struct manager *m) {
+        if (!m->stopping) {
+                m->stopping = true;
+                notify("STOPPING=1");
+                uv_timer_stop(&m->rescan_timer);
+                close_handle((uv_handle_t *)&m->rescan_timer);
+                close_handle((uv_handle_t *)&m->rescan_soon);
+                watches_stop(m);
+                if (m->conf.shutdown_ms && m->shutdown_timer.loop)
+                        uv_timer_start(&m->shutdown_timer, on_shutdown_deadline, m->conf.shutdown_ms, 0);
+                for (size_t i = m->n_stations; i > 0; i--)
+                        station_shutdown(m->stations[i - 1]);
+                if (!m->conf.shutdown_ms)
+                        on_shutdown_deadline(&m->shutdown_timer);
+        }
+        if (m->n_stations > 0 || m->jobs_in_flight > 0 || m->db_closing)
+                return;
+        uv_timer_stop(&m->shutdown_timer);
+        m->db_closing = true;
+        if (m->db)
+                db_close(m->db, on_db_closed, m);
+        else
+                on_db_closed(NULL, m);
+}
+
+int manager_reload(struct manager *m) {
+        struct conf n;
+        char err[512];
+        int r;
+
+        conf_init(&n);
+        r = conf_load(&n, m->config_path, err, sizeof err);
+        if (r < 0) {
+                conf_deinit(&n);
+                return log_error_errno(r, "reload: %s; keeping the current configuration", err);
+        }
+        if (!n.database && asprintf(&n.database, "%s/provd.db", n.state_dir) < 0) {
+                conf_deinit(&n);
+                return log_oom();
+        }
+        /* Settings bound to resources opened at start need a restart. */
+        if (!streq(n.signer_uri, m->conf.signer_uri) || !streq(n.signer_cert, m->conf.signer_cert) ||
+            !streq(n.database, m->conf.database) || !streq(n.control_socket, m->conf.control_socket) ||
+            n.max_frame != m->conf.max_frame)
+                log_warning("reload: signer, database, control socket and max_frame changes take effect "
+                            "at the next restart");
+        /* Keep the start-bound values so status and sessions stay consistent. */
+        free(n.signer_uri), n.signer_uri = strdup(m->conf.signer_uri);
+        free(n.signer_cert), n.signer_cert = strdup(m->conf.signer_cert);
+        free(n.root_cert), n.root_cert = strdup(m->conf.root_cert);
+        free(n.database), n.database = strdup(m->conf.database);
+        free(n.control_socket), n.control_socket = strdup(m->conf.control_socket);
+        n.max_frame = m->conf.max_frame;
+        if (!n.signer_uri || !n.signer_cert || !n.root_cert || !n.database || !n.control_socket) {
+                conf_deinit(&n);
+                return log_oom();
+        }
+        conf_deinit(&m->conf);
+        m->conf = n;
+        log_set_max_level(m->conf.log_level);
+        if (!m->stopping) {
+                watches_stop(m);
+                watches_start(m);
+                uv_timer_start(&m->rescan_timer, on_rescan, 0, m->conf.rescan_ms);
+        }
+        log_notice("configuration reloaded from %s", m->config_path);
+        return 0;
+}

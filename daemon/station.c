@@ -1,0 +1,870 @@
+/* SPDX-License-Identifier: MIT */
+/* One port and the provisioning session of the board on it. */
+
+/*
+ * Threads: everything here runs on the loop thread except the bodies of the
+ * two worker jobs (CSR validation + issuance, proof verification), which
+ * only touch st->job. Database requests run on the writer thread and come
+ * back through their done() callback on the loop thread.
+ *
+ * Lifetime: a station is freed when its poll and timer handles are closed
+ * and no worker job or database request refers to it (st->busy == 0).
+ *
+ * Durability rule (DESIGN.md): PUT_CERT is sent only from the done()
+ * callback of the issuance record, i.e. after its transaction committed.
+ */
+
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "certs-hsm/cert.h"
+#include "certs-hsm/csr.h"
+#include "certs-hsm/proof.h"
+#include "db.h"
+#include "log.h"
+#include "manager.h"
+#include "serial-port.h"
+#include "station-proto/sp.h"
+#include "station.h"
+#include "util.h"
+
+#define READS_PER_WAKEUP 16
+#define RESULT_TIMEOUT_MS 1000
+#define SERIAL_HEX_MAX (2 * 32)
+
+struct job {
+        uv_work_t work;
+        int result;
+        /* ISSUE */
+        uint8_t *csr_der;               /* max_frame bytes, allocated with the station */
+        size_t csr_len;
+        char cn[SERIAL_HEX_MAX + 1];
+        bool expect_pubkey;
+        uint8_t pubkey[SP_PUBKEY_LEN];  /* the key IDENT reported */
+        struct csr_info csr;
+        struct issued_cert cert;
+        struct issuer *issuer;          /* reference held while the job runs */
+        /* VERIFY */
+        struct sp_proof proof;
+        uint8_t nonce[SP_NONCE_LEN];
+};
+
+struct station {
+        struct manager *m;
+        char *path;
+        char *slot;
+        char *usb_location;
+        dev_t rdev;
+        int fd;
+        uv_poll_t poll;
+        uv_timer_t timer;
+        bool poll_open, timer_open;
+        int poll_events;
+        unsigned busy;                  /* worker jobs + DB requests in flight */
+        bool closing;
+        bool shutting_down;
+
+        struct sp_parser *parser;
+        struct sp_client client;
+        uint8_t *txbuf;                 /* encoded request, owned by client */
+        size_t tx_off;                  /* bytes of client.buf already written */
+        bool tx_pending;
+        uint8_t *payload;               /* scratch for building request payloads */
+        size_t payload_cap;
+        uint8_t rbuf[4096];
+
+        enum station_state state;
+        unsigned retries_left;
+        uint64_t session_start_us;
+        int64_t session_start_ms;       /* wall clock, for the attempt record */
+        uint64_t step_start_us;
+        uint64_t rx_us;                 /* when the last response arrived */
+        uint32_t step_ms[_STATION_STATE_MAX];
+        unsigned frame_errors;
+        char last_error[256];
+        enum outcome outcome;
+        bool session_recorded;
+
+        struct sp_ident ident;
+        bool have_ident;
+        char serial[SERIAL_HEX_MAX + 1];
+        bool reissue;                   /* DB asked for a new certificate */
+        int64_t cert_id;
+        char thing_name[CERT_THING_NAME_MAX + 1];
+
+        struct job job;
+        struct db_req req;
+};
+
+static const char *const state_names[_STATION_STATE_MAX] = {
+        [STATION_HELLO] = "hello",
+        [STATION_LOOKUP] = "lookup",
+        [STATION_CSR] = "csr",
+        [STATION_ISSUE] = "issue",
+        [STATION_RECORD] = "record",
+        [STATION_PUT_CERT] = "cert",
+        [STATION_PUT_CONFIG] = "config",
+        [STATION_PROVE] = "prove",
+        [STATION_VERIFY] = "verify",
+        [STATION_LOCK] = "lock",
+        [STATION_COMMIT] = "commit",
+        [STATION_RESULT] = "result",
+        [STATION_DONE] = "done",
+        [STATION_FAILED] = "failed",
+};
+
+const char *station_state_to_string(enum station_state s) {
+        return s < _STATION_STATE_MAX ? state_names[s] : "?";
+}
+
+#define slog(st, level, error, ...) \
+        log_internal(level, error, (st)->slot, (st)->serial[0] ? (st)->serial : NULL, __VA_ARGS__)
+
+static void session_fail(struct station *st, enum outcome o, const char *fmt, ...) _printf_(3, 4);
+static void send_request(struct station *st, uint8_t type, size_t payload_len);
+static void submit_outcome(struct station *st);
+static void maybe_free(struct station *st);
+
+const char *station_path(const struct station *st) {
+        return st->path;
+}
+
+dev_t station_rdev(const struct station *st) {
+        return st->rdev;
+}
+
+const char *station_serial(const struct station *st) {
+        return st->serial;
+}
+
+bool station_is_active(const struct station *st) {
+        return st->state != STATION_DONE && st->state != STATION_FAILED;
+}
+
+bool station_is_closing(const struct station *st) {
+        return st->closing;
+}
+
+/* --- time keeping -------------------------------------------------------- */
+
+static void enter(struct station *st, enum station_state s) {
+        uint64_t now = now_usec();
+
+        if (st->state < _STATION_STATE_MAX)
+                st->step_ms[st->state] += (uint32_t)((now - st->step_start_us) / 1000);
+        st->state = s;
+        st->step_start_us = now;
+}
+
+/* --- output ------------------------------------------------------------ */
+
+static void poll_update(struct station *st);
+
+static int flush_tx(struct station *st) {
+        while (st->tx_off < st->client.len) {
+                ssize_t n = write(st->fd, st->client.buf + st->tx_off, st->client.len - st->tx_off);
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                break;
+                        return -errno;
+                }
+                st->tx_off += (size_t)n;
+        }
+        st->tx_pending = st->tx_off < st->client.len;
+        poll_update(st);
+        return 0;
+}
+
+static void on_timeout(uv_timer_t *t);
+
+static void arm_timeout(struct station *st, unsigned ms) {
+        (void)uv_timer_start(&st->timer, on_timeout, ms, 0);
+}
+
+static unsigned request_timeout(const struct station *st) {
+        const struct conf *c = &st->m->conf;
+
+        if (st->state == STATION_CSR)
+                return c->keygen_ms;
+        if (st->state == STATION_RESULT)
+                return MIN(c->response_ms, RESULT_TIMEOUT_MS);
+        return c->response_ms;
+}
+
+/* Encodes st->payload[0..len) as a new request and starts sending it. */
+static void send_request(struct station *st, uint8_t type, size_t payload_len) {
+        ssize_t n;
+        int r;
+
+        n = sp_client_request(&st->client, type, st->payload, payload_len);
+        if (n < 0) {
+                session_fail(st, OUTCOME_FAILED, "cannot encode %s: %s", sp_msg_type_to_string(type),
+                             strerror((int)-n));
+                return;
+        }
+        if (st->rx_us) {
+                manager_record_latency(st->m, now_usec() - st->rx_us);
+                st->rx_us = 0;
+        }
+        st->tx_off = 0;
+        st->retries_left = st->m->conf.retries;
+        r = flush_tx(st);
+        if (r < 0) {
+                station_close(st, "write failed");
+                return;
+        }
+        arm_timeout(st, request_timeout(st));
+}
+
+static void on_timeout(uv_timer_t *t) {
+        struct station *st = t->data;
+        ssize_t n;
+
+        if (st->state == STATION_RESULT) {
+                /* The verdict is recorded; telling the board is best effort. */
+                enter(st, st->outcome == OUTCOME_PROVISIONED || st->outcome == OUTCOME_ALREADY_PROVISIONED
+                                  ? STATION_DONE : STATION_FAILED);
+                st->client.pending = false;
+                return;
+        }
+        if (!st->client.pending)
+                return;
+        if (st->retries_left == 0) {
+                session_fail(st, OUTCOME_FAILED, "board did not answer %s after %u tries; reseat it",
+                             sp_msg_type_to_string(st->client.type), st->m->conf.retries + 1);
+                return;
+        }
+        st->retries_left--;
+        n = sp_client_retransmit(&st->client);
+        if (n < 0)
+                return;
+        slog(st, LOG_DEBUG, 0, "retransmitting %s (seq %u)", sp_msg_type_to_string(st->client.type),
+             st->client.seq);
+        if (!st->tx_pending) {
+                st->tx_off = 0;
+                if (flush_tx(st) < 0) {
+                        station_close(st, "write failed");
+                        return;
+                }
+        }
+        arm_timeout(st, request_timeout(st));
+}
+
+/* --- session steps ------------------------------------------------------- */
+
+static void send_hello(struct station *st) {
+        struct sp_tlv_writer w;
+        uint8_t versions[] = { SP_PROTO_VERSION };
+
+        sp_tlv_writer_init(&w, st->payload, st->payload_cap);
+        sp_tlv_put(&w, SP_TAG_PROTO_VERSION, versions, sizeof versions);
+        sp_tlv_put_u16(&w, SP_TAG_MAX_FRAME, (uint16_t)st->m->conf.max_frame);
+        send_request(st, SP_MSG_HELLO, w.len);
+}
+
+static void send_result(struct station *st) {
+        struct sp_tlv_writer w;
+        uint8_t res = st->outcome == OUTCOME_PROVISIONED ? SP_RESULT_PROVISIONED :
+                      st->outcome == OUTCOME_ALREADY_PROVISIONED ? SP_RESULT_ALREADY_PROVISIONED :
+                      SP_RESULT_FAILED;
+
+        enter(st, STATION_RESULT);
+        sp_tlv_writer_init(&w, st->payload, st->payload_cap);
+        sp_tlv_put_u8(&w, SP_TAG_RESULT, res);
+        if (res == SP_RESULT_FAILED && st->last_error[0])
+                sp_tlv_put(&w, SP_TAG_ERROR_TEXT, st->last_error, MIN(strlen(st->last_error), 128));
+        send_request(st, SP_MSG_RESULT, w.error ? 0 : w.len);
+}
+
+static void session_end(struct station *st, enum outcome o) {
+        st->outcome = o;
+        enter(st, STATION_COMMIT);
+        (void)uv_timer_stop(&st->timer);
+        st->client.pending = false;
+        submit_outcome(st);
+}
+
+static void session_fail(struct station *st, enum outcome o, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(st->last_error, sizeof st->last_error, fmt, ap);
+        va_end(ap);
+        slog(st, o == OUTCOME_CLONE_SUSPECTED ? LOG_WARNING : LOG_ERR, 0, "%s: %s",
+             outcome_to_string(o), st->last_error);
+        if (st->state == STATION_COMMIT || st->state == STATION_RESULT ||
+            st->state == STATION_DONE || st->state == STATION_FAILED)
+                return;
+        session_end(st, o);
+}
+
+static void send_get_csr(struct station *st) {
+        struct sp_tlv_writer w;
+
+        enter(st, STATION_CSR);
+        sp_tlv_writer_init(&w, st->payload, st->payload_cap);
+        if (!st->ident.has_pubkey)
+                sp_tlv_put_u8(&w, SP_TAG_NEW_KEY, 1);
+        sp_tlv_put_str(&w, SP_TAG_SUBJECT_CN, st->serial);
+        send_request(st, SP_MSG_GET_CSR, w.len);
+}
+
+static void work_issue(uv_work_t *w) {
+        struct job *j = container_of(w, struct job, work);
+        int r;
+
+        r = csr_parse_validate(j->csr_der, j->csr_len, j->cn, &j->csr);
+        if (r < 0) {
+                j->result = r;
+                return;
+        }
+        if (j->csr.requested_ca) {
+                j->result = -EPERM;
+                return;
+        }
+        if (j->expect_pubkey && memcmp(j->csr.pubkey, j->pubkey, SP_PUBKEY_LEN) != 0) {
+                j->result = -EKEYREJECTED;
+                return;
+        }
+        j->result = issuer_issue(j->issuer, &j->csr, j->cn, &j->cert);
+}
+
+static void after_issue(uv_work_t *w, int status) {
+        struct job *j = container_of(w, struct job, work);
+        struct station *st = container_of(j, struct station, job);
+        struct manager *m = st->m;
+        int r = status < 0 ? status : j->result;
+
+        j->issuer = issuer_free(j->issuer);
+        st->busy--;
+        m->jobs_in_flight--;
+        st->rx_us = now_usec();
+        if (st->closing) {
+                issued_cert_done(&j->cert);
+                csr_info_done(&j->csr);
+                maybe_free(st);
+                return;
+        }
+        if (r < 0) {
+                const char *why;
+                if (r == -EPERM && j->csr.requested_ca)
+                        why = "CSR asks for a CA certificate (CA:TRUE); refused, nothing signed";
+                else if (r == -EKEYREJECTED && j->expect_pubkey && j->csr.key)
+                        why = "CSR key differs from the key the board reported; nothing signed";
+                else
+                        why = csr_strerror(r);
+                csr_info_done(&j->csr);
+                session_fail(st, OUTCOME_REJECTED, "bad CSR: %s", why);
+                return;
+        }
+        m->certs_issued++;
+        r = cert_thing_name(m->conf.thing_name == THING_NAME_SKI ? CERT_THING_SKI : CERT_THING_CN,
+                            &j->cert, st->serial, st->thing_name, sizeof st->thing_name);
+        if (r < 0) {
+                session_fail(st, OUTCOME_FAILED, "cannot derive a thing name: %s", strerror(-r));
+                return;
+        }
+        enter(st, STATION_RECORD);
+        submit_issuance(st);
+}
+
+static void start_issue(struct station *st, const uint8_t *der, size_t len) {
+        struct job *j = &st->job;
+        int r;
+
+        if (len > st->payload_cap) {
+                session_fail(st, OUTCOME_REJECTED, "CSR of %zu bytes is too large", len);
+                return;
+        }
+        if (!manager_take_issuance_token(st->m)) {
+                session_fail(st, OUTCOME_FAILED, "issuance budget of %u certificates per hour is spent",
+                             st->m->conf.max_certs_per_hour);
+                return;
+        }
+        memcpy(j->csr_der, der, len);
+        j->csr_len = len;
+        strcpy(j->cn, st->serial);
+        j->expect_pubkey = st->ident.has_pubkey;
+        memcpy(j->pubkey, st->ident.pubkey, SP_PUBKEY_LEN);
+        j->csr = (struct csr_info) {};
+        j->cert = (struct issued_cert) {};
+        j->issuer = issuer_ref(st->m->issuer);
+        enter(st, STATION_ISSUE);
+        r = uv_queue_work(st->m->loop, &j->work, work_issue, after_issue);
+        if (r < 0) {
+                j->issuer = issuer_free(j->issuer);
+                session_fail(st, OUTCOME_FAILED, "cannot queue issuance: %s", uv_strerror(r));
+                return;
+        }
+        st->busy++;
+        st->m->jobs_in_flight++;
+}
+
+static void send_put_cert(struct station *st) {
+        struct sp_tlv_writer w;
+        const uint8_t *signer;
+        size_t signer_len;
+
+        enter(st, STATION_PUT_CERT);
+        signer = issuer_signer_cert_der(st->m->issuer, &signer_len);
+        sp_tlv_writer_init(&w, st->payload, st->payload_cap);
+        sp_tlv_put(&w, SP_TAG_DEVICE_CERT, st->job.cert.der, st->job.cert.der_len);
+        sp_tlv_put(&w, SP_TAG_SIGNER_CERT, signer, signer_len);
+        if ((st->ident.caps & SP_CAP_ROOT_PUBKEY) && st->m->have_root_pubkey)
+                sp_tlv_put(&w, SP_TAG_ROOT_PUBKEY, st->m->root_pubkey, sizeof st->m->root_pubkey);
+        if (w.error) {
+                session_fail(st, OUTCOME_FAILED, "certificates do not fit in one frame (max_frame %u)",
+                             st->m->conf.max_frame);
+                return;
+        }
+        send_request(st, SP_MSG_PUT_CERT, w.len);
+}
+
+static void send_put_config(struct station *st) {
+        const struct conf *c = &st->m->conf;
+        struct sp_tlv_writer w;
+
+        enter(st, STATION_PUT_CONFIG);
+        sp_tlv_writer_init(&w, st->payload, st->payload_cap);
+        if (c->aws_endpoint) {
+                sp_tlv_put_str(&w, SP_TAG_CFG_KEY, "aws_endpoint");
+                sp_tlv_put_str(&w, SP_TAG_CFG_VALUE, c->aws_endpoint);
+        }
+        sp_tlv_put_str(&w, SP_TAG_CFG_KEY, "thing_name");
+        sp_tlv_put_str(&w, SP_TAG_CFG_VALUE, st->thing_name);
+        if (c->wifi_ssid && (st->ident.caps & SP_CAP_WIFI)) {
+                sp_tlv_put_str(&w, SP_TAG_CFG_KEY, "wifi_ssid");
+                sp_tlv_put_str(&w, SP_TAG_CFG_VALUE, c->wifi_ssid);
+                if (c->wifi_psk) {
+                        sp_tlv_put_str(&w, SP_TAG_CFG_KEY, "wifi_psk");
+                        sp_tlv_put_str(&w, SP_TAG_CFG_VALUE, c->wifi_psk);
+                }
+        }
+        if (w.error) {
+                session_fail(st, OUTCOME_FAILED, "configuration does not fit in one frame");
+                return;
+        }
+        send_request(st, SP_MSG_PUT_CONFIG, w.len);
+        /* The PSK stays in the encoded request only as long as needed for retransmission. */
+        explicit_bzero(st->payload, w.len);
+}
+
+static void send_prove(struct station *st) {
+        struct sp_tlv_writer w;
+
+        enter(st, STATION_PROVE);
+        if (RAND_bytes(st->job.nonce, sizeof st->job.nonce) != 1) {
+                session_fail(st, OUTCOME_FAILED, "no randomness for the proof nonce");
+                return;
+        }
+        sp_tlv_writer_init(&w, st->payload, st->payload_cap);
+        sp_tlv_put(&w, SP_TAG_NONCE, st->job.nonce, sizeof st->job.nonce);
+        send_request(st, SP_MSG_PROVE, w.len);
+}
+
+static void work_verify(uv_work_t *w) {
+        struct job *j = container_of(w, struct job, work);
+
+        if (memcmp(j->proof.cert_hash, j->cert.sha256, SP_SHA256_LEN) != 0) {
+                j->result = -ENOKEY;
+                return;
+        }
+        j->result = proof_verify_csr(&j->csr, j->nonce, j->proof.cert_hash, j->proof.signature);
+}
+
+static void send_lock(struct station *st) {
+        enter(st, STATION_LOCK);
+        send_request(st, SP_MSG_LOCK, 0);
+}
+
+static void after_verify(uv_work_t *w, int status) {
+        struct job *j = container_of(w, struct job, work);
+        struct station *st = container_of(j, struct station, job);
+        int r = status < 0 ? status : j->result;
+
+        st->busy--;
+        st->m->jobs_in_flight--;
+        st->rx_us = now_usec();
+        if (st->closing) {
+                maybe_free(st);
+                return;
+        }
+        if (r == -ENOKEY) {
+                session_fail(st, OUTCOME_FAILED, "board reports a stored certificate that is not the one issued");
+                return;
+        }
+        if (r < 0) {
+                session_fail(st, OUTCOME_FAILED, "proof of possession failed: the board's signature does not verify");
+                return;
+        }
+        if (st->m->conf.lock && (st->ident.caps & SP_CAP_LOCK) && !st->ident.locked) {
+                send_lock(st);
+                return;
+        }
+        session_end(st, OUTCOME_PROVISIONED);
+}
+
+static void start_verify(struct station *st) {
+        int r;
+
+        enter(st, STATION_VERIFY);
+        r = uv_queue_work(st->m->loop, &st->job.work, work_verify, after_verify);
+        if (r < 0) {
+                session_fail(st, OUTCOME_FAILED, "cannot queue proof verification: %s", uv_strerror(r));
+                return;
+        }
+        st->busy++;
+        st->m->jobs_in_flight++;
+}
+
+/* --- database steps ------------------------------------------------------ */
+
+#include "station-db.inc"
+
+/* --- input ---------------------------------------------------------------- */
+
+static bool printable_serial(const struct sp_ident *id, char *out, size_t outlen) {
+        static const char hex[] = "0123456789ABCDEF";
+
+        if (id->serial_len == 0 || id->serial_len * 2 + 1 > outlen)
+                return false;
+        for (size_t i = 0; i < id->serial_len; i++) {
+                out[2 * i] = hex[id->serial[i] >> 4];
+                out[2 * i + 1] = hex[id->serial[i] & 15];
+        }
+        out[id->serial_len * 2] = 0;
+        return true;
+}
+
+static void on_ident(struct station *st, const struct sp_frame *f) {
+        struct sp_ident id;
+        int r;
+
+        r = sp_ident_parse(f, &id);
+        if (r < 0) {
+                session_fail(st, OUTCOME_FAILED, "board sent a malformed IDENT; check its firmware");
+                return;
+        }
+        if (id.proto_version != SP_PROTO_VERSION) {
+                session_fail(st, OUTCOME_FAILED, "board chose protocol version %u, station speaks %u",
+                             id.proto_version, SP_PROTO_VERSION);
+                return;
+        }
+        if (!printable_serial(&id, st->serial, sizeof st->serial)) {
+                session_fail(st, OUTCOME_FAILED, "board sent an empty or oversize serial");
+                return;
+        }
+        st->ident = id;
+        st->have_ident = true;
+        slog(st, LOG_INFO, 0, "board %s firmware %s%s", id.model, id.fw_version,
+             id.has_pubkey ? ", has a key" : "");
+        if (manager_serial_in_use(st->m, st)) {
+                session_fail(st, OUTCOME_CLONE_SUSPECTED,
+                             "serial %s is in session on another port at the same time; suspected clone",
+                             st->serial);
+                return;
+        }
+        enter(st, STATION_LOOKUP);
+        submit_lookup(st);
+}
+
+static void on_response(struct station *st, const struct sp_frame *f) {
+        const uint8_t *der;
+        size_t len;
+        int r;
+
+        if (f->type == SP_MSG_ERROR) {
+                struct sp_board_error e;
+                const char *what;
+
+                if (sp_error_parse(f, &e) < 0)
+                        e = (struct sp_board_error) { .code = 0, .text = "" };
+                what = sp_error_to_string(e.code);
+                if (st->state == STATION_RESULT) {
+                        session_end(st, st->outcome);   /* unreachable: RESULT is after commit */
+                        return;
+                }
+                session_fail(st, OUTCOME_FAILED, "board refused %s: %s%s%s",
+                             sp_msg_type_to_string(st->client.type), what ? what : "unknown error",
+                             e.text[0] ? ": " : "", e.text);
+                return;
+        }
+
+        switch (st->state) {
+        case STATION_HELLO:
+                on_ident(st, f);
+                break;
+        case STATION_CSR:
+                r = sp_csr_parse(f, &der, &len);
+                if (r < 0) {
+                        session_fail(st, OUTCOME_REJECTED, "board sent a CSR message without a CSR");
+                        return;
+                }
+                start_issue(st, der, len);
+                break;
+        case STATION_PUT_CERT: {
+                struct sp_tlv t;
+                r = sp_tlv_find(f->payload, f->len, SP_TAG_CERT_HASH, &t);
+                if (r < 0 || t.len != SP_SHA256_LEN || memcmp(t.value, st->job.cert.sha256, SP_SHA256_LEN) != 0) {
+                        session_fail(st, OUTCOME_FAILED, "board stored a certificate that differs from the one sent");
+                        return;
+                }
+                send_put_config(st);
+                break;
+        }
+        case STATION_PUT_CONFIG:
+                send_prove(st);
+                break;
+        case STATION_PROVE:
+                r = sp_proof_parse(f, &st->job.proof);
+                if (r < 0) {
+                        session_fail(st, OUTCOME_FAILED, "board sent a malformed PROOF");
+                        return;
+                }
+                start_verify(st);
+                break;
+        case STATION_LOCK:
+                session_end(st, OUTCOME_PROVISIONED);
+                break;
+        case STATION_RESULT:
+                enter(st, st->outcome == OUTCOME_PROVISIONED || st->outcome == OUTCOME_ALREADY_PROVISIONED
+                                  ? STATION_DONE : STATION_FAILED);
+                if (st->shutting_down)
+                        station_close(st, "shutting down");
+                break;
+        default:
+                break;
+        }
+}
+
+static int on_frame(const struct sp_frame *f, int error, void *userdata) {
+        struct station *st = userdata;
+        int r;
+
+        if (error < 0) {
+                st->frame_errors++;
+                if (error == -EMSGSIZE && station_is_active(st) && st->client.pending) {
+                        session_fail(st, OUTCOME_FAILED, "board sent a frame over the %u-byte limit",
+                                     st->m->conf.max_frame);
+                        return 0;
+                }
+                if (st->frame_errors > st->m->conf.max_errors && station_is_active(st) &&
+                    st->state != STATION_COMMIT) {
+                        session_fail(st, OUTCOME_FAILED, "line noise: %u bad frames; check the cable and hub",
+                                     st->frame_errors);
+                }
+                return 0;
+        }
+        if (!st->client.pending)
+                return 0;               /* nothing asked: late duplicate or noise */
+        r = sp_client_match(&st->client, f);
+        if (r == 0)
+                return 0;               /* stale or replayed answer to an earlier request */
+        (void)uv_timer_stop(&st->timer);
+        st->rx_us = now_usec();
+        if (r < 0) {
+                session_fail(st, OUTCOME_FAILED, "board answered %s with %s",
+                             sp_msg_type_to_string(st->client.type),
+                             sp_msg_type_to_string(f->type) ?: "an unknown message");
+                return 0;
+        }
+        on_response(st, f);
+        return 0;
+}
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+        struct station *st = p->data;
+
+        if (status < 0) {
+                station_close(st, "port error");
+                return;
+        }
+        if (events & UV_WRITABLE) {
+                if (flush_tx(st) < 0) {
+                        station_close(st, "write failed");
+                        return;
+                }
+        }
+        if (events & (UV_READABLE | UV_DISCONNECT)) {
+                for (int i = 0; i < READS_PER_WAKEUP && !st->closing; i++) {
+                        ssize_t n = read(st->fd, st->rbuf, sizeof st->rbuf);
+                        if (n > 0) {
+                                sp_parser_feed(st->parser, st->rbuf, (size_t)n, on_frame, st);
+                                if ((size_t)n < sizeof st->rbuf)
+                                        break;
+                                continue;
+                        }
+                        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                                break;
+                        /* 0 or EIO: the board was unplugged (or the pty master closed). */
+                        station_close(st, "unplugged");
+                        return;
+                }
+        }
+}
+
+static void poll_update(struct station *st) {
+        int ev = UV_READABLE | UV_DISCONNECT | (st->tx_pending ? UV_WRITABLE : 0);
+
+        if (!st->poll_open || st->closing || ev == st->poll_events)
+                return;
+        st->poll_events = ev;
+        (void)uv_poll_start(&st->poll, ev, on_poll);
+}
+
+/* --- life cycle ----------------------------------------------------------- */
+
+void station_free(struct station *st) {
+        if (!st)
+                return;
+        issued_cert_done(&st->job.cert);
+        csr_info_done(&st->job.csr);
+        sp_parser_free(st->parser);
+        free(st->txbuf);
+        free(st->payload);
+        free(st->job.csr_der);
+        free(st->path);
+        free(st->slot);
+        free(st->usb_location);
+        free(st);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+        struct station *st = h->data;
+
+        if (h == (uv_handle_t *)&st->poll)
+                st->poll_open = false;
+        else
+                st->timer_open = false;
+        maybe_free(st);
+}
+
+static void maybe_free(struct station *st) {
+        if (!st->closing || st->poll_open || st->timer_open || st->busy > 0)
+                return;
+        if (st->fd >= 0) {
+                close(st->fd);
+                st->fd = -1;
+        }
+        manager_station_gone(st->m, st);
+}
+
+void station_close(struct station *st, const char *why) {
+        if (st->closing)
+                return;
+        if (station_is_active(st) && st->state != STATION_COMMIT && st->have_ident)
+                snprintf(st->last_error, sizeof st->last_error, "session aborted at step %s: %s",
+                         state_names[st->state], why);
+        slog(st, station_is_active(st) ? LOG_WARNING : LOG_INFO, 0, "port %s closed: %s", st->path, why);
+        st->closing = true;
+        if (station_is_active(st) && st->state != STATION_COMMIT && st->have_ident && !st->session_recorded) {
+                st->outcome = OUTCOME_ABORTED;
+                enter(st, STATION_COMMIT);
+                submit_outcome(st);
+        }
+        if (st->poll_open)
+                uv_close((uv_handle_t *)&st->poll, on_handle_closed);
+        if (st->timer_open)
+                uv_close((uv_handle_t *)&st->timer, on_handle_closed);
+        /* Handles already closed (failed start): free now if nothing is in flight. */
+        maybe_free(st);
+}
+
+void station_shutdown(struct station *st) {
+        st->shutting_down = true;
+        if (!station_is_active(st) || (st->state == STATION_HELLO && !st->have_ident))
+                station_close(st, "shutting down");
+}
+
+void station_abort(struct station *st, const char *why) {
+        station_close(st, why);
+}
+
+int station_new(struct station **ret, struct manager *m, const struct station_info *info) {
+        struct station *st;
+        size_t enc;
+        int r;
+
+        st = calloc(1, sizeof *st);
+        if (!st)
+                return -ENOMEM;
+        st->m = m;
+        st->fd = -1;
+        st->path = strdup(info->path);
+        st->slot = strdup(info->slot);
+        st->usb_location = info->usb_location ? strdup(info->usb_location) : NULL;
+        st->payload_cap = m->conf.max_frame;
+        st->payload = malloc(st->payload_cap);
+        st->job.csr_der = malloc(st->payload_cap);
+        enc = sp_frame_encoded_max(st->payload_cap);
+        st->txbuf = malloc(enc);
+        if (!st->path || !st->slot || (info->usb_location && !st->usb_location) ||
+            !st->payload || !st->job.csr_der || !st->txbuf) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        r = sp_parser_new(&st->parser, &(struct sp_limits) { .max_frame = m->conf.max_frame });
+        if (r < 0)
+                goto fail;
+        r = serial_port_open(st->path, m->conf.baud, &st->rdev);
+        if (r < 0)
+                goto fail;
+        st->fd = r;
+
+        uint16_t seq;
+        if (RAND_bytes((uint8_t *)&seq, sizeof seq) != 1)
+                seq = (uint16_t)now_usec();
+        sp_client_init(&st->client, st->txbuf, enc, seq);
+
+        r = uv_poll_init(m->loop, &st->poll, st->fd);
+        if (r < 0)
+                goto fail;
+        st->poll.data = st;
+        st->poll_open = true;
+        uv_timer_init(m->loop, &st->timer);
+        st->timer.data = st;
+        st->timer_open = true;
+        st->poll_events = 0;
+        poll_update(st);
+
+        st->session_start_us = st->step_start_us = now_usec();
+        st->session_start_ms = wallclock_msec();
+        st->state = STATION_HELLO;
+        m->sessions_started++;
+        send_hello(st);
+        *ret = st;
+        return 0;
+fail:
+        if (st->poll_open || st->timer_open) {
+                /* Handles exist: free through the close callbacks. */
+                st->closing = true;
+                if (st->poll_open)
+                        uv_close((uv_handle_t *)&st->poll, on_handle_closed);
+                if (st->timer_open)
+                        uv_close((uv_handle_t *)&st->timer, on_handle_closed);
+                return r;
+        }
+        if (st->fd >= 0)
+                close(st->fd);
+        station_free(st);
+        return r;
+}
+
+void station_status(const struct station *st, cJSON *array) {
+        cJSON *o = cJSON_CreateObject();
+        uint64_t now = now_usec();
+
+        cJSON_AddStringToObject(o, "slot", st->slot);
+        cJSON_AddStringToObject(o, "port", st->path);
+        cJSON_AddStringToObject(o, "state", station_is_active(st) ? "busy" :
+                                            st->state == STATION_DONE ? "done" : "failed");
+        cJSON_AddStringToObject(o, "step", state_names[st->state]);
+        cJSON_AddStringToObject(o, "serial", st->serial);
+        if (st->state == STATION_DONE || st->state == STATION_FAILED || st->state == STATION_RESULT ||
+            st->state == STATION_COMMIT)
+                cJSON_AddStringToObject(o, "outcome", outcome_to_string(st->outcome));
+        cJSON_AddNumberToObject(o, "elapsed_ms", (double)((now - st->session_start_us) / 1000));
+        cJSON_AddStringToObject(o, "last_error", st->last_error);
+        cJSON_AddItemToArray(array, o);
+}

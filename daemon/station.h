@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/* One port and the provisioning session of the board on it. */
+#ifndef PROVD_STATION_H
+#define PROVD_STATION_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "manager.h"
+
+/*
+ * Glossary
+ *   station   one serial port (real tty or pty) and the session of the board on it
+ *   session   HELLO → lookup → GET_CSR → issue → record → PUT_CERT → PUT_CONFIG →
+ *             PROVE → verify → [LOCK] → commit → RESULT; DESIGN.md "One board"
+ *   step      one of the above; requests to the board have a timeout and retries,
+ *             worker and database steps run off the loop thread
+ */
+
+enum station_state {
+        STATION_HELLO,
+        STATION_LOOKUP,
+        STATION_CSR,
+        STATION_ISSUE,
+        STATION_RECORD,
+        STATION_PUT_CERT,
+        STATION_PUT_CONFIG,
+        STATION_PROVE,
+        STATION_VERIFY,
+        STATION_LOCK,
+        STATION_COMMIT,
+        STATION_RESULT,
+        STATION_DONE,
+        STATION_FAILED,
+        _STATION_STATE_MAX,
+};
+
+const char *station_state_to_string(enum station_state s);
+
+struct station_info {
+        const char *path;
+        const char *slot;
+        const char *usb_location;       /* may be NULL */
+};
+
+/** Opens the port and starts a session. Returns -errno when the port cannot be opened. */
+int station_new(struct station **ret, struct manager *m, const struct station_info *info);
+/** Closes the port; an unfinished session is recorded as aborted. Frees later. */
+void station_close(struct station *st, const char *why);
+/** Manager shutdown: close now if idle, else let the session finish. */
+void station_shutdown(struct station *st);
+/** The shutdown deadline passed: abort whatever is in flight. */
+void station_abort(struct station *st, const char *why);
+
+const char *station_path(const struct station *st);
+dev_t station_rdev(const struct station *st);
+const char *station_serial(const struct station *st);   /* "" before IDENT */
+bool station_is_active(const struct station *st);      /* a session in flight */
+bool station_is_closing(const struct station *st);
+/** Adds one JSON object describing the slot to @array. */
+void station_status(const struct station *st, cJSON *array);
+/** Frees a station whose handles are closed; called by the manager only. */
+void station_free(struct station *st);
+
+#endif

@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests: configuration parsing, validation and drop-ins. */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <cmocka.h>
+#include <sys/stat.h>
+
+#include "conf.h"
+#include "log.h"
+
+static const char base[] =
+        "[signer]\nuri = file:/etc/provd/signer.key\ncert = /etc/provd/signer.pem\nroot = /etc/provd/root.pem\n"
+        "[ports]\nglob = /dev/ttyACM* /tmp/boards/board-*\nusb_id = 03eb:2175 1366\n";
+
+static void test_sample_file_is_valid(void **state) {
+        char path[4096], err[512];
+        struct conf c;
+
+        snprintf(path, sizeof path, "%s/packaging/provd.conf", getenv("PROVD_SOURCE_DIR") ?: SOURCE_DIR);
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), 0);
+        assert_string_equal(c.name, "line-1");
+        assert_int_equal(c.n_globs, 1);
+        assert_string_equal(c.globs[0], "/dev/ttyACM*");
+        assert_int_equal(c.baud, 115200);
+        assert_true(c.validity_days == 0);
+        assert_null(c.wifi_psk);
+        conf_deinit(&c);
+}
+
+static void test_lists_and_values(void **state) {
+        char err[512];
+        struct conf c;
+
+        conf_init(&c);
+        assert_int_equal(conf_parse_string(&c, base, "t", err, sizeof err), 0);
+        assert_int_equal(conf_validate(&c, err, sizeof err), 0);
+        assert_int_equal(c.n_globs, 2);
+        assert_string_equal(c.globs[1], "/tmp/boards/board-*");
+        assert_int_equal(c.n_usb_ids, 2);
+        assert_int_equal(c.usb_ids[0].vid, 0x03eb);
+        assert_int_equal(c.usb_ids[0].pid, 0x2175);
+        assert_int_equal(c.usb_ids[1].vid, 0x1366);
+        assert_int_equal(c.usb_ids[1].pid, 0);
+        /* An empty value clears a list, so a drop-in can replace it. */
+        assert_int_equal(conf_parse_string(&c, "[ports]\nglob =\nglob = /dev/ttyUSB*\n", "t2", err, sizeof err), 0);
+        assert_int_equal(c.n_globs, 1);
+        assert_string_equal(c.globs[0], "/dev/ttyUSB*");
+        conf_deinit(&c);
+}
+
+static void expect_error(const char *text, int error, const char *needle) {
+        char err[512] = "";
+        struct conf c;
+
+        conf_init(&c);
+        assert_int_equal(conf_parse_string(&c, text, "bad.conf", err, sizeof err), error);
+        if (!strstr(err, needle))
+                fail_msg("error '%s' does not mention '%s'", err, needle);
+        conf_deinit(&c);
+}
+
+static void test_rejects(void **state) {
+        expect_error("[station]\nmax_ports = 0\n", -ERANGE, "bad.conf:2");
+        expect_error("[station]\nmax_ports = 12abc\n", -EINVAL, "max_ports");
+        expect_error("[station]\nmax_ports = -1\n", -EINVAL, "max_ports");
+        expect_error("[station]\nmax_ports = 99999999999999999999999\n", -EINVAL, "max_ports");
+        expect_error("[station]\nno_such_key = 1\n", -EINVAL, "unknown key");
+        expect_error("[nosection]\nx = 1\n", -EINVAL, "unknown key");
+        expect_error("[ports]\nglob = relative/*\n", -EINVAL, "glob");
+        expect_error("[ports]\nusb_id = 03eb:zzzz\n", -EINVAL, "usb_id");
+        expect_error("[ports]\nusb_id = 0:1\n", -EINVAL, "usb_id");
+        expect_error("[profile]\nthing_name = mac\n", -EINVAL, "thing_name");
+        expect_error("[profile]\nreissue = maybe\n", -EINVAL, "reissue");
+        expect_error("[station]\nlog_level = loud\n", -EINVAL, "log_level");
+        expect_error("[station\n", -EINVAL, "syntax error");
+}
+
+static void test_validate(void **state) {
+        char err[512];
+        struct conf c;
+
+        conf_init(&c);
+        assert_int_equal(conf_parse_string(&c, "[ports]\nglob=/dev/x*\n", "t", err, sizeof err), 0);
+        assert_int_equal(conf_validate(&c, err, sizeof err), -EINVAL);
+        assert_non_null(strstr(err, "[signer]"));
+        assert_int_equal(conf_parse_string(&c, base, "t", err, sizeof err), 0);
+        assert_int_equal(conf_parse_string(&c, "[board]\nwifi_psk = x\n", "t", err, sizeof err), 0);
+        assert_int_equal(conf_validate(&c, err, sizeof err), -EINVAL);
+        assert_non_null(strstr(err, "wifi_ssid"));
+        assert_int_equal(conf_parse_string(&c, "[signer]\nuri = http://x\n", "t", err, sizeof err), 0);
+        assert_int_equal(conf_validate(&c, err, sizeof err), -EINVAL);
+        conf_deinit(&c);
+}
+
+static void test_dropins_and_slots(void **state) {
+        char dir[] = "/tmp/provd-test-conf-XXXXXX", path[512], d[600], err[512];
+        struct conf c;
+        FILE *f;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/provd.conf", dir);
+        f = fopen(path, "we");
+        fputs(base, f);
+        fputs("[slots]\n/dev/ttyACM0 = A1\n1-1.4 = B2\n", f);
+        fclose(f);
+        snprintf(d, sizeof d, "%s.d", path);
+        assert_int_equal(mkdir(d, 0755), 0);
+        snprintf(d, sizeof d, "%s.d/50-line.conf", path);
+        f = fopen(d, "we");
+        fputs("[station]\nname = line-7\n[slots]\n/dev/ttyACM0 = A9\n", f);
+        fclose(f);
+
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), 0);
+        assert_string_equal(c.name, "line-7");
+        assert_string_equal(conf_slot_label(&c, "/dev/ttyACM0", NULL), "A9");
+        assert_string_equal(conf_slot_label(&c, "/dev/ttyACM3", "1-1.4"), "B2");
+        assert_string_equal(conf_slot_label(&c, "/dev/ttyACM5", "1-1.5"), "/dev/ttyACM5");
+        conf_deinit(&c);
+
+        /* A broken drop-in makes the whole load fail, naming the file. */
+        f = fopen(d, "we");
+        fputs("[station]\nmax_frame = 10\n", f);
+        fclose(f);
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), -ERANGE);
+        assert_non_null(strstr(err, "50-line.conf:2"));
+        conf_deinit(&c);
+
+        unlink(d);
+        snprintf(d, sizeof d, "%s.d", path);
+        rmdir(d);
+        unlink(path);
+        rmdir(dir);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_sample_file_is_valid),
+                cmocka_unit_test(test_lists_and_values),
+                cmocka_unit_test(test_rejects),
+                cmocka_unit_test(test_validate),
+                cmocka_unit_test(test_dropins_and_slots),
+        };
+        log_set_max_level(LOG_ERR);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
