@@ -4,6 +4,7 @@
 #include <errno.h>
 
 #include "certs-hsm/csr.h"
+#include "certs-hsm/signer.h"
 
 const char *csr_strerror(int r) {
         switch (r) {
@@ -27,5 +28,38 @@ const char *csr_strerror(int r) {
                 return "out of memory while checking the CSR";
         default:
                 return "CSR rejected (unexpected error)";
+        }
+}
+
+const char *signer_strerror(int r) {
+        switch (r) {
+        case 0:
+                return "signer ready";
+        case -EPERM:
+                return "signer key file is accessible by group or others (chmod 600 it, owned by the provd user)";
+        case -EBADFD:
+                return "signer key path is not a regular file";
+        case -ENOENT:
+                return "signer key, certificate, PKCS#11 token or key object not found";
+        case -EACCES:
+                return "permission denied, or PKCS#11 login failed (wrong PIN?)";
+        case -EBADMSG:
+                return "signer key or certificate file could not be parsed (bad PEM, or wrong passphrase)";
+        case -EKEYREJECTED:
+                return "signer key is not EC P-256, does not match the signer certificate, or the chain does not verify";
+        case -EPROTONOSUPPORT:
+                return "unsupported signer URI (use file:/path or pkcs11:...; pkcs11 needs libp11 at build time)";
+        case -EINVAL:
+                return "invalid signer URI or arguments";
+        case -EFBIG:
+                return "signer key or certificate file is too large";
+        case -EIO:
+                return "signer backend failed (PKCS#11 module could not be loaded or the HSM failed)";
+        case -ENOTUNIQ:
+                return "the PKCS#11 URI matches more than one token or key";
+        case -ENOMEM:
+                return "out of memory";
+        default:
+                return "signer error";
         }
 }

@@ -43,7 +43,8 @@ struct signer_ops {
  *               signer_root_cert()). The certificate's key must match the
  *               private key.
  *   @pin        PKCS#11 user PIN, or NULL to take pin-value/pin-source from the
- *               URI (or to not log in). Ignored by the file backend.
+ *               URI (or to not log in). For the file backend: the passphrase of
+ *               an encrypted PEM key (NULL: the key must not be encrypted).
  * Returns 0, or:
  *   -EPERM           the key file is readable or writable by group/others (mode & 077)
  *   -EBADFD          the key path is not a regular file
@@ -88,8 +89,12 @@ const uint8_t *signer_root_cert_der(const struct signer *s, size_t *ret_len);
  *  signer certificate (-EKEYREJECTED if not). Call before sharing @s. */
 int signer_set_root(struct signer *s, const char *root_pem_path);
 
-/** The signer certificate's SubjectKeyIdentifier (20 bytes, SHA-1 of the key). */
-const uint8_t *signer_ski(const struct signer *s);
+/** The signer certificate's SubjectKeyIdentifier extension value (or, if the
+ *  certificate has none, SHA-1 of its public key); borrowed. */
+const uint8_t *signer_ski(const struct signer *s, size_t *ret_len);
+
+/** Operator message for a signer_open() error; never NULL. */
+const char *signer_strerror(int r);
 
 /** Short backend name: "file" or "pkcs11" or "custom". */
 const char *signer_backend(const struct signer *s);

@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: MIT */
+/* CA tooling: root + signer creation, signer CSR for an offline root. Not on the
+ * hot path, so it uses OpenSSL's X509 API throughout. */
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "certs-hsm/ca.h"
+#include "signer-internal.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(X509_REQ *, X509_REQ_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(X509_NAME *, X509_NAME_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(X509_EXTENSION *, X509_EXTENSION_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(BIGNUM *, BN_free);
+static inline void ext_stack_freep(STACK_OF(X509_EXTENSION) **p) {
+        sk_X509_EXTENSION_pop_free(*p, X509_EXTENSION_free);
+}
+
+#define CA_DEFAULT_ROOT_CN "provd root CA"
+#define CA_DEFAULT_SIGNER_CN "provd signer CA"
+#define CA_DEFAULT_ROOT_DAYS 36500
+#define CA_DEFAULT_SIGNER_DAYS 18250
+#define CA_MAX_DAYS (2900000) /* stays below year 9999 */
+
+struct ca_opts {
+        const char *root_cn, *signer_cn, *org;
+        uint32_t root_days, signer_days;
+};
+
+static int opts_resolve(const struct ca_init_opts *in, struct ca_opts *ret) {
+        *ret = (struct ca_opts){
+                .root_cn = in && in->root_cn ? in->root_cn : CA_DEFAULT_ROOT_CN,
+                .signer_cn = in && in->signer_cn ? in->signer_cn : CA_DEFAULT_SIGNER_CN,
+                .org = in && in->org && in->org[0] ? in->org : NULL,
+                .root_days = in && in->root_validity_days ? in->root_validity_days : CA_DEFAULT_ROOT_DAYS,
+                .signer_days = in && in->signer_validity_days ? in->signer_validity_days : CA_DEFAULT_SIGNER_DAYS,
+        };
+        if (ret->root_cn[0] == '\0' || strlen(ret->root_cn) > 64 || ret->signer_cn[0] == '\0' ||
+            strlen(ret->signer_cn) > 64 || (ret->org && strlen(ret->org) > 64) || ret->root_days > CA_MAX_DAYS ||
+            ret->signer_days > CA_MAX_DAYS)
+                return -EINVAL;
+        return 0;
+}
+
+static X509_NAME *make_name(const char *cn, const char *org) {
+        X509_NAME *n = X509_NAME_new();
+        if (!n)
+                return NULL;
+        if ((org && X509_NAME_add_entry_by_txt(n, "O", MBSTRING_UTF8, (const unsigned char *)org, -1, -1, 0) != 1) ||
+            X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) != 1) {
+                X509_NAME_free(n);
+                return NULL;
+        }
+        return n;
+}
+
+static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value) {
+        X509V3_CTX ctx;
+        _cleanup_(X509_EXTENSION_freep) X509_EXTENSION *ext = NULL;
+
+        X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
+        ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+        if (!ext || X509_add_ext(cert, ext, -1) != 1)
+                return -EIO;
+        return 0;
+}
+
+static int random_serial(X509 *cert) {
+        uint8_t b[16];
+        _cleanup_(BN_freep) BIGNUM *bn = NULL;
+
+        if (RAND_bytes(b, sizeof(b)) != 1)
+                return -EIO;
+        b[0] = (b[0] & 0x7f) | 0x01; /* positive, 16 octets */
+        bn = BN_bin2bn(b, sizeof(b), NULL);
+        if (!bn || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)))
+                return -EIO;
+        return 0;
+}
+
+/* A CA certificate for @key, signed by @issuer_key (@issuer NULL: self-signed). */
+static int make_ca_cert(X509 **ret, EVP_PKEY *key, const char *cn, const char *org, uint32_t days, X509 *issuer,
+                        EVP_PKEY *issuer_key, const char *basic_constraints) {
+        _cleanup_(X509_freep) X509 *cert = X509_new();
+        _cleanup_(X509_NAME_freep) X509_NAME *name = make_name(cn, org);
+        int r;
+
+        if (!cert || !name)
+                return -ENOMEM;
+        if (X509_set_version(cert, X509_VERSION_3) != 1 || X509_set_subject_name(cert, name) != 1 ||
+            X509_set_issuer_name(cert, issuer ? X509_get_subject_name(issuer) : name) != 1 ||
+            X509_set_pubkey(cert, key) != 1 || !X509_gmtime_adj(X509_getm_notBefore(cert), -3600) ||
+            !X509_time_adj_ex(X509_getm_notAfter(cert), (int)days, 0, NULL))
+                return -EIO;
+        r = random_serial(cert);
+        if (r < 0)
+                return r;
+        X509 *iss = issuer ? issuer : cert;
+        if ((r = add_ext(cert, iss, NID_basic_constraints, basic_constraints)) < 0 ||
+            (r = add_ext(cert, iss, NID_key_usage, "critical,keyCertSign,cRLSign")) < 0 ||
+            (r = add_ext(cert, iss, NID_subject_key_identifier, "hash")) < 0)
+                return r;
+        if (issuer && (r = add_ext(cert, iss, NID_authority_key_identifier, "keyid:always")) < 0)
+                return r;
+        if (X509_sign(cert, issuer_key, EVP_sha256()) <= 0)
+                return -EIO;
+        *ret = TAKE_PTR(cert);
+        return 0;
+}
+
+static int write_all(int fd, const void *data, size_t len) {
+        const uint8_t *p = data;
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+/* Writes @bio's contents to dir/name, created exclusively with @mode. */
+static int write_new_file(int dirfd, const char *name, mode_t mode, BIO *bio) {
+        _cleanup_close_ int fd = -EBADF;
+        char *data;
+        long len = BIO_get_mem_data(bio, &data);
+        int r;
+
+        if (len <= 0)
+                return -EIO;
+        fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0)
+                return -errno;
+        /* The umask must not widen or narrow what we asked for. */
+        if (fchmod(fd, mode) < 0)
+                r = -errno;
+        else
+                r = write_all(fd, data, (size_t)len);
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r < 0)
+                unlinkat(dirfd, name, 0);
+        return r;
+}
+
+static int write_key(int dirfd, const char *name, EVP_PKEY *key) {
+        _cleanup_(BIO_freep) BIO *bio = BIO_new(BIO_s_secmem());
+        int r;
+        if (!bio || PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1)
+                return -EIO;
+        r = write_new_file(dirfd, name, 0600, bio);
+        return r;
+}
+
+static int write_cert(int dirfd, const char *name, X509 *cert) {
+        _cleanup_(BIO_freep) BIO *bio = BIO_new(BIO_s_mem());
+        if (!bio || PEM_write_bio_X509(bio, cert) != 1)
+                return -EIO;
+        return write_new_file(dirfd, name, 0644, bio);
+}
+
+static int check_absent(int dirfd, const char *const *names, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                struct stat st;
+                if (fstatat(dirfd, names[i], &st, AT_SYMLINK_NOFOLLOW) == 0)
+                        return -EEXIST;
+                if (errno != ENOENT)
+                        return -errno;
+        }
+        return 0;
+}
+
+static void remove_files(int dirfd, const char *const *names, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                unlinkat(dirfd, names[i], 0);
+}
+
+static int open_dir(const char *dir) {
+        int fd;
+        if (!dir)
+                return -EINVAL;
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+int ca_init(const char *dir, const struct ca_init_opts *opts) {
+        static const char *const names[] = { "root.key", "root.pem", "signer.key", "signer.pem" };
+        _cleanup_close_ int dirfd = -EBADF;
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *root_key = NULL, *signer_key = NULL;
+        _cleanup_(X509_freep) X509 *root = NULL, *signer = NULL;
+        struct ca_opts o;
+        size_t written = 0;
+        int r;
+
+        r = opts_resolve(opts, &o);
+        if (r < 0)
+                return r;
+        dirfd = open_dir(dir);
+        if (dirfd < 0)
+                return dirfd;
+        r = check_absent(dirfd, names, ELEMENTSOF(names));
+        if (r < 0)
+                return r;
+
+        root_key = EVP_EC_gen("P-256");
+        signer_key = EVP_EC_gen("P-256");
+        if (!root_key || !signer_key) {
+                r = -EIO;
+                goto fail;
+        }
+        r = make_ca_cert(&root, root_key, o.root_cn, o.org, o.root_days, NULL, root_key, "critical,CA:TRUE");
+        if (r < 0)
+                goto fail;
+        r = make_ca_cert(&signer, signer_key, o.signer_cn, o.org, o.signer_days, root, root_key,
+                         "critical,CA:TRUE,pathlen:0");
+        if (r < 0)
+                goto fail;
+
+        /* O_EXCL on every file: a concurrent run or a file created since the check fails us. */
+        if ((r = write_key(dirfd, names[0], root_key)) < 0)
+                goto fail;
+        written++;
+        if ((r = write_cert(dirfd, names[1], root)) < 0)
+                goto fail;
+        written++;
+        if ((r = write_key(dirfd, names[2], signer_key)) < 0)
+                goto fail;
+        written++;
+        if ((r = write_cert(dirfd, names[3], signer)) < 0)
+                goto fail;
+        if (fsync(dirfd) < 0) {
+                r = -errno;
+                written++;
+                goto fail;
+        }
+        return 0;
+fail:
+        remove_files(dirfd, names, written);
+        ERR_clear_error();
+        return r;
+}
+
+int ca_signer_csr(const char *dir, const struct ca_init_opts *opts) {
+        static const char *const names[] = { "signer.key", "signer.csr" };
+        _cleanup_close_ int dirfd = -EBADF;
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+        _cleanup_(X509_REQ_freep) X509_REQ *req = NULL;
+        _cleanup_(X509_NAME_freep) X509_NAME *name = NULL;
+        _cleanup_(ext_stack_freep) STACK_OF(X509_EXTENSION) *exts = NULL;
+        _cleanup_(BIO_freep) BIO *bio = NULL;
+        X509_EXTENSION *ext;
+        struct ca_opts o;
+        int r;
+
+        r = opts_resolve(opts, &o);
+        if (r < 0)
+                return r;
+        dirfd = open_dir(dir);
+        if (dirfd < 0)
+                return dirfd;
+        r = check_absent(dirfd, names, ELEMENTSOF(names));
+        if (r < 0)
+                return r;
+
+        key = EVP_EC_gen("P-256");
+        req = X509_REQ_new();
+        name = make_name(o.signer_cn, o.org);
+        exts = sk_X509_EXTENSION_new_null();
+        bio = BIO_new(BIO_s_mem());
+        if (!key || !req || !name || !exts || !bio)
+                return -ENOMEM;
+        if (X509_REQ_set_version(req, X509_REQ_VERSION_1) != 1 || X509_REQ_set_subject_name(req, name) != 1 ||
+            X509_REQ_set_pubkey(req, key) != 1)
+                return -EIO;
+        ext = X509V3_EXT_conf_nid(NULL, NULL, NID_basic_constraints, "critical,CA:TRUE,pathlen:0");
+        if (!ext || !sk_X509_EXTENSION_push(exts, ext)) {
+                X509_EXTENSION_free(ext);
+                return -EIO;
+        }
+        ext = X509V3_EXT_conf_nid(NULL, NULL, NID_key_usage, "critical,keyCertSign,cRLSign");
+        if (!ext || !sk_X509_EXTENSION_push(exts, ext)) {
+                X509_EXTENSION_free(ext);
+                return -EIO;
+        }
+        if (X509_REQ_add_extensions(req, exts) != 1 || X509_REQ_sign(req, key, EVP_sha256()) <= 0 ||
+            PEM_write_bio_X509_REQ(bio, req) != 1) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        r = write_key(dirfd, names[0], key);
+        if (r < 0)
+                return r;
+        r = write_new_file(dirfd, names[1], 0644, bio);
+        if (r < 0) {
+                remove_files(dirfd, names, 1);
+                return r;
+        }
+        return 0;
+}

@@ -1,0 +1,499 @@
+/* SPDX-License-Identifier: MIT */
+/* Device certificate issuance: the TBSCertificate is assembled from pre-encoded
+ * DER pieces, so only serial, validity, subject CN, key and SKI are written per
+ * certificate, and only the ECDSA signature costs real CPU.
+ *
+ *   Certificate ::= SEQUENCE { tbs, signatureAlgorithm, signatureValue BIT STRING }
+ *   tbs ::= SEQUENCE {
+ *     [0] EXPLICIT INTEGER 2                      head   (constant)
+ *     serialNumber INTEGER (16 bytes)             per cert
+ *     signature AlgorithmIdentifier               mid    (constant)
+ *     issuer Name  (signer subject, byte-exact)   mid    (constant)
+ *     validity SEQUENCE { notBefore, notAfter }   per cert
+ *     subject Name [O] [OU] CN                    prefix constant, CN per cert
+ *     subjectPublicKeyInfo                        26-byte constant prefix + point
+ *     [3] EXPLICIT Extensions                     ext template, SKI patched in
+ *   }
+ */
+
+#include <stdatomic.h>
+
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include "certs-hsm/cert.h"
+#include "certs-hsm/csr.h"
+#include "signer-internal.h"
+
+struct issuer {
+        atomic_uint refs;
+        struct signer *signer;
+        struct cert_profile profile; /* strings point into org/org_unit below */
+        char *org, *org_unit;
+
+        uint8_t *mid; /* signature AlgorithmIdentifier + issuer Name */
+        size_t mid_len;
+        uint8_t *subj_prefix; /* RDNs before the CN */
+        size_t subj_prefix_len;
+        uint8_t *ext; /* the whole [3] element */
+        size_t ext_len;
+        size_t ext_ski_off; /* where the 20 SKI bytes go in ext */
+};
+
+static const uint8_t version_v3[] = { 0xa0, 0x03, 0x02, 0x01, 0x02 };
+static const uint8_t sigalg_ecdsa_sha256[] = { 0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02 };
+static const uint8_t oid_org[] = { 0x55, 0x04, 0x0a };
+static const uint8_t oid_org_unit[] = { 0x55, 0x04, 0x0b };
+
+/* Extensions after SKI/AKI, all constant. */
+static const uint8_t ext_basic_constraints[] = { /* critical, CA:FALSE (DEFAULT, so an empty SEQUENCE) */
+        0x30, 0x0c, 0x06, 0x03, 0x55, 0x1d, 0x13, 0x01, 0x01, 0xff, 0x04, 0x02, 0x30, 0x00,
+};
+static const uint8_t ext_key_usage[] = { /* critical, digitalSignature (bit 0; 7 unused bits) */
+        0x30, 0x0e, 0x06, 0x03, 0x55, 0x1d, 0x0f, 0x01, 0x01, 0xff, 0x04, 0x04, 0x03, 0x02, 0x07, 0x80,
+};
+static const uint8_t ext_ext_key_usage[] = { /* id-kp-clientAuth */
+        0x30, 0x13, 0x06, 0x03, 0x55, 0x1d, 0x25, 0x04, 0x0c, 0x30, 0x0a,
+        0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02,
+};
+
+void cert_profile_init(struct cert_profile *p) {
+        *p = (struct cert_profile){
+                .validity_days = CERT_DEFAULT_VALIDITY_DAYS,
+                .backdate_seconds = CERT_DEFAULT_BACKDATE_SECONDS,
+        };
+}
+
+void issued_cert_done(struct issued_cert *c) {
+        if (!c)
+                return;
+        free(c->der);
+        *c = (struct issued_cert){};
+}
+
+/* UTF-8 (RFC 3629: no overlongs, no surrogates, ≤ U+10FFFF), no control characters. */
+static bool valid_attr(const char *s) {
+        const uint8_t *p = (const uint8_t *)s;
+        size_t n = strlen(s);
+
+        if (n == 0 || n > CERT_ATTR_MAX)
+                return false;
+        for (size_t i = 0; i < n;) {
+                uint8_t c = p[i];
+                size_t k;
+                uint32_t cp;
+                if (c < 0x20 || c == 0x7f)
+                        return false;
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                }
+                if (c >= 0xc2 && c <= 0xdf)
+                        k = 1, cp = c & 0x1f;
+                else if (c >= 0xe0 && c <= 0xef)
+                        k = 2, cp = c & 0x0f;
+                else if (c >= 0xf0 && c <= 0xf4)
+                        k = 3, cp = c & 0x07;
+                else
+                        return false;
+                if (i + k >= n) /* truncated sequence */
+                        return false;
+                for (size_t j = 1; j <= k; j++) {
+                        if ((p[i + j] & 0xc0) != 0x80)
+                                return false;
+                        cp = cp << 6 | (p[i + j] & 0x3f);
+                }
+                if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+                    (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
+                        return false;
+                i += k + 1;
+        }
+        return true;
+}
+
+static bool valid_cn(const char *cn) {
+        size_t n = strlen(cn);
+        if (n == 0 || n > CSR_CN_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if ((uint8_t)cn[i] < 0x20 || (uint8_t)cn[i] > 0x7e)
+                        return false;
+        return true;
+}
+
+/* SET { SEQUENCE { OID, UTF8String } } */
+static size_t rdn_size(size_t oid_len, size_t val_len) {
+        size_t atv = 2 + oid_len + der_hdr_size(val_len) + val_len;
+        size_t set = der_hdr_size(atv) + atv;
+        return der_hdr_size(set) + set;
+}
+
+static uint8_t *put_rdn(uint8_t *p, const uint8_t *oid, size_t oid_len, const void *val, size_t val_len) {
+        size_t atv = 2 + oid_len + der_hdr_size(val_len) + val_len;
+        p = der_put_hdr(p, DER_SET, der_hdr_size(atv) + atv);
+        p = der_put_hdr(p, DER_SEQUENCE, atv);
+        p = der_put_hdr(p, DER_OID, oid_len);
+        p = put_bytes(p, oid, oid_len);
+        p = der_put_hdr(p, DER_UTF8STRING, val_len);
+        return put_bytes(p, val, val_len);
+}
+
+static int build_templates(struct issuer *is) {
+        size_t ski_len, n;
+        const uint8_t *ski = signer_ski(is->signer, &ski_len);
+        uint8_t *p;
+
+        /* signature AlgorithmIdentifier + issuer Name. */
+        is->mid_len = sizeof(sigalg_ecdsa_sha256) + is->signer->subject_len;
+        is->mid = malloc(is->mid_len);
+        if (!is->mid)
+                return -ENOMEM;
+        p = put_bytes(is->mid, sigalg_ecdsa_sha256, sizeof(sigalg_ecdsa_sha256));
+        put_bytes(p, is->signer->subject_der, is->signer->subject_len);
+
+        /* Subject RDNs before the CN (X.520 order: O, OU, CN). */
+        n = 0;
+        if (is->org)
+                n += rdn_size(sizeof(oid_org), strlen(is->org));
+        if (is->org_unit)
+                n += rdn_size(sizeof(oid_org_unit), strlen(is->org_unit));
+        is->subj_prefix_len = n;
+        is->subj_prefix = malloc(n ? n : 1);
+        if (!is->subj_prefix)
+                return -ENOMEM;
+        p = is->subj_prefix;
+        if (is->org)
+                p = put_rdn(p, oid_org, sizeof(oid_org), is->org, strlen(is->org));
+        if (is->org_unit)
+                p = put_rdn(p, oid_org_unit, sizeof(oid_org_unit), is->org_unit, strlen(is->org_unit));
+
+        /* Extensions: SKI (31 bytes), AKI, then the constant three. */
+        size_t aki_kid = 2 + ski_len;            /* [0] keyIdentifier */
+        size_t aki_seq = 2 + aki_kid;            /* AuthorityKeyIdentifier SEQUENCE */
+        size_t aki_oct = 2 + aki_seq;            /* extnValue OCTET STRING */
+        size_t aki_ext = 5 + aki_oct;            /* OID 2.5.29.35 + value */
+        size_t exts = 31 + 2 + aki_ext + sizeof(ext_basic_constraints) + sizeof(ext_key_usage) +
+                      sizeof(ext_ext_key_usage);
+        is->ext_len = der_hdr_size(der_hdr_size(exts) + exts) + der_hdr_size(exts) + exts;
+        is->ext = malloc(is->ext_len);
+        if (!is->ext)
+                return -ENOMEM;
+        p = der_put_hdr(is->ext, DER_CTX3_C, der_hdr_size(exts) + exts);
+        p = der_put_hdr(p, DER_SEQUENCE, exts);
+        p = put_bytes(p, (const uint8_t[]){ 0x30, 0x1d, 0x06, 0x03, 0x55, 0x1d, 0x0e, 0x04, 0x16, 0x04, 0x14 }, 11);
+        is->ext_ski_off = (size_t)(p - is->ext);
+        memset(p, 0, 20);
+        p += 20;
+        p = der_put_hdr(p, DER_SEQUENCE, aki_ext);
+        p = put_bytes(p, (const uint8_t[]){ 0x06, 0x03, 0x55, 0x1d, 0x23 }, 5);
+        p = der_put_hdr(p, DER_OCTET_STRING, aki_seq);
+        p = der_put_hdr(p, DER_SEQUENCE, aki_kid);
+        p = der_put_hdr(p, 0x80, ski_len);
+        p = put_bytes(p, ski, ski_len);
+        p = put_bytes(p, ext_basic_constraints, sizeof(ext_basic_constraints));
+        p = put_bytes(p, ext_key_usage, sizeof(ext_key_usage));
+        p = put_bytes(p, ext_ext_key_usage, sizeof(ext_ext_key_usage));
+        if ((size_t)(p - is->ext) != is->ext_len)
+                return -EINVAL; /* cannot happen: sizes above are exact */
+        return 0;
+}
+
+static void issuer_destroy(struct issuer *is) {
+        signer_free(is->signer);
+        free(is->org);
+        free(is->org_unit);
+        free(is->mid);
+        free(is->subj_prefix);
+        free(is->ext);
+        free(is);
+}
+
+int issuer_new(struct issuer **ret, struct signer *signer, const struct cert_profile *profile) {
+        struct cert_profile defaults;
+        struct issuer *is;
+        size_t ski_len;
+        int r;
+
+        if (!ret || !signer) {
+                signer_free(signer);
+                return -EINVAL;
+        }
+        if (!profile) {
+                cert_profile_init(&defaults);
+                profile = &defaults;
+        }
+        if ((!profile->no_expiry && (profile->validity_days == 0 || profile->validity_days > CERT_MAX_VALIDITY_DAYS)) ||
+            profile->backdate_seconds > CERT_MAX_BACKDATE_SECONDS ||
+            (profile->org && profile->org[0] && !valid_attr(profile->org)) ||
+            (profile->org_unit && profile->org_unit[0] && !valid_attr(profile->org_unit))) {
+                signer_free(signer);
+                return -EINVAL;
+        }
+        signer_ski(signer, &ski_len);
+        if (ski_len == 0 || ski_len > 64 || signer->subject_len == 0) {
+                signer_free(signer);
+                return -EKEYREJECTED;
+        }
+
+        is = calloc(1, sizeof(*is));
+        if (!is) {
+                signer_free(signer);
+                return -ENOMEM;
+        }
+        atomic_init(&is->refs, 1);
+        is->signer = signer;
+        is->profile = *profile;
+        if (profile->org && profile->org[0] && !(is->org = strdup(profile->org)))
+                goto nomem;
+        if (profile->org_unit && profile->org_unit[0] && !(is->org_unit = strdup(profile->org_unit)))
+                goto nomem;
+        is->profile.org = is->org;
+        is->profile.org_unit = is->org_unit;
+        r = build_templates(is);
+        if (r < 0)
+                goto fail;
+        *ret = is;
+        return 0;
+nomem:
+        r = -ENOMEM;
+fail:
+        issuer_destroy(is);
+        return r;
+}
+
+struct issuer *issuer_ref(struct issuer *is) {
+        if (is)
+                atomic_fetch_add_explicit(&is->refs, 1, memory_order_relaxed);
+        return is;
+}
+
+struct issuer *issuer_free(struct issuer *is) {
+        if (is && atomic_fetch_sub_explicit(&is->refs, 1, memory_order_acq_rel) == 1)
+                issuer_destroy(is);
+        return NULL;
+}
+
+/* RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050; always Z, seconds. */
+static int encode_time(uint8_t *p, time_t t, size_t *ret_len) {
+        struct tm tm;
+        char buf[20];
+        int n;
+
+        if (t == CERT_NO_EXPIRY) {
+                memcpy(p, "\x18\x0f" "99991231235959Z", 17);
+                *ret_len = 17;
+                return 0;
+        }
+        if (!gmtime_r(&t, &tm))
+                return -EINVAL;
+        int year = tm.tm_year + 1900;
+        if (year < 1950 || year > 9999)
+                return -EINVAL;
+        if (year < 2050) {
+                n = snprintf(buf, sizeof(buf), "%02d%02d%02d%02d%02d%02dZ", year % 100, tm.tm_mon + 1, tm.tm_mday,
+                             tm.tm_hour, tm.tm_min, tm.tm_sec);
+                p[0] = DER_UTCTIME;
+        } else {
+                n = snprintf(buf, sizeof(buf), "%04d%02d%02d%02d%02d%02dZ", year, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                             tm.tm_min, tm.tm_sec);
+                p[0] = DER_GENERALIZEDTIME;
+        }
+        if (n != 13 && n != 15)
+                return -EINVAL;
+        p[1] = (uint8_t)n;
+        memcpy(p + 2, buf, (size_t)n);
+        *ret_len = 2 + (size_t)n;
+        return 0;
+}
+
+static int random_serial(uint8_t serial[CERT_SERIAL_LEN]) {
+        if (RAND_bytes(serial, CERT_SERIAL_LEN) != 1) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        /* Positive (RFC 5280 4.1.2.2) and exactly 16 octets in DER: first octet 0x01..0x7f. */
+        serial[0] &= 0x7f;
+        while (serial[0] == 0) {
+                if (RAND_bytes(serial, 1) != 1) {
+                        ERR_clear_error();
+                        return -EIO;
+                }
+                serial[0] &= 0x7f;
+        }
+        return 0;
+}
+
+int issuer_issue_at(struct issuer *is, const struct csr_info *csr, const char *cn, time_t now,
+                    struct issued_cert *ret) {
+        struct issued_cert c = {};
+        uint8_t validity[2 + 17 + 17], digest[SHA256_DIGEST_LENGTH], sig[SIGNER_SIG_MAX];
+        size_t nb_len, na_len, validity_len, cn_len, subj_content, subj_len, tbs_content, tbs_len, sig_len = 0;
+        size_t cert_content, hdr, total;
+        uint8_t *buf, *p, *tbs;
+        int r;
+
+        if (!is || !csr || !cn || !ret || !valid_cn(cn))
+                return -EINVAL;
+        if (csr->requested_ca)
+                return -EPERM;
+        if (csr->pubkey[0] != 0x04)
+                return -EINVAL;
+
+        /* Validity. */
+        c.not_before = now - (time_t)is->profile.backdate_seconds;
+        if (is->profile.no_expiry || now > CERT_NO_EXPIRY - (time_t)is->profile.validity_days * 86400)
+                c.not_after = CERT_NO_EXPIRY;
+        else
+                c.not_after = now + (time_t)is->profile.validity_days * 86400;
+        r = encode_time(validity + 2, c.not_before, &nb_len);
+        if (r < 0)
+                return r;
+        r = encode_time(validity + 2 + nb_len, c.not_after, &na_len);
+        if (r < 0)
+                return r;
+        validity[0] = DER_SEQUENCE;
+        validity[1] = (uint8_t)(nb_len + na_len);
+        validity_len = 2 + nb_len + na_len;
+
+        r = random_serial(c.serial);
+        if (r < 0)
+                return r;
+        memcpy(c.pubkey, csr->pubkey, sizeof(c.pubkey));
+        /* RFC 5280 4.2.1.2 (1): SHA-1 of the subjectPublicKey BIT STRING value. */
+        SHA1(c.pubkey, sizeof(c.pubkey), c.ski);
+
+        cn_len = strlen(cn);
+        subj_content = is->subj_prefix_len + rdn_size(sizeof(oid_common_name), cn_len);
+        subj_len = der_hdr_size(subj_content) + subj_content;
+        tbs_content = sizeof(version_v3) + 2 + CERT_SERIAL_LEN + is->mid_len + validity_len + subj_len +
+                      sizeof(p256_spki_prefix) + sizeof(c.pubkey) + is->ext_len;
+        tbs_len = der_hdr_size(tbs_content) + tbs_content;
+
+        /* Room for the certificate header (≤ 4 bytes), TBS, algorithm, BIT STRING. */
+        buf = malloc(4 + tbs_len + sizeof(sigalg_ecdsa_sha256) + 3 + SIGNER_SIG_MAX);
+        if (!buf)
+                return -ENOMEM;
+        tbs = p = buf + 4;
+        p = der_put_hdr(p, DER_SEQUENCE, tbs_content);
+        p = put_bytes(p, version_v3, sizeof(version_v3));
+        p = der_put_hdr(p, DER_INTEGER, CERT_SERIAL_LEN);
+        p = put_bytes(p, c.serial, CERT_SERIAL_LEN);
+        p = put_bytes(p, is->mid, is->mid_len);
+        p = put_bytes(p, validity, validity_len);
+        p = der_put_hdr(p, DER_SEQUENCE, subj_content);
+        p = put_bytes(p, is->subj_prefix, is->subj_prefix_len);
+        p = put_rdn(p, oid_common_name, sizeof(oid_common_name), cn, cn_len);
+        p = put_bytes(p, p256_spki_prefix, sizeof(p256_spki_prefix));
+        p = put_bytes(p, c.pubkey, sizeof(c.pubkey));
+        memcpy(p, is->ext, is->ext_len);
+        memcpy(p + is->ext_ski_off, c.ski, CERT_SKI_LEN);
+        p += is->ext_len;
+        if ((size_t)(p - tbs) != tbs_len) {
+                free(buf);
+                return -EINVAL; /* cannot happen: sizes above are exact */
+        }
+
+        SHA256(tbs, tbs_len, digest);
+        r = signer_sign(is->signer, digest, sig, &sig_len);
+        if (r < 0 || sig_len == 0 || sig_len > SIGNER_SIG_MAX) {
+                free(buf);
+                return r < 0 ? r : -EIO;
+        }
+        p = put_bytes(p, sigalg_ecdsa_sha256, sizeof(sigalg_ecdsa_sha256));
+        p = der_put_hdr(p, DER_BIT_STRING, 1 + sig_len);
+        *p++ = 0x00; /* unused bits */
+        p = put_bytes(p, sig, sig_len);
+
+        cert_content = (size_t)(p - tbs);
+        hdr = der_hdr_size(cert_content);
+        total = hdr + cert_content;
+        if (hdr > 4) { /* cannot happen: the certificate is < 64 KiB */
+                free(buf);
+                return -EINVAL;
+        }
+        der_put_hdr(buf + (4 - hdr), DER_SEQUENCE, cert_content);
+        memmove(buf, buf + (4 - hdr), total);
+
+        c.der = buf;
+        c.der_len = total;
+        SHA256(c.der, c.der_len, c.sha256);
+        hex_encode(c.sha256_hex, c.sha256, sizeof(c.sha256));
+        hex_encode(c.ski_hex, c.ski, sizeof(c.ski));
+        *ret = c;
+        return 0;
+}
+
+int issuer_issue(struct issuer *is, const struct csr_info *csr, const char *cn, struct issued_cert *ret) {
+        return issuer_issue_at(is, csr, cn, time(NULL), ret);
+}
+
+struct signer *issuer_signer(const struct issuer *is) {
+        return is ? is->signer : NULL;
+}
+
+const uint8_t *issuer_signer_cert_der(const struct issuer *is, size_t *ret_len) {
+        return signer_cert_der(is ? is->signer : NULL, ret_len);
+}
+
+const uint8_t *issuer_root_cert_der(const struct issuer *is, size_t *ret_len) {
+        return signer_root_cert_der(is ? is->signer : NULL, ret_len);
+}
+
+int issuer_root_pubkey(const struct issuer *is, uint8_t ret[65]) {
+        _cleanup_(X509_freep) X509 *root = NULL;
+        const uint8_t *der, *p;
+        size_t len;
+
+        if (!is || !ret)
+                return -EINVAL;
+        der = signer_root_cert_der(is->signer, &len);
+        if (!der)
+                return -ENOENT;
+        p = der;
+        root = d2i_X509(NULL, &p, (long)len);
+        if (!root) {
+                ERR_clear_error();
+                return -EBADMSG;
+        }
+        return pkey_p256_point(X509_get0_pubkey(root), ret);
+}
+
+int cert_thing_name(enum cert_thing_mode mode, const struct issued_cert *c, const char *cn, char *buf,
+                    size_t size) {
+        const char *name;
+        size_t n;
+
+        if (!buf)
+                return -EINVAL;
+        switch (mode) {
+        case CERT_THING_CN:
+                if (!cn)
+                        return -EINVAL;
+                name = cn;
+                n = strlen(cn);
+                if (n == 0 || n > CERT_THING_NAME_MAX)
+                        return -EINVAL;
+                /* AWS IoT thing names: [a-zA-Z0-9:_-]+ */
+                for (size_t i = 0; i < n; i++) {
+                        char ch = cn[i];
+                        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                              ch == ':' || ch == '_' || ch == '-'))
+                                return -EINVAL;
+                }
+                break;
+        case CERT_THING_SKI:
+                if (!c || c->ski_hex[0] == '\0')
+                        return -EINVAL;
+                name = c->ski_hex;
+                n = strlen(name);
+                break;
+        default:
+                return -EINVAL;
+        }
+        if (n + 1 > size)
+                return -ENOBUFS;
+        memcpy(buf, name, n + 1);
+        return (int)n;
+}

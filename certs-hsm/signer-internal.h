@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/* Internals shared by the signer backends. */
+#pragma once
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "certs-internal.h"
+
+#define SIGNER_MAX_CHAIN 8
+#define SIGNER_MAX_CERT_FILE (1024 * 1024)
+#define SIGNER_MAX_KEY_FILE (64 * 1024)
+#define SIGNER_MAX_NAME 2048 /* issuer Name DER we copy into every certificate */
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY *, EVP_PKEY_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY_CTX *, EVP_PKEY_CTX_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_MD_CTX *, EVP_MD_CTX_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free);
+
+struct signer {
+        const struct signer_ops *ops;
+        void *userdata;
+        const char *backend;
+
+        uint8_t *cert_der;
+        size_t cert_len;
+        uint8_t *root_der; /* NULL if unknown */
+        size_t root_len;
+        uint8_t *subject_der; /* the signer's subject Name TLV = issuer of what it signs */
+        size_t subject_len;
+        uint8_t ski[64];
+        size_t ski_len;
+        uint8_t pubkey[65];
+};
+
+/* Wraps @userdata into a signer for @cert (borrowed) and, if given, @root
+ * (borrowed). Takes @userdata: ops->free() is called on failure. Checks that the
+ * certificate key is P-256 and proves with one signature that the backend's key
+ * matches it (-EKEYREJECTED otherwise). */
+int signer_new_internal(struct signer **ret, const struct signer_ops *ops, void *userdata, const char *backend,
+                        X509 *cert, X509 *root);
+
+/* Reads a PEM file holding the signer certificate, then optional issuers.
+ * *ret_root is the last certificate if it is self-signed and the chain
+ * verifies up to it (else NULL). */
+int signer_load_chain(const char *path, X509 **ret_cert, X509 **ret_root);
+
+/* Reads at most @max bytes of a regular file (or -EFBIG). */
+int read_file_bounded(int fd, size_t max, uint8_t **ret, size_t *ret_len);
+
+/* EC public key (P-256 only) as an uncompressed point. */
+int pkey_p256_point(EVP_PKEY *pk, uint8_t ret[65]);
+
+int signer_file_open(const char *path, const char *passphrase, void **ret_userdata,
+                     const struct signer_ops **ret_ops);
+#if HAVE_PKCS11
+int signer_pkcs11_open(const char *uri, const char *pin, const char *module_path, void **ret_userdata,
+                       const struct signer_ops **ret_ops);
+#endif

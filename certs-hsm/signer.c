@@ -1,0 +1,400 @@
+/* SPDX-License-Identifier: MIT */
+/* The backend-independent part of a signer: certificate, chain, SKI, dispatch. */
+
+#include "config.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/x509v3.h>
+
+#include "signer-internal.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(X509_STORE *, X509_STORE_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(X509_STORE_CTX *, X509_STORE_CTX_free);
+static inline void x509_stack_freep(STACK_OF(X509) **p) {
+        sk_X509_pop_free(*p, X509_free);
+}
+
+int read_file_bounded(int fd, size_t max, uint8_t **ret, size_t *ret_len) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len = 0;
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if ((uint64_t)st.st_size > max)
+                return -EFBIG;
+        buf = malloc(max + 1);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t n = read(fd, buf + len, max + 1 - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        int e = -errno;
+                        OPENSSL_cleanse(buf, len);
+                        return e;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+                if (len > max) {
+                        OPENSSL_cleanse(buf, len);
+                        return -EFBIG;
+                }
+        }
+        *ret = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+int pkey_p256_point(EVP_PKEY *pk, uint8_t ret[65]) {
+        char group[32];
+        size_t len = 0;
+
+        if (!pk || !EVP_PKEY_is_a(pk, "EC"))
+                return -EKEYREJECTED;
+        if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) != 1 ||
+            (strcmp(group, "prime256v1") != 0 && strcmp(group, "P-256") != 0)) {
+                ERR_clear_error();
+                return -EKEYREJECTED;
+        }
+        if (EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, ret, 65, &len) != 1 ||
+            len != 65 || ret[0] != 0x04) {
+                ERR_clear_error();
+                return -EKEYREJECTED;
+        }
+        return 0;
+}
+
+static int x509_to_der(X509 *x, uint8_t **ret, size_t *ret_len) {
+        unsigned char *der = NULL;
+        int n = i2d_X509(x, &der);
+        if (n <= 0) {
+                ERR_clear_error();
+                return -EBADMSG;
+        }
+        /* Own copy from malloc() so free() works regardless of OpenSSL's allocator. */
+        *ret = malloc((size_t)n);
+        if (!*ret) {
+                OPENSSL_free(der);
+                return -ENOMEM;
+        }
+        memcpy(*ret, der, (size_t)n);
+        OPENSSL_free(der);
+        *ret_len = (size_t)n;
+        return 0;
+}
+
+static int chain_verify(X509 *leaf, STACK_OF(X509) *untrusted, X509 *root) {
+        _cleanup_(X509_STORE_freep) X509_STORE *store = X509_STORE_new();
+        _cleanup_(X509_STORE_CTX_freep) X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+
+        if (!store || !ctx || X509_STORE_add_cert(store, root) != 1 ||
+            X509_STORE_CTX_init(ctx, store, leaf, untrusted) != 1)
+                return -ENOMEM;
+        /* Validity periods are the operator's business (rotation); signatures and
+         * CA flags are ours. */
+        X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_NO_CHECK_TIME);
+        if (X509_verify_cert(ctx) != 1) {
+                ERR_clear_error();
+                return -EKEYREJECTED;
+        }
+        return 0;
+}
+
+int signer_load_chain(const char *path, X509 **ret_cert, X509 **ret_root) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ uint8_t *buf = NULL;
+        _cleanup_(BIO_freep) BIO *bio = NULL;
+        _cleanup_(x509_stack_freep) STACK_OF(X509) *chain = NULL;
+        size_t len;
+        int r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        r = read_file_bounded(fd, SIGNER_MAX_CERT_FILE, &buf, &len);
+        if (r < 0)
+                return r;
+        bio = BIO_new_mem_buf(buf, (int)len);
+        chain = sk_X509_new_null();
+        if (!bio || !chain)
+                return -ENOMEM;
+        for (;;) {
+                X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+                if (!x)
+                        break;
+                if (sk_X509_num(chain) >= SIGNER_MAX_CHAIN || !sk_X509_push(chain, x)) {
+                        X509_free(x);
+                        return -EBADMSG;
+                }
+        }
+        ERR_clear_error(); /* the loop ends on "no start line" */
+        if (sk_X509_num(chain) == 0)
+                return -EBADMSG;
+
+        X509 *root = NULL;
+        if (sk_X509_num(chain) > 1) {
+                X509 *last = sk_X509_value(chain, sk_X509_num(chain) - 1);
+                if (X509_check_issued(last, last) == X509_V_OK) {
+                        r = chain_verify(sk_X509_value(chain, 0), chain, last);
+                        if (r < 0)
+                                return r;
+                        root = last;
+                }
+        }
+        if (ret_root) {
+                *ret_root = root;
+                if (root)
+                        X509_up_ref(root);
+        }
+        *ret_cert = sk_X509_value(chain, 0);
+        X509_up_ref(*ret_cert);
+        return 0;
+}
+
+static int signer_setup_cert(struct signer *s, X509 *cert) {
+        const ASN1_OCTET_STRING *skid;
+        const X509_NAME *subject;
+        const unsigned char *name_der;
+        size_t name_len;
+        int r;
+
+        r = pkey_p256_point(X509_get0_pubkey(cert), s->pubkey);
+        if (r < 0)
+                return r;
+
+        r = x509_to_der(cert, &s->cert_der, &s->cert_len);
+        if (r < 0)
+                return r;
+
+        subject = X509_get_subject_name(cert);
+        if (X509_NAME_get0_der((X509_NAME *)subject, &name_der, &name_len) != 1 || name_len == 0 ||
+            name_len > SIGNER_MAX_NAME)
+                return -EKEYREJECTED;
+        s->subject_der = malloc(name_len);
+        if (!s->subject_der)
+                return -ENOMEM;
+        memcpy(s->subject_der, name_der, name_len);
+        s->subject_len = name_len;
+
+        /* AKI.keyIdentifier must equal the issuer's SKI as it appears in its
+         * certificate; without one, RFC 5280 4.2.1.2 method 1. */
+        skid = X509_get0_subject_key_id(cert);
+        if (skid && ASN1_STRING_length(skid) > 0 && (size_t)ASN1_STRING_length(skid) <= sizeof(s->ski)) {
+                s->ski_len = (size_t)ASN1_STRING_length(skid);
+                memcpy(s->ski, ASN1_STRING_get0_data(skid), s->ski_len);
+        } else {
+                SHA1(s->pubkey, sizeof(s->pubkey), s->ski);
+                s->ski_len = SHA_DIGEST_LENGTH;
+        }
+        ERR_clear_error();
+        return 0;
+}
+
+/* One signature with the backend, checked against the certificate's key: the
+ * key matches, the PIN works, the HSM answers. */
+static int signer_self_test(struct signer *s, X509 *cert) {
+        _cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
+        uint8_t digest[32], sig[SIGNER_SIG_MAX];
+        size_t siglen = 0;
+        int r;
+
+        if (RAND_bytes(digest, sizeof(digest)) != 1)
+                return -EIO;
+        r = s->ops->sign(s->userdata, digest, sig, &siglen);
+        if (r < 0)
+                return r;
+        ctx = EVP_PKEY_CTX_new_from_pkey(NULL, X509_get0_pubkey(cert), NULL);
+        if (!ctx || EVP_PKEY_verify_init(ctx) != 1)
+                return -ENOMEM;
+        if (EVP_PKEY_verify(ctx, sig, siglen, digest, sizeof(digest)) != 1) {
+                ERR_clear_error();
+                return -EKEYREJECTED;
+        }
+        return 0;
+}
+
+int signer_new_internal(struct signer **ret, const struct signer_ops *ops, void *userdata, const char *backend,
+                        X509 *cert, X509 *root) {
+        struct signer *s;
+        int r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s) {
+                ops->free(userdata);
+                return -ENOMEM;
+        }
+        s->ops = ops;
+        s->userdata = userdata;
+        s->backend = backend;
+
+        r = signer_setup_cert(s, cert);
+        if (r < 0)
+                goto fail;
+        if (root) {
+                r = x509_to_der(root, &s->root_der, &s->root_len);
+                if (r < 0)
+                        goto fail;
+        }
+        r = signer_self_test(s, cert);
+        if (r < 0)
+                goto fail;
+        *ret = s;
+        return 0;
+fail:
+        signer_free(s);
+        return r;
+}
+
+int signer_new_ops(struct signer **ret, const struct signer_ops *ops, void *userdata, const uint8_t *cert_der,
+                   size_t cert_len) {
+        _cleanup_(X509_freep) X509 *cert = NULL;
+        const uint8_t *p = cert_der;
+
+        if (!ret || !ops || !ops->sign || !ops->free || !cert_der || cert_len == 0 || cert_len > LONG_MAX) {
+                if (ops && ops->free)
+                        ops->free(userdata);
+                return -EINVAL;
+        }
+        cert = d2i_X509(NULL, &p, (long)cert_len);
+        if (!cert || p != cert_der + cert_len) {
+                ERR_clear_error();
+                ops->free(userdata);
+                return -EBADMSG;
+        }
+        return signer_new_internal(ret, ops, userdata, "custom", cert, NULL);
+}
+
+static const char *uri_file_path(const char *uri) {
+        if (uri[0] == '/')
+                return uri;
+        if (strncmp(uri, "file://", 7) == 0) /* RFC 8089: file:///path (empty authority only) */
+                return uri[7] == '/' ? uri + 7 : NULL;
+        if (strncmp(uri, "file:", 5) == 0)
+                return uri[5] == '/' ? uri + 5 : NULL;
+        return NULL;
+}
+
+int signer_open_pkcs11(struct signer **ret, const char *uri, const char *cert_path, const char *pin,
+                       const char *module_path) {
+        _cleanup_(X509_freep) X509 *cert = NULL, *root = NULL;
+        const struct signer_ops *ops = NULL;
+        void *userdata = NULL;
+        const char *backend;
+        int r;
+
+        if (!ret || !uri || !cert_path)
+                return -EINVAL;
+
+        r = signer_load_chain(cert_path, &cert, &root);
+        if (r < 0)
+                return r;
+
+        if (strncmp(uri, "pkcs11:", 7) == 0) {
+#if HAVE_PKCS11
+                r = signer_pkcs11_open(uri, pin, module_path, &userdata, &ops);
+                backend = "pkcs11";
+#else
+                return -EPROTONOSUPPORT;
+#endif
+        } else {
+                const char *path = uri_file_path(uri);
+                if (!path) {
+                        if (strchr(uri, ':'))
+                                return -EPROTONOSUPPORT;
+                        return -EINVAL;
+                }
+                r = signer_file_open(path, pin, &userdata, &ops);
+                backend = "file";
+        }
+        if (r < 0)
+                return r;
+        return signer_new_internal(ret, ops, userdata, backend, cert, root);
+}
+
+int signer_open(struct signer **ret, const char *uri, const char *cert_path, const char *pin) {
+        return signer_open_pkcs11(ret, uri, cert_path, pin, NULL);
+}
+
+struct signer *signer_free(struct signer *s) {
+        if (!s)
+                return NULL;
+        if (s->ops && s->ops->free)
+                s->ops->free(s->userdata);
+        free(s->cert_der);
+        free(s->root_der);
+        free(s->subject_der);
+        free(s);
+        return NULL;
+}
+
+int signer_sign(struct signer *s, const uint8_t digest[32], uint8_t sig[SIGNER_SIG_MAX], size_t *ret_len) {
+        if (!s || !digest || !sig || !ret_len)
+                return -EINVAL;
+        return s->ops->sign(s->userdata, digest, sig, ret_len);
+}
+
+const uint8_t *signer_cert_der(const struct signer *s, size_t *ret_len) {
+        if (ret_len)
+                *ret_len = s ? s->cert_len : 0;
+        return s ? s->cert_der : NULL;
+}
+
+const uint8_t *signer_root_cert_der(const struct signer *s, size_t *ret_len) {
+        if (ret_len)
+                *ret_len = s ? s->root_len : 0;
+        return s ? s->root_der : NULL;
+}
+
+int signer_set_root(struct signer *s, const char *root_pem_path) {
+        _cleanup_(X509_freep) X509 *root = NULL, *signer_cert = NULL;
+        _cleanup_(x509_stack_freep) STACK_OF(X509) *none = NULL;
+        const uint8_t *p;
+        uint8_t *der = NULL;
+        size_t der_len;
+        int r;
+
+        if (!s || !root_pem_path)
+                return -EINVAL;
+        r = signer_load_chain(root_pem_path, &root, NULL);
+        if (r < 0)
+                return r;
+        if (X509_check_issued(root, root) != X509_V_OK)
+                return -EKEYREJECTED; /* not self-signed: not a root */
+        p = s->cert_der;
+        signer_cert = d2i_X509(NULL, &p, (long)s->cert_len);
+        if (!signer_cert)
+                return -ENOMEM;
+        r = chain_verify(signer_cert, NULL, root);
+        if (r < 0)
+                return r;
+        r = x509_to_der(root, &der, &der_len);
+        if (r < 0)
+                return r;
+        free(s->root_der);
+        s->root_der = der;
+        s->root_len = der_len;
+        return 0;
+}
+
+const uint8_t *signer_ski(const struct signer *s, size_t *ret_len) {
+        if (ret_len)
+                *ret_len = s ? s->ski_len : 0;
+        return s ? s->ski : NULL;
+}
+
+const char *signer_backend(const struct signer *s) {
+        return s ? s->backend : NULL;
+}
