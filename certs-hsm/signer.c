@@ -312,7 +312,8 @@ int signer_open_pkcs11(struct signer **ret, const char *uri, const char *cert_pa
         } else {
                 const char *path = uri_file_path(uri);
                 if (!path) {
-                        if (strchr(uri, ':'))
+                        /* "file:" with a relative path is a bad URI; "tpm2:..." an unknown scheme. */
+                        if (strncmp(uri, "file:", 5) != 0 && strchr(uri, ':'))
                                 return -EPROTONOSUPPORT;
                         return -EINVAL;
                 }

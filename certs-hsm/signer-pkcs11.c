@@ -1,0 +1,452 @@
+/* SPDX-License-Identifier: MIT */
+/* The pkcs11: signer backend (RFC 7512 URI, libp11). The private key stays in the
+ * token: libp11 hooks the EC_KEY's method so ECDSA_do_sign() becomes C_Sign with
+ * CKM_ECDSA on our digest. One mutex serialises the token session: PKCS#11
+ * allows one active operation per session, and a factory HSM signs faster than
+ * the line needs anyway. */
+
+#define OPENSSL_SUPPRESS_DEPRECATED 1 /* EVP_PKEY_get0_EC_KEY(), ECDSA_do_sign(): see above */
+
+#include "config.h"
+
+#include <ctype.h>
+#include <fcntl.h>
+#include <pthread.h>
+
+#include <libp11.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/ecdsa.h>
+#include <openssl/err.h>
+
+#include "signer-internal.h"
+
+#define URI_MAX 4096
+#define PIN_MAX 256
+#define DEFAULT_MODULE "p11-kit-proxy.so"
+
+struct p11_uri {
+        char *token, *manufacturer, *serial, *model, *object, *type;
+        char *slot_description, *slot_manufacturer;
+        uint8_t id[128];
+        size_t id_len;
+        bool has_id, has_slot_id;
+        unsigned long slot_id;
+        char *module_path, *pin_value, *pin_source;
+};
+
+struct p11_signer {
+        pthread_mutex_t lock;
+        PKCS11_CTX *ctx;
+        PKCS11_SLOT *slots;
+        unsigned int nslots;
+        EVP_PKEY *key; /* handle to the token key; no key material */
+        EC_KEY *ec;    /* its EC_KEY with libp11's method (one reference) */
+};
+
+static void uri_done(struct p11_uri *u) {
+        free(u->token);
+        free(u->manufacturer);
+        free(u->serial);
+        free(u->model);
+        free(u->object);
+        free(u->type);
+        free(u->slot_description);
+        free(u->slot_manufacturer);
+        free(u->module_path);
+        if (u->pin_value)
+                OPENSSL_cleanse(u->pin_value, strlen(u->pin_value));
+        free(u->pin_value);
+        free(u->pin_source);
+}
+
+static int unhex(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        c = (char)tolower((unsigned char)c);
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        return -1;
+}
+
+/* Percent-decodes [s, s+n) into a new buffer (NUL-terminated; *ret_len without it). */
+static int pct_decode(const char *s, size_t n, uint8_t **ret, size_t *ret_len) {
+        uint8_t *out = malloc(n + 1);
+        size_t k = 0;
+
+        if (!out)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] == '%') {
+                        int hi, lo;
+                        if (i + 2 >= n) {
+                                free(out);
+                                return -EINVAL;
+                        }
+                        hi = unhex(s[i + 1]);
+                        lo = unhex(s[i + 2]);
+                        if (hi < 0 || lo < 0) {
+                                free(out);
+                                return -EINVAL;
+                        }
+                        out[k++] = (uint8_t)(hi << 4 | lo);
+                        i += 2;
+                } else
+                        out[k++] = (uint8_t)s[i];
+        }
+        out[k] = '\0';
+        *ret = out;
+        *ret_len = k;
+        return 0;
+}
+
+static int set_str(char **field, const char *v, size_t n) {
+        uint8_t *d;
+        size_t len;
+        int r;
+
+        if (*field) /* attributes must not repeat */
+                return -EINVAL;
+        r = pct_decode(v, n, &d, &len);
+        if (r < 0)
+                return r;
+        if (memchr(d, '\0', len)) {
+                free(d);
+                return -EINVAL;
+        }
+        *field = (char *)d;
+        return 0;
+}
+
+static int parse_attr(struct p11_uri *u, const char *a, size_t n, bool query) {
+        const char *eq = memchr(a, '=', n);
+        size_t kl, vl;
+        const char *v;
+
+        if (!eq)
+                return -EINVAL;
+        kl = (size_t)(eq - a);
+        v = eq + 1;
+        vl = n - kl - 1;
+#define KEY(s) (kl == strlen(s) && memcmp(a, s, kl) == 0)
+        if (!query) {
+                if (KEY("token"))
+                        return set_str(&u->token, v, vl);
+                if (KEY("manufacturer"))
+                        return set_str(&u->manufacturer, v, vl);
+                if (KEY("serial"))
+                        return set_str(&u->serial, v, vl);
+                if (KEY("model"))
+                        return set_str(&u->model, v, vl);
+                if (KEY("object"))
+                        return set_str(&u->object, v, vl);
+                if (KEY("type"))
+                        return set_str(&u->type, v, vl);
+                if (KEY("slot-description"))
+                        return set_str(&u->slot_description, v, vl);
+                if (KEY("slot-manufacturer"))
+                        return set_str(&u->slot_manufacturer, v, vl);
+                if (KEY("id")) {
+                        uint8_t *d;
+                        size_t len;
+                        int r;
+                        if (u->has_id)
+                                return -EINVAL;
+                        r = pct_decode(v, vl, &d, &len);
+                        if (r < 0)
+                                return r;
+                        if (len > sizeof(u->id)) {
+                                free(d);
+                                return -EINVAL;
+                        }
+                        memcpy(u->id, d, len);
+                        u->id_len = len;
+                        u->has_id = true;
+                        free(d);
+                        return 0;
+                }
+                if (KEY("slot-id")) {
+                        char buf[24], *end;
+                        if (u->has_slot_id || vl == 0 || vl >= sizeof(buf))
+                                return -EINVAL;
+                        memcpy(buf, v, vl);
+                        buf[vl] = '\0';
+                        errno = 0;
+                        u->slot_id = strtoul(buf, &end, 10);
+                        if (errno || *end || !isdigit((unsigned char)buf[0]))
+                                return -EINVAL;
+                        u->has_slot_id = true;
+                        return 0;
+                }
+                /* Library attributes describe the module; we load one explicitly. */
+                if (KEY("library-manufacturer") || KEY("library-description") || KEY("library-version"))
+                        return 0;
+        } else {
+                if (KEY("module-path"))
+                        return set_str(&u->module_path, v, vl);
+                if (KEY("pin-value"))
+                        return set_str(&u->pin_value, v, vl);
+                if (KEY("pin-source"))
+                        return set_str(&u->pin_source, v, vl);
+                if (KEY("module-name"))
+                        return 0; /* module-path or the configured module wins */
+        }
+#undef KEY
+        return -EINVAL; /* an attribute we do not understand could change what matches: refuse */
+}
+
+static int parse_uri(const char *uri, struct p11_uri *u) {
+        const char *p, *q, *end;
+        size_t len = strnlen(uri, URI_MAX + 1);
+        int r;
+
+        if (len > URI_MAX || strncmp(uri, "pkcs11:", 7) != 0)
+                return -EINVAL;
+        p = uri + 7;
+        q = strchr(p, '?');
+        end = q ? q : uri + len;
+        while (p < end) {
+                const char *sep = memchr(p, ';', (size_t)(end - p));
+                const char *e = sep ? sep : end;
+                if (e > p) {
+                        r = parse_attr(u, p, (size_t)(e - p), false);
+                        if (r < 0)
+                                return r;
+                }
+                p = e + (sep ? 1 : 0);
+        }
+        if (q) {
+                p = q + 1;
+                end = uri + len;
+                while (p < end) {
+                        const char *sep = memchr(p, '&', (size_t)(end - p));
+                        const char *e = sep ? sep : end;
+                        if (e > p) {
+                                r = parse_attr(u, p, (size_t)(e - p), true);
+                                if (r < 0)
+                                        return r;
+                        }
+                        p = e + (sep ? 1 : 0);
+                }
+        }
+        if (u->type && strcmp(u->type, "private") != 0)
+                return -EINVAL;
+        if (!u->object && !u->has_id)
+                return -EINVAL; /* which key? */
+        return 0;
+}
+
+/* pin-source=file:/path or /path: first line of a small regular file. */
+static int read_pin_source(const char *src, char **ret) {
+        _cleanup_close_ int fd = -EBADF;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int r;
+
+        if (strncmp(src, "file:", 5) == 0)
+                src += 5;
+        if (src[0] != '/')
+                return -EINVAL;
+        fd = open(src, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        r = read_file_bounded(fd, PIN_MAX, &buf, &len);
+        if (r < 0)
+                return r;
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+                len--;
+        buf[len] = '\0';
+        if (memchr(buf, '\0', len)) {
+                OPENSSL_cleanse(buf, len);
+                free(buf);
+                return -EINVAL;
+        }
+        *ret = (char *)buf;
+        return 0;
+}
+
+static bool str_match(const char *want, const char *have) {
+        return !want || (have && strcmp(want, have) == 0);
+}
+
+static int find_slot(struct p11_signer *ps, const struct p11_uri *u, PKCS11_SLOT **ret) {
+        PKCS11_SLOT *found = NULL;
+
+        for (unsigned int i = 0; i < ps->nslots; i++) {
+                PKCS11_SLOT *s = &ps->slots[i];
+                PKCS11_TOKEN *t = s->token;
+                if (!t || !t->initialized)
+                        continue;
+                if (!str_match(u->token, t->label) || !str_match(u->manufacturer, t->manufacturer) ||
+                    !str_match(u->serial, t->serialnr) || !str_match(u->model, t->model) ||
+                    !str_match(u->slot_description, s->description) ||
+                    !str_match(u->slot_manufacturer, s->manufacturer))
+                        continue;
+                if (u->has_slot_id && PKCS11_get_slotid_from_slot(s) != u->slot_id)
+                        continue;
+                if (found)
+                        return -ENOTUNIQ;
+                found = s;
+        }
+        if (!found)
+                return -ENOENT;
+        *ret = found;
+        return 0;
+}
+
+static int find_key(PKCS11_TOKEN *token, const struct p11_uri *u, PKCS11_KEY **ret) {
+        PKCS11_KEY *keys = NULL, *found = NULL;
+        unsigned int n = 0;
+
+        if (PKCS11_enumerate_keys(token, &keys, &n) < 0) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        for (unsigned int i = 0; i < n; i++) {
+                PKCS11_KEY *k = &keys[i];
+                if (!k->isPrivate)
+                        continue;
+                if (u->object && (!k->label || strcmp(u->object, k->label) != 0))
+                        continue;
+                if (u->has_id && (k->id_len != u->id_len || memcmp(k->id, u->id, u->id_len) != 0))
+                        continue;
+                if (found)
+                        return -ENOTUNIQ;
+                found = k;
+        }
+        if (!found)
+                return -ENOENT;
+        *ret = found;
+        return 0;
+}
+
+static int p11_sign(void *userdata, const uint8_t digest[32], uint8_t sig[SIGNER_SIG_MAX], size_t *ret_len) {
+        struct p11_signer *ps = userdata;
+        ECDSA_SIG *es;
+        uint8_t *p = sig;
+        int n;
+
+        pthread_mutex_lock(&ps->lock);
+        es = ECDSA_do_sign(digest, 32, ps->ec);
+        pthread_mutex_unlock(&ps->lock);
+        if (!es) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        n = i2d_ECDSA_SIG(es, NULL);
+        if (n <= 0 || n > SIGNER_SIG_MAX) {
+                ECDSA_SIG_free(es);
+                return -EIO;
+        }
+        i2d_ECDSA_SIG(es, &p);
+        ECDSA_SIG_free(es);
+        *ret_len = (size_t)n;
+        return 0;
+}
+
+static void p11_free(void *userdata) {
+        struct p11_signer *ps = userdata;
+        if (!ps)
+                return;
+        EC_KEY_free(ps->ec); /* before the slots they refer to */
+        EVP_PKEY_free(ps->key);
+        if (ps->slots)
+                PKCS11_release_all_slots(ps->ctx, ps->slots, ps->nslots);
+        if (ps->ctx) {
+                PKCS11_CTX_unload(ps->ctx);
+                PKCS11_CTX_free(ps->ctx);
+        }
+        pthread_mutex_destroy(&ps->lock);
+        free(ps);
+}
+
+static const struct signer_ops p11_ops = {
+        .sign = p11_sign,
+        .free = p11_free,
+};
+
+int signer_pkcs11_open(const char *uri, const char *pin, const char *module_path, void **ret_userdata,
+                       const struct signer_ops **ret_ops) {
+        struct p11_uri u = {};
+        struct p11_signer *ps = NULL;
+        PKCS11_SLOT *slot = NULL;
+        PKCS11_KEY *key = NULL;
+        char *pin_buf = NULL;
+        const char *module, *use_pin;
+        int r;
+
+        r = parse_uri(uri, &u);
+        if (r < 0)
+                goto out;
+
+        module = u.module_path ? u.module_path
+                 : module_path ? module_path
+                 : secure_getenv("PROVD_PKCS11_MODULE") ? secure_getenv("PROVD_PKCS11_MODULE")
+                                                         : DEFAULT_MODULE;
+        use_pin = pin;
+        if (!use_pin && u.pin_value)
+                use_pin = u.pin_value;
+        if (!use_pin && u.pin_source) {
+                r = read_pin_source(u.pin_source, &pin_buf);
+                if (r < 0)
+                        goto out;
+                use_pin = pin_buf;
+        }
+
+        ps = calloc(1, sizeof(*ps));
+        if (!ps) {
+                r = -ENOMEM;
+                goto out;
+        }
+        pthread_mutex_init(&ps->lock, NULL);
+        ps->ctx = PKCS11_CTX_new();
+        if (!ps->ctx) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if (PKCS11_CTX_load(ps->ctx, module) < 0) {
+                PKCS11_CTX_free(ps->ctx);
+                ps->ctx = NULL;
+                r = -EIO;
+                goto out;
+        }
+        if (PKCS11_enumerate_slots(ps->ctx, &ps->slots, &ps->nslots) < 0) {
+                r = -EIO;
+                goto out;
+        }
+        r = find_slot(ps, &u, &slot);
+        if (r < 0)
+                goto out;
+        if (use_pin) {
+                int logged_in = 0;
+                if (PKCS11_is_logged_in(slot, 0, &logged_in) < 0 || !logged_in) {
+                        if (PKCS11_login(slot, 0, use_pin) < 0) {
+                                r = -EACCES;
+                                goto out;
+                        }
+                }
+        } else if (slot->token->loginRequired) {
+                r = -EACCES; /* private keys are invisible without login */
+                goto out;
+        }
+        r = find_key(slot->token, &u, &key);
+        if (r < 0)
+                goto out;
+        ps->key = PKCS11_get_private_key(key);
+        if (!ps->key || !(ps->ec = EVP_PKEY_get1_EC_KEY(ps->key))) {
+                r = -EKEYREJECTED;
+                goto out;
+        }
+        *ret_userdata = TAKE_PTR(ps);
+        *ret_ops = &p11_ops;
+        r = 0;
+out:
+        ERR_clear_error();
+        p11_free(ps);
+        if (pin_buf) {
+                OPENSSL_cleanse(pin_buf, strlen(pin_buf));
+                free(pin_buf);
+        }
+        uri_done(&u);
+        return r;
+}
