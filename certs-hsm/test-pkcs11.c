@@ -1,0 +1,300 @@
+/* SPDX-License-Identifier: MIT */
+/* The pkcs11: signer against SoftHSM2: a key generated in a fresh token signs
+ * device certificates that OpenSSL verifies. Skipped when SoftHSM2/OpenSC or
+ * libp11 support is missing. */
+
+#include "config.h"
+
+#include "test-util.h"
+
+#include <pthread.h>
+
+#include "certs-hsm/ca.h"
+#include "certs-hsm/cert.h"
+#include "certs-hsm/csr.h"
+#include "certs-hsm/signer.h"
+
+#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
+
+struct fixture {
+        char *dir, *signer_pem, *uri_base;
+        X509 *signer_cert;
+};
+
+static bool have_tools(void) {
+        return HAVE_PKCS11 && access(MODULE, R_OK) == 0 && system("command -v softhsm2-util >/dev/null 2>&1") == 0 &&
+               system("command -v pkcs11-tool >/dev/null 2>&1") == 0;
+}
+
+static void run(const char *fmt, ...) {
+        char *cmd = NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        assert_true(vasprintf(&cmd, fmt, ap) > 0);
+        va_end(ap);
+        if (system(cmd) != 0)
+                fail_msg("command failed: %s", cmd);
+        free(cmd);
+}
+
+/* The signer certificate for the HSM's public key, signed by the ca_init() root. */
+static X509 *make_signer_cert(const char *dir, EVP_PKEY *pub) {
+        char *rk = t_path(dir, "root.key"), *rp = t_path(dir, "root.pem");
+        X509 *root = t_load_cert(rp), *x = X509_new();
+        FILE *fp = fopen(rk, "re");
+        EVP_PKEY *root_key = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
+        X509_NAME *name = X509_NAME_new();
+        X509V3_CTX ctx;
+
+        fclose(fp);
+        assert_non_null(root_key);
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"HSM signer", -1, -1, 0);
+        assert_int_equal(X509_set_version(x, X509_VERSION_3), 1);
+        ASN1_INTEGER_set(X509_get_serialNumber(x), 4242);
+        X509_set_subject_name(x, name);
+        X509_set_issuer_name(x, X509_get_subject_name(root));
+        X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+        X509_gmtime_adj(X509_getm_notAfter(x), 86400L * 365);
+        assert_int_equal(X509_set_pubkey(x, pub), 1);
+        X509V3_set_ctx(&ctx, root, x, NULL, NULL, 0);
+        static const struct {
+                int nid;
+                const char *v;
+        } exts[] = {
+                { NID_basic_constraints, "critical,CA:TRUE,pathlen:0" },
+                { NID_key_usage, "critical,keyCertSign,cRLSign" },
+                { NID_subject_key_identifier, "hash" },
+                { NID_authority_key_identifier, "keyid:always" },
+        };
+        for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++) {
+                X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, exts[i].nid, exts[i].v);
+                assert_non_null(e);
+                X509_add_ext(x, e, -1);
+                X509_EXTENSION_free(e);
+        }
+        assert_true(X509_sign(x, root_key, EVP_sha256()) > 0);
+        X509_NAME_free(name);
+        X509_free(root);
+        EVP_PKEY_free(root_key);
+        free(rk);
+        free(rp);
+        return x;
+}
+
+static int setup(void **state) {
+        struct fixture *f;
+        char *conf, *pubder;
+        FILE *fp;
+
+        if (!have_tools())
+                return 0; /* each test skips */
+        f = calloc(1, sizeof(*f));
+        f->dir = t_tmpdir();
+        conf = t_path(f->dir, "softhsm2.conf");
+        fp = fopen(conf, "we");
+        fprintf(fp, "directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n", f->dir);
+        fclose(fp);
+        run("mkdir -p %s/tokens", f->dir);
+        setenv("SOFTHSM2_CONF", conf, 1);
+        run("softhsm2-util --init-token --free --label provd --pin 1234 --so-pin 5678 >/dev/null");
+        run("pkcs11-tool --module " MODULE " --token-label provd --login --pin 1234 --keypairgen "
+            "--key-type EC:prime256v1 --label signer --id 01 >/dev/null 2>&1");
+        pubder = t_path(f->dir, "pub.der");
+        run("pkcs11-tool --module " MODULE " --token-label provd --read-object --type pubkey --id 01 -o %s "
+            ">/dev/null 2>&1",
+            pubder);
+
+        /* The public key, and a signer certificate for it under a file-based root. */
+        fp = fopen(pubder, "rb");
+        assert_non_null(fp);
+        EVP_PKEY *pub = d2i_PUBKEY_fp(fp, NULL);
+        fclose(fp);
+        assert_non_null(pub);
+        assert_int_equal(ca_init(f->dir, NULL), 0);
+        f->signer_cert = make_signer_cert(f->dir, pub);
+        EVP_PKEY_free(pub);
+        f->signer_pem = t_path(f->dir, "hsm-signer.pem");
+        fp = fopen(f->signer_pem, "we");
+        PEM_write_X509(fp, f->signer_cert);
+        fclose(fp);
+        f->uri_base = strdup("pkcs11:token=provd;object=signer;id=%01;type=private?module-path=" MODULE);
+        free(conf);
+        free(pubder);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        struct fixture *f = *state;
+        if (!f)
+                return 0;
+        X509_free(f->signer_cert);
+        free(f->signer_pem);
+        free(f->uri_base);
+        t_rmdir(f->dir);
+        free(f);
+        return 0;
+}
+
+#define NEED_HSM(state)                                                                 \
+        do {                                                                            \
+                if (!*(state)) {                                                        \
+                        print_message("SoftHSM2/OpenSC/libp11 not available: skipped\n"); \
+                        skip();                                                         \
+                }                                                                       \
+        } while (0)
+
+static void issue_and_verify(struct fixture *f, struct issuer *is, const char *cn) {
+        EVP_PKEY *dev = t_key_ec("P-256");
+        struct csr_info csr = {};
+        struct issued_cert c = {};
+        size_t len;
+        uint8_t *der = t_csr(dev, cn, &len);
+        char *pem = t_path(f->dir, "dev.pem");
+
+        assert_int_equal(csr_parse_validate(der, len, cn, &csr), 0);
+        assert_int_equal(issuer_issue(is, &csr, cn, &c), 0);
+        const uint8_t *p = c.der;
+        X509 *x = d2i_X509(NULL, &p, (long)c.der_len);
+        assert_non_null(x);
+        assert_int_equal(X509_verify(x, X509_get0_pubkey(f->signer_cert)), 1);
+        X509_free(x);
+        t_write_der_as_pem(pem, c.der, c.der_len);
+        run("openssl verify -x509_strict -purpose sslclient -CAfile %s/root.pem -untrusted %s %s >/dev/null", f->dir,
+            f->signer_pem, pem);
+        issued_cert_done(&c);
+        csr_info_done(&csr);
+        EVP_PKEY_free(dev);
+        free(der);
+        free(pem);
+}
+
+static void test_issue(void **state) {
+        NEED_HSM(state);
+        struct fixture *f = *state;
+        struct signer *s = NULL;
+        struct issuer *is = NULL;
+
+        assert_int_equal(signer_open(&s, f->uri_base, f->signer_pem, "1234"), 0);
+        assert_string_equal(signer_backend(s), "pkcs11");
+        assert_int_equal(issuer_new(&is, s, NULL), 0);
+        issue_and_verify(f, is, "sn-hsm-0001");
+        issue_and_verify(f, is, "sn-hsm-0002");
+        issuer_free(is);
+}
+
+static void test_pin_sources(void **state) {
+        NEED_HSM(state);
+        struct fixture *f = *state;
+        struct signer *s = NULL;
+        char *uri = NULL, *pinfile = t_path(f->dir, "pin");
+        FILE *fp;
+
+        assert_true(asprintf(&uri, "%s&pin-value=1234", f->uri_base) > 0);
+        assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), 0);
+        s = signer_free(s);
+        free(uri);
+
+        fp = fopen(pinfile, "we");
+        fputs("1234\n", fp);
+        fclose(fp);
+        assert_true(asprintf(&uri, "%s&pin-source=file:%s", f->uri_base, pinfile) > 0);
+        assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), 0);
+        s = signer_free(s);
+        free(uri);
+
+        /* Module from the configuration parameter instead of the URI. */
+        assert_int_equal(signer_open_pkcs11(&s, "pkcs11:token=provd;object=signer", f->signer_pem, "1234", MODULE), 0);
+        s = signer_free(s);
+        free(pinfile);
+}
+
+static void test_errors(void **state) {
+        NEED_HSM(state);
+        struct fixture *f = *state;
+        struct signer *s = NULL;
+        char *other = t_path(f->dir, "signer.pem");
+
+        assert_int_equal(signer_open(&s, f->uri_base, f->signer_pem, "0000"), -EACCES);
+        assert_int_equal(signer_open(&s, f->uri_base, f->signer_pem, NULL), -EACCES);
+        assert_int_equal(signer_open_pkcs11(&s, "pkcs11:token=provd;object=nokey", f->signer_pem, "1234", MODULE),
+                         -ENOENT);
+        assert_int_equal(signer_open_pkcs11(&s, "pkcs11:token=other;object=signer", f->signer_pem, "1234", MODULE),
+                         -ENOENT);
+        assert_int_equal(signer_open_pkcs11(&s, "pkcs11:token=provd;id=%02", f->signer_pem, "1234", MODULE), -ENOENT);
+        assert_int_equal(signer_open_pkcs11(&s, "pkcs11:token=provd;object=signer", f->signer_pem, "1234",
+                                            "/nonexistent/module.so"),
+                         -EIO);
+        assert_int_equal(signer_open_pkcs11(&s, "pkcs11:token=provd;frobnicate=1", f->signer_pem, "1234", MODULE),
+                         -EINVAL);
+        assert_int_equal(signer_open_pkcs11(&s, "pkcs11:token=provd", f->signer_pem, "1234", MODULE), -EINVAL);
+        assert_int_equal(signer_open_pkcs11(&s, "pkcs11:token=provd;id=%0", f->signer_pem, "1234", MODULE), -EINVAL);
+        /* The file CA's signer certificate does not belong to the HSM key. */
+        assert_int_equal(signer_open(&s, f->uri_base, other, "1234"), -EKEYREJECTED);
+        assert_null(s);
+        free(other);
+}
+
+struct worker {
+        struct issuer *is;
+        X509 *signer_cert;
+        struct csr_info *csr;
+        int failures;
+};
+
+static void *worker(void *arg) {
+        struct worker *w = arg;
+        for (int i = 0; i < 20; i++) {
+                struct issued_cert c = {};
+                if (issuer_issue(w->is, w->csr, "sn-hsm-mt", &c) < 0) {
+                        w->failures++;
+                        continue;
+                }
+                const uint8_t *p = c.der;
+                X509 *x = d2i_X509(NULL, &p, (long)c.der_len);
+                if (!x || X509_verify(x, X509_get0_pubkey(w->signer_cert)) != 1)
+                        w->failures++;
+                X509_free(x);
+                issued_cert_done(&c);
+        }
+        return NULL;
+}
+
+static void test_concurrent(void **state) {
+        NEED_HSM(state);
+        struct fixture *f = *state;
+        struct signer *s = NULL;
+        struct issuer *is = NULL;
+        struct worker w[4] = {};
+        pthread_t t[4];
+        EVP_PKEY *dev = t_key_ec("P-256");
+        struct csr_info csr = {};
+        size_t len;
+        uint8_t *der = t_csr(dev, "sn-hsm-mt", &len);
+
+        assert_int_equal(csr_parse_validate(der, len, "sn-hsm-mt", &csr), 0);
+        assert_int_equal(signer_open(&s, f->uri_base, f->signer_pem, "1234"), 0);
+        assert_int_equal(issuer_new(&is, s, NULL), 0);
+        for (int i = 0; i < 4; i++) {
+                w[i] = (struct worker){ .is = is, .signer_cert = f->signer_cert, .csr = &csr };
+                assert_int_equal(pthread_create(&t[i], NULL, worker, &w[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+                pthread_join(t[i], NULL);
+                assert_int_equal(w[i].failures, 0);
+        }
+        issuer_free(is);
+        csr_info_done(&csr);
+        EVP_PKEY_free(dev);
+        free(der);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_issue, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pin_sources, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
