@@ -23,7 +23,7 @@ const char *csr_strerror(int r) {
         case -EBADE:
                 return "CSR signature does not verify (corrupted CSR or wrong key)";
         case -EPERM:
-                return "CSR subject CN does not match the board identity";
+                return "CSR subject CN is missing, repeated, or does not match the board identity";
         case -ENOMEM:
                 return "out of memory while checking the CSR";
         default:
