@@ -368,7 +368,161 @@ static cJSON *status_json(struct manager *m) {
         return o;
 }
 
-#include "manager-db.inc"
+
+/* --- database -------------------------------------------------------------- */
+
+struct ctl_job {
+        struct db_req req;
+        struct manager *m;
+        struct control_client *client;
+};
+
+static void on_ctl_db_done(struct db_req *req) {
+        struct ctl_job *j = req->userdata;
+        cJSON *o;
+
+        j->m->jobs_in_flight--;
+        if (req->result < 0) {
+                control_reply_error(j->client, req->result, req->errmsg[0] ? req->errmsg : NULL);
+                if (req->type == DB_QUERY_DEVICES)
+                        cJSON_Delete(req->devices.devices);
+                goto out;
+        }
+        o = cJSON_CreateObject();
+        cJSON_AddBoolToObject(o, "ok", true);
+        switch (req->type) {
+        case DB_QUERY_DEVICES:
+                cJSON_AddItemToObject(o, "devices", req->devices.devices ?: cJSON_CreateArray());
+                break;
+        case DB_QUERY_STATS: {
+                const struct db_stats *s = &req->stats;
+                cJSON *d = cJSON_AddObjectToObject(o, "devices");
+                for (unsigned i = 0; i < _DB_DEVICE_STATE_MAX; i++)
+                        cJSON_AddNumberToObject(d, db_device_state_to_string(i), (double)s->devices[i]);
+                cJSON *c = cJSON_AddObjectToObject(o, "certificates");
+                cJSON_AddNumberToObject(c, "issued", (double)s->certificates);
+                for (unsigned i = 0; i < _DB_CERT_STATUS_MAX; i++)
+                        cJSON_AddNumberToObject(c, db_cert_status_to_string(i), (double)s->certificates_by_status[i]);
+                cJSON *a = cJSON_AddObjectToObject(o, "attempts");
+                for (unsigned i = 0; i < _DB_OUTCOME_MAX; i++)
+                        cJSON_AddNumberToObject(a, db_outcome_to_string(i), (double)s->attempts[i]);
+                cJSON *x = cJSON_AddObjectToObject(o, "aws_outbox");
+                for (unsigned i = 0; i < _DB_OUTBOX_STATE_MAX; i++)
+                        cJSON_AddNumberToObject(x, db_outbox_state_to_string(i), (double)s->outbox[i]);
+                break;
+        }
+        case DB_REISSUE_REQUEST:
+                cJSON_AddStringToObject(o, "serial", req->reissue.serial);
+                log_notice("reissue requested for %s by %s", req->reissue.serial, req->reissue.actor);
+                break;
+        default:
+                break;
+        }
+        control_reply(j->client, o);
+out:
+        control_client_unref(j->client);
+        if (j->m->stopping)
+                manager_stop(j->m);
+        free(j);
+}
+
+static void control_db_request(struct manager *m, struct control_client *c, const struct control_peer *peer,
+                               const struct control_request *req) {
+        struct ctl_job *j;
+
+        if (!m->db || m->stopping) {
+                control_reply_error(c, -ESHUTDOWN, "provd is shutting down");
+                return;
+        }
+        j = calloc(1, sizeof *j);
+        if (!j) {
+                control_reply_error(c, -ENOMEM, NULL);
+                return;
+        }
+        j->m = m;
+        switch (req->cmd) {
+        case CONTROL_DEVICES:
+                j->req.type = DB_QUERY_DEVICES;
+                j->req.devices.since_ms = req->since_ms;
+                j->req.devices.limit = req->limit ? MIN(req->limit, (unsigned)DB_QUERY_LIMIT_MAX) : DB_QUERY_LIMIT_MAX;
+                j->req.devices.include_pem = req->pem;
+                break;
+        case CONTROL_STATS:
+                j->req.type = DB_QUERY_STATS;
+                break;
+        case CONTROL_REISSUE:
+                j->req.type = DB_REISSUE_REQUEST;
+                snprintf(j->req.reissue.serial, sizeof j->req.reissue.serial, "%s", req->serial);
+                snprintf(j->req.reissue.actor, sizeof j->req.reissue.actor, "uid:%u", (unsigned)peer->uid);
+                break;
+        default:
+                free(j);
+                control_reply_error(c, -EOPNOTSUPP, "command not supported");
+                return;
+        }
+        j->client = control_client_ref(c);
+        j->req.done = on_ctl_db_done;
+        j->req.userdata = j;
+        m->jobs_in_flight++;
+        db_submit(m->db, &j->req);
+}
+
+static void start_serving(struct manager *m);
+
+static void on_signer_ensured(struct db_req *req) {
+        struct manager *m = req->userdata;
+
+        m->jobs_in_flight--;
+        if (req->result < 0) {
+                log_error("cannot record the signer in the database: %s", req->errmsg);
+                m->exit_code = 1;
+                free(req);
+                manager_stop(m);
+                return;
+        }
+        m->signer_id = req->signer.signer_id;
+        if (req->signer.retired)
+                log_warning("signer %s is marked retired in the database; issuing with it anyway",
+                            req->signer.cert_sha256);
+        free(req);
+        if (m->stopping) {
+                manager_stop(m);
+                return;
+        }
+        start_serving(m);
+}
+
+static int manager_db_open(struct manager *m) {
+        char err[256] = "";
+        struct db_options opt = {
+                .max_batch = m->conf.batch_max,
+                .batch_delay_us = m->conf.batch_delay_us,
+                .errbuf = err,
+                .errbuf_size = sizeof err,
+        };
+        struct db_req *req;
+        const uint8_t *der;
+        size_t len;
+        int r;
+
+        r = db_open(&m->db, m->loop, m->conf.database, &opt);
+        if (r < 0)
+                return log_error_errno(r, "database %s: %s", m->conf.database, err[0] ? err : strerror(-r));
+        req = calloc(1, sizeof *req);
+        if (!req)
+                return log_oom();
+        der = issuer_signer_cert_der(m->issuer, &len);
+        req->type = DB_SIGNER_ENSURE;
+        snprintf(req->signer.name, sizeof req->signer.name, "%s", m->conf.name);
+        req->signer.key_uri = m->signer_uri_public;
+        req->signer.cert_der = der;
+        req->signer.cert_der_len = len;
+        req->done = on_signer_ensured;
+        req->userdata = m;
+        m->jobs_in_flight++;
+        db_submit(m->db, req);
+        return 0;
+}
 
 static void on_control(struct control_client *c, const struct control_peer *peer,
                        const struct control_request *req, void *userdata) {
@@ -489,6 +643,7 @@ struct manager *manager_free(struct manager *m) {
         free(m->watches);
         issuer_free(m->issuer);
         free(m->latency);
+        free(m->signer_uri_public);
         free(m->config_path);
         conf_deinit(&m->conf);
         free(m);
@@ -519,34 +674,26 @@ static void on_shutdown_deadline(uv_timer_t *t) {
                 station_abort(m->stations[i - 1], "shutdown deadline");
 }
 
+/* The signer URI as it may be stored and shown: without a PIN in it. */
+static char *uri_without_pin(const char *uri) {
+        char *u = strdup(uri), *p;
+
+        if (!u)
+                return NULL;
+        while ((p = strstr(u, "pin-value="))) {
+                char *end = p + strcspn(p, "&;");
+                if (*end)
+                        memmove(p, end + 1, strlen(end + 1) + 1);
+                else
+                        *(p > u && (p[-1] == '&' || p[-1] == '?' || p[-1] == ';') ? p - 1 : p) = 0;
+        }
+        return u;
+}
+
 int manager_start(struct manager *m) {
-        gid_t gid = (gid_t)-1;
         int r;
 
         m->started_us = now_usec();
-        r = open_issuer(m, &m->conf, &m->issuer);
-        if (r < 0)
-                return r;
-        m->have_root_pubkey = issuer_root_pubkey(m->issuer, m->root_pubkey) >= 0;
-
-        if (mkdir(m->conf.state_dir, 0750) < 0 && errno != EEXIST)
-                return log_error_errno(-errno, "state directory %s: %m", m->conf.state_dir);
-        r = manager_db_open(m);
-        if (r < 0)
-                return r;
-
-        if (m->conf.control_group) {
-                struct group *g = getgrnam(m->conf.control_group);
-                if (g)
-                        gid = g->gr_gid;
-                else
-                        log_warning("control group '%s' does not exist; only root and uid %u may use the socket",
-                                    m->conf.control_group, (unsigned)geteuid());
-        }
-        r = control_new(&m->control, m->loop, m->conf.control_socket, gid, on_control, m);
-        if (r < 0)
-                return log_error_errno(r, "control socket %s: %m", m->conf.control_socket);
-
         uv_timer_init(m->loop, &m->rescan_timer);
         m->rescan_timer.data = m;
         uv_timer_init(m->loop, &m->rescan_soon);
@@ -563,6 +710,39 @@ int manager_start(struct manager *m) {
         uv_signal_start(&m->sig_int, on_signal, SIGINT);
         uv_signal_start(&m->sig_hup, on_signal, SIGHUP);
 
+        m->signer_uri_public = uri_without_pin(m->conf.signer_uri);
+        if (!m->signer_uri_public)
+                return log_oom();
+        r = open_issuer(m, &m->conf, &m->issuer);
+        if (r < 0)
+                return r;
+        m->have_root_pubkey = issuer_root_pubkey(m->issuer, m->root_pubkey) >= 0;
+
+        if (mkdir(m->conf.state_dir, 0750) < 0 && errno != EEXIST)
+                return log_error_errno(-errno, "state directory %s: %m", m->conf.state_dir);
+        /* Serving starts once the signer is recorded (on_signer_ensured). */
+        return manager_db_open(m);
+}
+
+static void start_serving(struct manager *m) {
+        gid_t gid = (gid_t)-1;
+        int r;
+
+        if (!isempty(m->conf.control_group)) {
+                struct group *g = getgrnam(m->conf.control_group);
+                if (g)
+                        gid = g->gr_gid;
+                else
+                        log_warning("control group '%s' does not exist; only root and uid %u may use the socket",
+                                    m->conf.control_group, (unsigned)geteuid());
+        }
+        r = control_new(&m->control, m->loop, m->conf.control_socket, gid, on_control, m);
+        if (r < 0) {
+                log_error_errno(r, "control socket %s: %m", m->conf.control_socket);
+                m->exit_code = 1;
+                manager_stop(m);
+                return;
+        }
 #if HAVE_SYSTEMD
         uint64_t wd;
         if (sd_watchdog_enabled(0, &wd) > 0)
@@ -571,10 +751,9 @@ int manager_start(struct manager *m) {
         watches_start(m);
         uv_timer_start(&m->rescan_timer, on_rescan, 0, m->conf.rescan_ms);
         log_info("provd %s ready: signer %s (%s), database %s, %zu port pattern(s)", PROVD_VERSION,
-                 m->conf.signer_uri, signer_backend(issuer_signer(m->issuer)), m->conf.database,
+                 m->signer_uri_public, signer_backend(issuer_signer(m->issuer)), m->conf.database,
                  m->conf.n_globs + m->conf.n_usb_ids);
         notify("READY=1");
-        return 0;
 }
 
 static void close_handle(uv_handle_t *h) {

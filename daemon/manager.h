@@ -34,6 +34,7 @@ struct manager {
         struct conf conf;
         struct db *db;
         struct issuer *issuer;
+        char *signer_uri_public;        /* the URI without any PIN: safe to log and store */
         int64_t signer_id;
         uint8_t root_pubkey[65];
         bool have_root_pubkey;

@@ -84,7 +84,10 @@ struct station {
         unsigned frame_errors;
         char last_error[256];
         enum outcome outcome;
+        enum station_state last_step;   /* the step a failure happened in */
         bool session_recorded;
+        bool abort_pending;             /* record "aborted" once nothing is in flight */
+        char timings[512];
 
         struct sp_ident ident;
         bool have_ident;
@@ -124,6 +127,9 @@ const char *station_state_to_string(enum station_state s) {
 static void session_fail(struct station *st, enum outcome o, const char *fmt, ...) _printf_(3, 4);
 static void send_request(struct station *st, uint8_t type, size_t payload_len);
 static void submit_outcome(struct station *st);
+static void submit_lookup(struct station *st);
+static void submit_issuance(struct station *st);
+static void closing_progress(struct station *st);
 static void maybe_free(struct station *st);
 
 const char *station_path(const struct station *st) {
@@ -153,6 +159,8 @@ static void enter(struct station *st, enum station_state s) {
 
         if (st->state < _STATION_STATE_MAX)
                 st->step_ms[st->state] += (uint32_t)((now - st->step_start_us) / 1000);
+        if (s == STATION_COMMIT && st->state < STATION_COMMIT)
+                st->last_step = st->state;
         st->state = s;
         st->step_start_us = now;
 }
@@ -343,7 +351,7 @@ static void after_issue(uv_work_t *w, int status) {
         if (st->closing) {
                 issued_cert_done(&j->cert);
                 csr_info_done(&j->csr);
-                maybe_free(st);
+                closing_progress(st);
                 return;
         }
         if (r < 0) {
@@ -487,7 +495,7 @@ static void after_verify(uv_work_t *w, int status) {
         st->m->jobs_in_flight--;
         st->rx_us = now_usec();
         if (st->closing) {
-                maybe_free(st);
+                closing_progress(st);
                 return;
         }
         if (r == -ENOKEY) {
@@ -520,7 +528,192 @@ static void start_verify(struct station *st) {
 
 /* --- database steps ------------------------------------------------------ */
 
-#include "station-db.inc"
+static void closing_progress(struct station *st);
+
+static void db_submit_station(struct station *st, db_done_cb done) {
+        st->req.done = done;
+        st->req.userdata = st;
+        st->busy++;
+        st->m->jobs_in_flight++;
+        db_submit(st->m->db, &st->req);
+}
+
+/* Returns true when the callback must stop because the port is closing. */
+static bool db_returned(struct station *st) {
+        st->busy--;
+        st->m->jobs_in_flight--;
+        st->rx_us = now_usec();
+        if (st->closing) {
+                closing_progress(st);
+                return true;
+        }
+        return false;
+}
+
+static void on_lookup_done(struct db_req *req) {
+        struct station *st = req->userdata;
+        const struct db_lookup_device *l = &req->lookup;
+        bool same_key;
+
+        if (db_returned(st))
+                return;
+        if (req->result < 0) {
+                session_fail(st, OUTCOME_FAILED, "database lookup failed: %s", req->errmsg);
+                return;
+        }
+        if (!l->found) {
+                send_get_csr(st);
+                return;
+        }
+        same_key = st->ident.has_pubkey && memcmp(l->pubkey, st->ident.pubkey, SP_PUBKEY_LEN) == 0;
+        if (!same_key) {
+                session_fail(st, OUTCOME_CLONE_SUSPECTED,
+                             st->ident.has_pubkey
+                                     ? "serial already provisioned with another key; suspected clone, nothing signed"
+                                     : "serial already provisioned but this board has no key; suspected clone");
+                return;
+        }
+        if (l->state == DB_DEVICE_CLONE_SUSPECTED && !l->reissue_requested) {
+                session_fail(st, OUTCOME_CLONE_SUSPECTED,
+                             "serial is flagged as a suspected clone; `provctl reissue` clears it");
+                return;
+        }
+        if (l->state == DB_DEVICE_PROVISIONED && !l->reissue_requested && !st->m->conf.reissue) {
+                snprintf(st->last_error, sizeof st->last_error, "already provisioned (thing %s)", l->thing_name);
+                slog(st, LOG_INFO, 0, "already provisioned with the same key; no new certificate");
+                session_end(st, OUTCOME_ALREADY_PROVISIONED);
+                return;
+        }
+        /* Reissue requested, or an earlier session was interrupted before the proof. */
+        st->reissue = true;
+        send_get_csr(st);
+}
+
+static void submit_lookup(struct station *st) {
+        st->req = (struct db_req) { .type = DB_LOOKUP_DEVICE };
+        strcpy(st->req.lookup.serial, st->serial);
+        db_submit_station(st, on_lookup_done);
+}
+
+static void on_issuance_done(struct db_req *req) {
+        struct station *st = req->userdata;
+
+        if (req->result >= 0)
+                st->cert_id = req->issuance.cert_id;
+        if (db_returned(st))
+                return;
+        if (req->result == -EKEYREJECTED) {
+                session_fail(st, OUTCOME_CLONE_SUSPECTED,
+                             "serial is recorded with another key; suspected clone, certificate withheld");
+                return;
+        }
+        if (req->result < 0) {
+                session_fail(st, OUTCOME_FAILED, "cannot record the issuance, certificate withheld: %s",
+                             req->errmsg);
+                return;
+        }
+        slog(st, LOG_INFO, 0, "certificate %s recorded%s", st->job.cert.sha256_hex,
+             req->issuance.superseded_cert_id ? " (supersedes the previous one)" : "");
+        send_put_cert(st);
+}
+
+static void hex_lower(const uint8_t *b, size_t n, char *out) {
+        static const char hex[] = "0123456789abcdef";
+
+        for (size_t i = 0; i < n; i++) {
+                out[2 * i] = hex[b[i] >> 4];
+                out[2 * i + 1] = hex[b[i] & 15];
+        }
+        out[2 * n] = 0;
+}
+
+static void copy_label(char *dst, size_t size, const char *src) {
+        snprintf(dst, size, "%s", src ? src : "");
+}
+
+static void submit_issuance(struct station *st) {
+        struct db_record_issuance *r;
+        const struct issued_cert *c = &st->job.cert;
+
+        st->req = (struct db_req) { .type = DB_RECORD_ISSUANCE };
+        r = &st->req.issuance;
+        strcpy(r->serial, st->serial);
+        copy_label(r->model, sizeof r->model, st->ident.model);
+        copy_label(r->fw_version, sizeof r->fw_version, st->ident.fw_version);
+        memcpy(r->pubkey, c->pubkey, DB_PUBKEY_LEN);
+        r->cert_der = c->der;
+        r->cert_der_len = c->der_len;
+        hex_lower(c->serial, CERT_SERIAL_LEN, r->cert_serial);
+        strcpy(r->cert_sha256, c->sha256_hex);
+        r->not_before_ms = (int64_t)c->not_before * 1000;
+        r->not_after_ms = (int64_t)c->not_after * 1000;
+        r->signer_id = st->m->signer_id;
+        copy_label(r->thing_name, sizeof r->thing_name, st->thing_name);
+        copy_label(r->port, sizeof r->port, st->path);
+        copy_label(r->slot, sizeof r->slot, st->slot);
+        db_submit_station(st, on_issuance_done);
+}
+
+static void on_outcome_done(struct db_req *req) {
+        struct station *st = req->userdata;
+
+        st->session_recorded = true;
+        if (req->result < 0) {
+                slog(st, LOG_ERR, 0, "cannot record the %s outcome: %s", outcome_to_string(st->outcome), req->errmsg);
+                if (st->outcome == OUTCOME_PROVISIONED) {
+                        st->outcome = OUTCOME_FAILED;
+                        snprintf(st->last_error, sizeof st->last_error, "database error: %s", req->errmsg);
+                }
+        }
+        manager_session_done(st->m, st->outcome);
+        if (st->outcome == OUTCOME_PROVISIONED)
+                slog(st, LOG_NOTICE, 0, "provisioned as %s in %.0f ms", st->thing_name,
+                     (double)(now_usec() - st->session_start_us) / 1000.0);
+        if (db_returned(st))
+                return;
+        send_result(st);
+}
+
+static void submit_outcome(struct station *st) {
+        struct db_record_outcome *o;
+        int n = 0;
+
+        st->req = (struct db_req) { .type = DB_RECORD_OUTCOME };
+        o = &st->req.outcome;
+        copy_label(o->port, sizeof o->port, st->path);
+        copy_label(o->slot, sizeof o->slot, st->slot);
+        strcpy(o->serial, st->serial);
+        o->started_ms = st->session_start_ms;
+        o->finished_ms = wallclock_msec();
+        o->outcome = (enum db_outcome)st->outcome;
+        copy_label(o->step, sizeof o->step, state_names[st->last_step]);
+        copy_label(o->error, sizeof o->error, st->outcome == OUTCOME_PROVISIONED ? "" : st->last_error);
+        o->cert_id = st->cert_id;
+        if (st->outcome == OUTCOME_CLONE_SUSPECTED && st->ident.has_pubkey) {
+                o->have_presented_pubkey = true;
+                memcpy(o->presented_pubkey, st->ident.pubkey, DB_PUBKEY_LEN);
+        }
+        /* {"hello_ms":3,"csr_ms":120,...}: steps that took time in this session. */
+        n += snprintf(st->timings + n, sizeof st->timings - (size_t)n, "{");
+        for (unsigned s = 0; s < STATION_DONE; s++) {
+                if (!st->step_ms[s] && s != STATION_HELLO)
+                        continue;
+                n += snprintf(st->timings + n, sizeof st->timings - (size_t)n, "%s\"%s_ms\":%u",
+                              n > 1 ? "," : "", state_names[s], st->step_ms[s]);
+        }
+        snprintf(st->timings + n, sizeof st->timings - (size_t)n, "}");
+        o->timings_json = st->timings;
+        db_submit_station(st, on_outcome_done);
+}
+
+static void closing_progress(struct station *st) {
+        if (st->busy == 0 && st->abort_pending) {
+                st->abort_pending = false;
+                submit_outcome(st);
+                return;
+        }
+        maybe_free(st);
+}
 
 /* --- input ---------------------------------------------------------------- */
 
@@ -758,10 +951,12 @@ void station_close(struct station *st, const char *why) {
                          state_names[st->state], why);
         slog(st, station_is_active(st) ? LOG_WARNING : LOG_INFO, 0, "port %s closed: %s", st->path, why);
         st->closing = true;
-        if (station_is_active(st) && st->state != STATION_COMMIT && st->have_ident && !st->session_recorded) {
+        if (station_is_active(st) && st->state != STATION_COMMIT && st->state != STATION_RESULT &&
+            st->have_ident && !st->session_recorded) {
                 st->outcome = OUTCOME_ABORTED;
                 enter(st, STATION_COMMIT);
-                submit_outcome(st);
+                st->abort_pending = true;       /* after the job or request in flight returns */
+                closing_progress(st);
         }
         if (st->poll_open)
                 uv_close((uv_handle_t *)&st->poll, on_handle_closed);

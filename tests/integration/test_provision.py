@@ -1,0 +1,231 @@
+# SPDX-License-Identifier: MIT
+"""provd end to end: simulated boards on ptys, provd, SQLite; DESIGN.md "One board, start to finish"."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from provdtest import Env, Failure, check, run, sha256, wait_until  # noqa: E402
+
+
+def test_64_boards_at_once():
+    env = Env("p64")
+    try:
+        env.start_sim(64, "--seed", "64")
+        env.start_provd()
+        env.wait_totals(timeout=120, provisioned=64)
+        db = env.db()
+        certs = db.execute("SELECT c.*, d.pubkey FROM certificates c JOIN devices d ON d.serial = c.device_serial").fetchall()
+        check(len(certs) == 64, f"expected 64 certificates, found {len(certs)}")
+        for c in certs:
+            ok, msg = env.openssl_verify(c["der"])
+            check(ok, f"certificate of {c['device_serial']} does not verify: {msg}")
+            check(c["proven_at"] is not None and c["status"] == "active",
+                  f"certificate of {c['device_serial']} was not proven (status {c['status']})")
+        by_sha = {c["sha256"]: c for c in certs}
+        for i in range(64):
+            der = env.board_file(i, "device.der")
+            check(der is not None, f"board {i} stored no certificate")
+            check(sha256(der) in by_sha, f"board {i} holds a certificate the DB does not know")
+            serial = env.board_file(i, "serial").decode().strip().lower()
+            check(by_sha[sha256(der)]["device_serial"] == serial,
+                  f"board {i}: DB certificate belongs to another serial")
+        n = db.execute("SELECT count(*) FROM devices WHERE state = 'provisioned'").fetchone()[0]
+        check(n == 64, f"{n} devices provisioned in the DB")
+        n = db.execute("SELECT count(*) FROM attempts WHERE outcome = 'provisioned'").fetchone()[0]
+        check(n == 64, f"{n} provisioned attempts recorded")
+        n = db.execute("SELECT count(*) FROM aws_outbox WHERE kind = 'register_cert'").fetchone()[0]
+        check(n == 64, f"{n} AWS registrations queued")
+        st = env.status()
+        check(all(p["state"] == "done" for p in st["ports"]), "a port is not green")
+        rc = env.stop_provd()
+        check(rc == 0, f"provd exited {rc} on SIGTERM")
+    finally:
+        env.close()
+
+
+def test_hotplug_and_replug():
+    env = Env("hotplug")
+    try:
+        env.start_sim(4, "--seed", "7")
+        env.start_provd()
+        env.wait_totals(timeout=60, provisioned=4)
+        env.sim_control("add 2")
+        env.wait_totals(timeout=60, provisioned=6)
+        db = env.db()
+        before = db.execute("SELECT count(*) FROM certificates").fetchone()[0]
+        check(before == 6, f"{before} certificates after 6 boards")
+        # Same identity on a new pty: already provisioned, no second certificate.
+        env.sim_control("replug 1")
+        env.wait_totals(timeout=60, already_provisioned=1)
+        after = db.execute("SELECT count(*) FROM certificates").fetchone()[0]
+        check(after == before, f"replugged board got a new certificate ({before} -> {after})")
+        serial = env.board_file(1, "serial").decode().strip().lower()
+        row = db.execute("SELECT outcome FROM attempts WHERE serial = ? ORDER BY id DESC LIMIT 1",
+                         (serial,)).fetchone()
+        check(row and row[0] == "already_provisioned", f"last attempt of board 1: {row and row[0]}")
+        # Re-issue on request: the next plug gets a new certificate, the old one is superseded.
+        env.ctl("reissue", serial)
+        env.sim_control("replug 1")
+        env.wait_totals(timeout=60, provisioned=7)
+        n = db.execute("SELECT count(*) FROM certificates WHERE device_serial = ?", (serial,)).fetchone()[0]
+        check(n == 2, f"board 1 has {n} certificates after reissue")
+        sup = db.execute("SELECT count(*) FROM certificates WHERE device_serial = ? AND status = 'superseded'",
+                         (serial,)).fetchone()[0]
+        check(sup == 1, "old certificate not superseded")
+        der = env.board_file(1, "device.der")
+        cur = db.execute("SELECT c.sha256 FROM devices d JOIN certificates c ON c.id = d.current_cert_id "
+                         "WHERE d.serial = ?", (serial,)).fetchone()[0]
+        check(sha256(der) == cur, "board does not hold the reissued certificate")
+        audit = db.execute("SELECT count(*) FROM audit_log WHERE action LIKE 'device.reissue%' AND actor LIKE 'uid:%'"
+                           ).fetchone()[0]
+        check(audit >= 1, "reissue request was not audited with the caller's uid")
+    finally:
+        env.close()
+
+
+FAULTS = [
+    # (fault spec, outcome(s) accepted, must have no certificate)
+    ("badsig", {"rejected"}, True),
+    ("cn", {"rejected"}, True),
+    ("ca", {"rejected"}, True),
+    ("silent", {"failed"}, True),
+    ("oversize", {"failed"}, True),
+    ("drop:csr", {"aborted", "failed"}, True),
+    ("garbage", {"provisioned", "failed"}, False),
+    ("corrupt:0.002", {"provisioned", "failed"}, False),
+]
+
+
+def test_faults_isolated():
+    n_good = 8
+    total = n_good + len(FAULTS) + 1
+    args = ["--seed", "99"]
+    for i, (spec, _, _) in enumerate(FAULTS):
+        args += ["--fault", f"{spec}@{n_good + i}"]
+    clone_idx = n_good + len(FAULTS)
+    args += ["--fault", f"clone:0@{clone_idx}"]
+    env = Env("faults", timeouts={"response_ms": "300", "retries": "2"})
+    try:
+        env.start_sim(total, *args)
+        env.start_provd()
+        env.wait_totals(timeout=90, provisioned=n_good)
+
+        def settled():
+            st = env.status()
+            return st if st and all(p["state"] != "busy" for p in st["ports"]) and len(st["ports"]) >= total - 1 \
+                else None
+        wait_until(settled, 60, "every slot settled")
+        db = env.db()
+        for i, (spec, outcomes, no_cert) in enumerate(FAULTS):
+            idx = n_good + i
+            serial = env.board_file(idx, "serial").decode().strip().lower()
+            rows = db.execute("SELECT outcome, error FROM attempts WHERE serial = ? OR (serial IS NULL AND port LIKE ?)",
+                              (serial, f"%board-{idx:03d}")).fetchall()
+            check(rows, f"fault {spec}: no attempt recorded")
+            got = {r["outcome"] for r in rows}
+            check(got & outcomes, f"fault {spec}: outcomes {got}, expected one of {outcomes}")
+            for r in rows:
+                if r["outcome"] != "provisioned":
+                    check(r["error"], f"fault {spec}: failure recorded without a reason")
+            if no_cert:
+                n = db.execute("SELECT count(*) FROM certificates WHERE device_serial = ?", (serial,)).fetchone()[0]
+                if spec != "drop:csr":
+                    check(n == 0, f"fault {spec}: {n} certificates issued")
+        # The clone has the serial of board 0 with another key: refused, audited, nothing signed for it.
+        serial0 = env.board_file(0, "serial").decode().strip().lower()
+        keys = db.execute("SELECT count(*) FROM certificates c JOIN devices d ON d.serial = c.device_serial "
+                          "WHERE d.serial = ?", (serial0,)).fetchone()[0]
+        check(keys == 1, f"serial of board 0 has {keys} certificates (clone got one?)")
+        clone = db.execute("SELECT count(*) FROM attempts WHERE serial = ? AND outcome = 'clone_suspected'",
+                           (serial0,)).fetchone()[0]
+        check(clone >= 1, "clone not recorded as clone_suspected")
+        audit = db.execute("SELECT count(*) FROM audit_log WHERE action = 'device.clone_suspected'").fetchone()[0]
+        check(audit >= 1, "clone not audited")
+        # Every good board is provisioned despite its noisy neighbours.
+        for i in range(n_good):
+            check(env.board_file(i, "device.der") is not None, f"good board {i} not provisioned")
+        check(env.provd.poll() is None, "provd died")
+    finally:
+        env.close()
+
+
+def test_kill9_and_restart():
+    env = Env("kill9")
+    try:
+        env.start_sim(48, "--seed", "9", "--wire-baud", "115200")
+        env.start_provd()
+        env.wait_totals(timeout=60, provisioned=10)
+        env.provd.kill()                # SIGKILL in the middle of the run
+        env.provd.wait()
+        env.provd = None
+        # Every certificate any board holds has a durable record, right now.
+        db = env.db()
+        known = {r[0] for r in db.execute("SELECT sha256 FROM certificates")}
+        held = [env.board_file(i, "device.der") for i in range(48)]
+        for i, der in enumerate(held):
+            if der is not None:
+                check(sha256(der) in known, f"board {i} holds a certificate without a DB record")
+        db.close()
+        # On restart provd greets every board again: finished ones are "already provisioned",
+        # interrupted ones converge (a recorded but unproven certificate is superseded by a new one).
+        env.start_provd()
+
+        def complete():
+            d = env.db()
+            n = d.execute("SELECT count(*) FROM devices WHERE state = 'provisioned'").fetchone()[0]
+            d.close()
+            return n == 48
+        wait_until(complete, 120, "all 48 boards provisioned after restart")
+        db = env.db()
+        known = {r[0] for r in db.execute("SELECT sha256 FROM certificates")}
+        for i in range(48):
+            der = env.board_file(i, "device.der")
+            check(der is not None and sha256(der) in known, f"board {i}: certificate missing or unrecorded")
+        rc = env.stop_provd()
+        check(rc == 0, f"provd exited {rc}")
+    finally:
+        env.close()
+
+
+def test_reload_and_bad_reload():
+    env = Env("reload")
+    try:
+        env.start_sim(2, "--seed", "3")
+        env.start_provd()
+        env.wait_totals(timeout=60, provisioned=2)
+        # A broken file on SIGHUP is refused, the daemon keeps running on the old one.
+        env.write_conf("[station]\nmax_ports = banana\n")
+        env.provd.send_signal(signal.SIGHUP)
+        wait_until(lambda: "keeping the current configuration" in env.log_tail(), 10, "reload refusal logged")
+        check(env.status() is not None, "provd stopped answering after a bad reload")
+        # A good change takes effect.
+        env.conf["station"]["name"] = "renamed"
+        env.write_conf()
+        env.provd.send_signal(signal.SIGHUP)
+        wait_until(lambda: (env.status() or {}).get("station") == "renamed", 10, "new name after reload")
+        env.sim_control("add 1")
+        env.wait_totals(timeout=60, provisioned=3)
+        check(env.stop_provd() == 0, "provd did not exit 0 on SIGTERM")
+    finally:
+        env.close()
+
+
+def test_key_file_permissions():
+    env = Env("perm")
+    try:
+        os.chmod(os.path.join(env.ca, "signer.key"), 0o640)
+        r = subprocess.run([os.environ.get("PROVD", "") or __import__("provdtest").PROVD, "--config", env.conf_path],
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode != 0, "provd started with a group-readable signer key")
+        check("chmod 600" in r.stderr, f"no clear message: {r.stderr}")
+    finally:
+        env.close()
+
+
+if __name__ == "__main__":
+    run([test_key_file_permissions, test_64_boards_at_once, test_hotplug_and_replug, test_faults_isolated,
+         test_kill9_and_restart, test_reload_and_bad_reload])
