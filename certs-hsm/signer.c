@@ -361,7 +361,6 @@ const uint8_t *signer_root_cert_der(const struct signer *s, size_t *ret_len) {
 
 int signer_set_root(struct signer *s, const char *root_pem_path) {
         _cleanup_(X509_freep) X509 *root = NULL, *signer_cert = NULL;
-        _cleanup_(x509_stack_freep) STACK_OF(X509) *none = NULL;
         const uint8_t *p;
         uint8_t *der = NULL;
         size_t der_len;
