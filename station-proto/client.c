@@ -29,6 +29,11 @@ ssize_t sp_client_request(struct sp_client *c, uint8_t type, const void *payload
                 return -EMSGSIZE;
         if (c->cap > SSIZE_MAX)
                 return -EINVAL;
+        /* The worst case, not this payload's size: setting RETRANSMIT changes
+         * the flags byte and the CRC, which can lengthen the encoding, and
+         * sp_client_retransmit() re-encodes in place. */
+        if (c->cap < sp_frame_encoded_max(len))
+                return -ENOBUFS;
 
         /* A new request supersedes an outstanding one: its response will
          * carry the old seq and be ignored as stale (PROTOCOL.md §8). */

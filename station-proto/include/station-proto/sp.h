@@ -172,7 +172,8 @@ void sp_client_init(struct sp_client *c, void *buf, size_t cap, uint16_t first_s
 /**
  * Encodes a new request (seq = next_seq, which then increments, wrapping) into
  * the client's buffer and returns its length; it supersedes any outstanding
- * request. -EINVAL for a response type, -ENOBUFS if it does not fit.
+ * request. -EINVAL for a response type, -ENOBUFS if the buffer is smaller
+ * than sp_frame_encoded_max(@len) (needed so that the retransmission fits).
  */
 ssize_t sp_client_request(struct sp_client *c, uint8_t type, const void *payload, size_t len);
 /** Re-marks the outstanding request as a retransmission; returns its length. -EPROTO if none. */
