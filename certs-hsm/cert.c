@@ -429,6 +429,33 @@ int issuer_issue(struct issuer *is, const struct csr_info *csr, const char *cn, 
         return issuer_issue_at(is, csr, cn, time(NULL), ret);
 }
 
+int issuer_verification_cert(struct issuer *is, const char *registration_code, struct issued_cert *ret) {
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+        struct csr_info info = {};
+        size_t n;
+        int r;
+
+        if (!is || !registration_code || !ret)
+                return -EINVAL;
+        n = strlen(registration_code);
+        if (n == 0 || n > CSR_CN_MAX)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                char ch = registration_code[i];
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')))
+                        return -EINVAL;
+        }
+        key = EVP_EC_gen("P-256");
+        if (!key) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        r = pkey_p256_point(key, info.pubkey);
+        if (r < 0)
+                return -EIO;
+        return issuer_issue(is, &info, registration_code, ret);
+}
+
 struct signer *issuer_signer(const struct issuer *is) {
         return is ? is->signer : NULL;
 }

@@ -386,6 +386,24 @@ static void test_proof_roundtrip(void **state) {
         issued_cert_done(&c);
 }
 
+static void test_verification_cert(void **state) {
+        struct fixture *f = *state;
+        struct issued_cert c = {};
+        const char *code = "5f2a3c9e0b1d4e6f8a7b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f";
+        char buf[80];
+
+        assert_int_equal(issuer_verification_cert(f->issuer, code, &c), 0);
+        X509 *x = decode(&c);
+        assert_int_equal(X509_verify(x, X509_get0_pubkey(f->signer_cert)), 1);
+        assert_int_equal(X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, buf, sizeof(buf)), 64);
+        assert_string_equal(buf, code);
+        assert_memory_not_equal(c.pubkey, f->csr.pubkey, 65);
+        X509_free(x);
+        issued_cert_done(&c);
+        assert_int_equal(issuer_verification_cert(f->issuer, "", &c), -EINVAL);
+        assert_int_equal(issuer_verification_cert(f->issuer, "abc-def", &c), -EINVAL);
+}
+
 struct worker {
         struct fixture *f;
         int failures;
@@ -442,6 +460,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_exports, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_thing_name, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_proof_roundtrip, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_verification_cert, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -93,6 +93,15 @@ int issuer_issue(struct issuer *is, const struct csr_info *csr, const char *cn, 
 int issuer_issue_at(struct issuer *is, const struct csr_info *csr, const char *cn, time_t now,
                     struct issued_cert *ret);
 
+/**
+ * AWS IoT JITR/JITP "verification certificate" for registering the signer as a
+ * CA: subject CN = @registration_code (from GetRegistrationCode; 1..64 letters
+ * and digits), a fresh throw-away P-256 key (the private half is discarded),
+ * signed by the signer key with the normal profile. Returns 0, -EINVAL (bad
+ * code), -EIO, -ENOMEM or the signer's error. Thread-safe.
+ */
+int issuer_verification_cert(struct issuer *is, const char *registration_code, struct issued_cert *ret);
+
 /** The issuer's signer (borrowed). */
 struct signer *issuer_signer(const struct issuer *is);
 
