@@ -456,6 +456,30 @@ static void test_length_field_mismatch(void **state) {
         sp_parser_free(p);
 }
 
+static void test_unknown_version_delivered(void **state) {
+        static struct rec rec;
+        uint8_t wire[64];
+        struct sp_frame f = { .version = 7, .type = SP_MSG_IDENT, .seq = 3 };
+        ssize_t n = sp_frame_encode(&f, wire, sizeof wire);
+        struct sp_parser *p;
+        struct sp_client c;
+        uint8_t buf[64];
+
+        (void)state;
+        /* The parser delivers it; deciding about the version is the station's job. */
+        assert_int_equal(sp_parser_new(&p, NULL), 0);
+        memset(&rec, 0, sizeof rec);
+        assert_int_equal(sp_parser_feed(p, wire, (size_t)n, record, &rec), n);
+        assert_int_equal(rec.n, 1);
+        assert_int_equal(rec.error[0], 0);
+        assert_int_equal(rec.f[0].version, 7);
+        /* and sp_client_match() calls it a protocol error */
+        sp_client_init(&c, buf, sizeof buf, 3);
+        assert_true(sp_client_request(&c, SP_MSG_HELLO, NULL, 0) > 0);
+        assert_int_equal(sp_client_match(&c, &rec.f[0]), -EPROTO);
+        sp_parser_free(p);
+}
+
 static void test_callback_stops_feed(void **state) {
         static struct rec rec;
         uint8_t wire[128];
@@ -793,6 +817,7 @@ int main(void) {
                 cmocka_unit_test(test_chunking_identical),
                 cmocka_unit_test(test_errors_recover),
                 cmocka_unit_test(test_length_field_mismatch),
+                cmocka_unit_test(test_unknown_version_delivered),
                 cmocka_unit_test(test_callback_stops_feed),
                 cmocka_unit_test(test_parser_args),
                 cmocka_unit_test(test_encoder_limits),
