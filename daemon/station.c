@@ -87,6 +87,7 @@ struct station {
         enum station_state last_step;   /* the step a failure happened in */
         bool session_recorded;
         bool abort_pending;             /* record "aborted" once nothing is in flight */
+        bool end_pending;               /* record the outcome once nothing is in flight */
         char timings[512];
 
         struct sp_ident ident;
@@ -290,7 +291,21 @@ static void session_end(struct station *st, enum outcome o) {
         enter(st, STATION_COMMIT);
         (void)uv_timer_stop(&st->timer);
         st->client.pending = false;
+        if (st->busy > 0) {
+                /* A worker job or DB request owns st->job/st->req: record when it returns. */
+                st->end_pending = true;
+                return;
+        }
         submit_outcome(st);
+}
+
+/* A worker job or DB request returned: true when the session already ended meanwhile. */
+static bool ended_meanwhile(struct station *st) {
+        if (!st->end_pending)
+                return false;
+        st->end_pending = false;
+        submit_outcome(st);
+        return true;
 }
 
 static void session_fail(struct station *st, enum outcome o, const char *fmt, ...) {
@@ -352,6 +367,11 @@ static void after_issue(uv_work_t *w, int status) {
                 issued_cert_done(&j->cert);
                 csr_info_done(&j->csr);
                 closing_progress(st);
+                return;
+        }
+        if (ended_meanwhile(st)) {
+                issued_cert_done(&j->cert);
+                csr_info_done(&j->csr);
                 return;
         }
         if (r < 0) {
@@ -498,6 +518,8 @@ static void after_verify(uv_work_t *w, int status) {
                 closing_progress(st);
                 return;
         }
+        if (ended_meanwhile(st))
+                return;
         if (r == -ENOKEY) {
                 session_fail(st, OUTCOME_FAILED, "board reports a stored certificate that is not the one issued");
                 return;
@@ -547,7 +569,7 @@ static bool db_returned(struct station *st) {
                 closing_progress(st);
                 return true;
         }
-        return false;
+        return ended_meanwhile(st);
 }
 
 static void on_lookup_done(struct db_req *req) {
@@ -662,7 +684,7 @@ static void on_outcome_done(struct db_req *req) {
                 slog(st, LOG_ERR, 0, "cannot record the %s outcome: %s", outcome_to_string(st->outcome), req->errmsg);
                 if (st->outcome == OUTCOME_PROVISIONED) {
                         st->outcome = OUTCOME_FAILED;
-                        snprintf(st->last_error, sizeof st->last_error, "database error: %s", req->errmsg);
+                        snprintf(st->last_error, sizeof st->last_error, "database error: %.200s", req->errmsg);
                 }
         }
         manager_session_done(st->m, st->outcome);
