@@ -35,14 +35,125 @@ struct p11_uri {
         char *module_path, *pin_value, *pin_source;
 };
 
-struct p11_signer {
-        pthread_mutex_t lock;
+/* A loaded PKCS#11 module, shared by every signer that uses it. Loading a module
+ * twice in one process does not work: the second C_Initialize() is refused or
+ * shared, and the first C_Finalize() tears down the other's sessions. So there
+ * is one context per module path, reference-counted, with its slot list and the
+ * lock that serialises token operations. Slots are enumerated when the module is
+ * first loaded; a token plugged in later is seen once every signer on that module
+ * has been freed. */
+struct p11_login {
+        struct p11_login *next;
+        PKCS11_SLOT *slot;
+        char *pin; /* the PIN that logged this slot in; a later open must present the same */
+};
+
+struct p11_module {
+        struct p11_module *next;
+        struct p11_login *logins; /* under lock */
+        char *path;
+        unsigned refs; /* under modules_lock */
+        pthread_mutex_t lock; /* serialises token operations (sign, login, key lookup) */
         PKCS11_CTX *ctx;
         PKCS11_SLOT *slots;
         unsigned int nslots;
+};
+
+static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct p11_module *modules;
+
+struct p11_signer {
+        struct p11_module *mod;
         EVP_PKEY *key; /* handle to the token key; no key material */
         EC_KEY *ec;    /* its EC_KEY with libp11's method (one reference) */
 };
+
+static void module_destroy(struct p11_module *m) {
+        if (!m)
+                return;
+        while (m->logins) {
+                struct p11_login *l = m->logins;
+                m->logins = l->next;
+                OPENSSL_cleanse(l->pin, strlen(l->pin));
+                free(l->pin);
+                free(l);
+        }
+        if (m->slots)
+                PKCS11_release_all_slots(m->ctx, m->slots, m->nslots);
+        if (m->ctx) {
+                PKCS11_CTX_unload(m->ctx);
+                PKCS11_CTX_free(m->ctx);
+        }
+        pthread_mutex_destroy(&m->lock);
+        free(m->path);
+        free(m);
+}
+
+static int module_get(const char *path, struct p11_module **ret) {
+        struct p11_module *m;
+        int r = 0;
+
+        pthread_mutex_lock(&modules_lock);
+        for (m = modules; m; m = m->next)
+                if (strcmp(m->path, path) == 0) {
+                        m->refs++;
+                        goto out;
+                }
+        m = calloc(1, sizeof(*m));
+        if (!m || !(m->path = strdup(path))) {
+                free(m);
+                m = NULL;
+                r = -ENOMEM;
+                goto out;
+        }
+        pthread_mutex_init(&m->lock, NULL);
+        m->refs = 1;
+        m->ctx = PKCS11_CTX_new();
+        if (!m->ctx) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        if (PKCS11_CTX_load(m->ctx, path) < 0) {
+                PKCS11_CTX_free(m->ctx);
+                m->ctx = NULL;
+                r = -EIO;
+                goto fail;
+        }
+        if (PKCS11_enumerate_slots(m->ctx, &m->slots, &m->nslots) < 0) {
+                m->slots = NULL;
+                r = -EIO;
+                goto fail;
+        }
+        m->next = modules;
+        modules = m;
+        goto out;
+fail:
+        module_destroy(m);
+        m = NULL;
+out:
+        pthread_mutex_unlock(&modules_lock);
+        ERR_clear_error();
+        if (r == 0)
+                *ret = m;
+        return r;
+}
+
+static void module_put(struct p11_module *m) {
+        if (!m)
+                return;
+        pthread_mutex_lock(&modules_lock);
+        if (--m->refs > 0) {
+                pthread_mutex_unlock(&modules_lock);
+                return;
+        }
+        for (struct p11_module **p = &modules; *p; p = &(*p)->next)
+                if (*p == m) {
+                        *p = m->next;
+                        break;
+                }
+        module_destroy(m);
+        pthread_mutex_unlock(&modules_lock);
+}
 
 static void uri_done(struct p11_uri *u) {
         free(u->token);
@@ -269,11 +380,11 @@ static bool str_match(const char *want, const char *have) {
         return !want || (have && strcmp(want, have) == 0);
 }
 
-static int find_slot(struct p11_signer *ps, const struct p11_uri *u, PKCS11_SLOT **ret) {
+static int find_slot(struct p11_module *mod, const struct p11_uri *u, PKCS11_SLOT **ret) {
         PKCS11_SLOT *found = NULL;
 
-        for (unsigned int i = 0; i < ps->nslots; i++) {
-                PKCS11_SLOT *s = &ps->slots[i];
+        for (unsigned int i = 0; i < mod->nslots; i++) {
+                PKCS11_SLOT *s = &mod->slots[i];
                 PKCS11_TOKEN *t = s->token;
                 if (!t || !t->initialized)
                         continue;
@@ -320,15 +431,46 @@ static int find_key(PKCS11_TOKEN *token, const struct p11_uri *u, PKCS11_KEY **r
         return 0;
 }
 
+/* Logs @slot in, or, if a signer on this module already did, checks that @pin is
+ * the PIN that worked then: the token cannot tell us (we are logged in), and a
+ * wrong PIN must not pass just because another signer is open. Under mod->lock. */
+static int slot_login(struct p11_module *mod, PKCS11_SLOT *slot, const char *pin) {
+        struct p11_login *l;
+        int logged_in = 0;
+        size_t n = strlen(pin);
+
+        for (l = mod->logins; l; l = l->next)
+                if (l->slot == slot) {
+                        if (strlen(l->pin) != n || CRYPTO_memcmp(l->pin, pin, n) != 0)
+                                return -EACCES;
+                        return 0;
+                }
+        if (PKCS11_is_logged_in(slot, 0, &logged_in) < 0 || !logged_in) {
+                if (PKCS11_login(slot, 0, pin) < 0) {
+                        ERR_clear_error();
+                        return -EACCES;
+                }
+        }
+        l = calloc(1, sizeof(*l));
+        if (!l || !(l->pin = strdup(pin))) {
+                free(l);
+                return -ENOMEM;
+        }
+        l->slot = slot;
+        l->next = mod->logins;
+        mod->logins = l;
+        return 0;
+}
+
 static int p11_sign(void *userdata, const uint8_t digest[32], uint8_t sig[SIGNER_SIG_MAX], size_t *ret_len) {
         struct p11_signer *ps = userdata;
         ECDSA_SIG *es;
         uint8_t *p = sig;
         int n;
 
-        pthread_mutex_lock(&ps->lock);
+        pthread_mutex_lock(&ps->mod->lock);
         es = ECDSA_do_sign(digest, 32, ps->ec);
-        pthread_mutex_unlock(&ps->lock);
+        pthread_mutex_unlock(&ps->mod->lock);
         if (!es) {
                 ERR_clear_error();
                 return -EIO;
@@ -348,15 +490,14 @@ static void p11_free(void *userdata) {
         struct p11_signer *ps = userdata;
         if (!ps)
                 return;
-        EC_KEY_free(ps->ec); /* before the slots they refer to */
+        if (ps->mod)
+                pthread_mutex_lock(&ps->mod->lock);
+        EC_KEY_free(ps->ec); /* before the module they refer to */
         EVP_PKEY_free(ps->key);
-        if (ps->slots)
-                PKCS11_release_all_slots(ps->ctx, ps->slots, ps->nslots);
-        if (ps->ctx) {
-                PKCS11_CTX_unload(ps->ctx);
-                PKCS11_CTX_free(ps->ctx);
+        if (ps->mod) {
+                pthread_mutex_unlock(&ps->mod->lock);
+                module_put(ps->mod);
         }
-        pthread_mutex_destroy(&ps->lock);
         free(ps);
 }
 
@@ -398,45 +539,34 @@ int signer_pkcs11_open(const char *uri, const char *pin, const char *module_path
                 r = -ENOMEM;
                 goto out;
         }
-        pthread_mutex_init(&ps->lock, NULL);
-        ps->ctx = PKCS11_CTX_new();
-        if (!ps->ctx) {
-                r = -ENOMEM;
-                goto out;
-        }
-        if (PKCS11_CTX_load(ps->ctx, module) < 0) {
-                PKCS11_CTX_free(ps->ctx);
-                ps->ctx = NULL;
-                r = -EIO;
-                goto out;
-        }
-        if (PKCS11_enumerate_slots(ps->ctx, &ps->slots, &ps->nslots) < 0) {
-                r = -EIO;
-                goto out;
-        }
-        r = find_slot(ps, &u, &slot);
+        r = module_get(module, &ps->mod);
         if (r < 0)
                 goto out;
+
+        pthread_mutex_lock(&ps->mod->lock);
+        r = find_slot(ps->mod, &u, &slot);
+        if (r < 0)
+                goto unlock;
         if (use_pin) {
-                int logged_in = 0;
-                if (PKCS11_is_logged_in(slot, 0, &logged_in) < 0 || !logged_in) {
-                        if (PKCS11_login(slot, 0, use_pin) < 0) {
-                                r = -EACCES;
-                                goto out;
-                        }
-                }
+                r = slot_login(ps->mod, slot, use_pin);
+                if (r < 0)
+                        goto unlock;
         } else if (slot->token->loginRequired) {
-                r = -EACCES; /* private keys are invisible without login */
-                goto out;
+                /* Even if another signer logged the token in: a configuration
+                 * without a PIN would fail at the next start, so fail now. */
+                r = -EACCES;
+                goto unlock;
         }
         r = find_key(slot->token, &u, &key);
         if (r < 0)
-                goto out;
+                goto unlock;
         ps->key = PKCS11_get_private_key(key);
-        if (!ps->key || !(ps->ec = EVP_PKEY_get1_EC_KEY(ps->key))) {
+        if (!ps->key || !(ps->ec = EVP_PKEY_get1_EC_KEY(ps->key)))
                 r = -EKEYREJECTED;
+unlock:
+        pthread_mutex_unlock(&ps->mod->lock);
+        if (r < 0)
                 goto out;
-        }
         *ret_userdata = TAKE_PTR(ps);
         *ret_ops = &p11_ops;
         r = 0;

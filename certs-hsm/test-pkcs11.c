@@ -235,6 +235,32 @@ static void test_errors(void **state) {
         free(other);
 }
 
+/* Signer rotation / config reload: a second signer on the same module is opened
+ * while the first is alive, then the first is freed; the second must keep working. */
+static void test_two_signers(void **state) {
+        NEED_HSM(state);
+        struct fixture *f = *state;
+        struct signer *a = NULL, *b = NULL;
+        struct issuer *is = NULL;
+
+        assert_int_equal(signer_open(&a, f->uri_base, f->signer_pem, "1234"), 0);
+        assert_int_equal(signer_open(&b, f->uri_base, f->signer_pem, "1234"), 0);
+        /* The token is logged in by now; a wrong or missing PIN must still fail. */
+        struct signer *c = NULL;
+        assert_int_equal(signer_open(&c, f->uri_base, f->signer_pem, "0000"), -EACCES);
+        assert_int_equal(signer_open(&c, f->uri_base, f->signer_pem, NULL), -EACCES);
+        assert_null(c);
+        a = signer_free(a);
+        assert_int_equal(issuer_new(&is, b, NULL), 0);
+        issue_and_verify(f, is, "sn-after-rotation");
+        /* And once more from scratch after everything was closed. */
+        issuer_free(is);
+        assert_int_equal(signer_open(&a, f->uri_base, f->signer_pem, "1234"), 0);
+        assert_int_equal(issuer_new(&is, a, NULL), 0);
+        issue_and_verify(f, is, "sn-reopened");
+        issuer_free(is);
+}
+
 struct worker {
         struct issuer *is;
         X509 *signer_cert;
@@ -294,6 +320,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_issue, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pin_sources, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_two_signers, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -56,6 +56,12 @@ struct signer_ops {
  *   -EINVAL          bad URI or arguments
  *   -EIO             the PKCS#11 module failed to load or initialise
  * Call from one thread; the result may then be shared.
+ *
+ * PKCS#11: every signer on the same module path shares one loaded module (a
+ * module cannot be initialised twice in a process), so an old and a new signer
+ * can live side by side during rotation or reload. Slots are enumerated when the
+ * module is first loaded. Once a token is logged in, a later open must give the
+ * same PIN (-EACCES otherwise); no PIN on a token that needs one is -EACCES.
  */
 int signer_open(struct signer **ret, const char *uri, const char *cert_path, const char *pin);
 
