@@ -513,5 +513,7 @@ const char *conf_slot_label(const struct conf *c, const char *path, const char *
                 for (size_t i = 0; i < c->n_slots; i++)
                         if (streq(c->slots[i].key, usb_location))
                                 return c->slots[i].label;
-        return path;
+        /* Unlabelled: the device name ("ttyACM3", "board-007") reads better than the path. */
+        const char *base = strrchr(path, '/');
+        return base && base[1] ? base + 1 : path;
 }

@@ -92,7 +92,7 @@ int conf_load(struct conf *ret, const char *path, char *err, size_t errlen);
 int conf_parse_string(struct conf *c, const char *text, const char *name, char *err, size_t errlen);
 int conf_validate(const struct conf *c, char *err, size_t errlen);
 
-/** Label for a port: configured by path, then by USB location, else the path itself. */
+/** Label for a port: configured by path, then by USB location, else the path's last component. */
 const char *conf_slot_label(const struct conf *c, const char *path, const char *usb_location);
 
 #endif

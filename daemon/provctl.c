@@ -318,7 +318,7 @@ static int cmd_devices(void) {
                 printf("%-20s %-14s %-24s %-20s %s\n", str(d, "serial"), str(d, "state"), when,
                        str(d, "thing_name"), str(d, "cert_sha256"));
                 if (arg_pem)
-                        fputs(str(d, "cert_pem"), stdout);
+                        fputs(str(d, "certificate_pem"), stdout);
         }
         cJSON_Delete(reply);
         return 0;

@@ -77,6 +77,7 @@ struct station {
         enum station_state state;
         unsigned retries_left;
         uint64_t session_start_us;
+        uint64_t session_end_us;        /* 0 while the session runs */
         int64_t session_start_ms;       /* wall clock, for the attempt record */
         uint64_t step_start_us;
         uint64_t rx_us;                 /* when the last response arrived */
@@ -687,6 +688,7 @@ static void on_outcome_done(struct db_req *req) {
                         snprintf(st->last_error, sizeof st->last_error, "database error: %.200s", req->errmsg);
                 }
         }
+        st->session_end_us = now_usec();
         manager_session_done(st->m, st->outcome);
         if (st->outcome == OUTCOME_PROVISIONED)
                 slog(st, LOG_NOTICE, 0, "provisioned as %s in %.0f ms", st->thing_name,
@@ -1081,7 +1083,8 @@ void station_status(const struct station *st, cJSON *array) {
         if (st->state == STATION_DONE || st->state == STATION_FAILED || st->state == STATION_RESULT ||
             st->state == STATION_COMMIT)
                 cJSON_AddStringToObject(o, "outcome", outcome_to_string(st->outcome));
-        cJSON_AddNumberToObject(o, "elapsed_ms", (double)((now - st->session_start_us) / 1000));
+        cJSON_AddNumberToObject(o, "elapsed_ms",
+                                (double)(((st->session_end_us ?: now) - st->session_start_us) / 1000));
         cJSON_AddStringToObject(o, "last_error", st->last_error);
         cJSON_AddItemToArray(array, o);
 }
