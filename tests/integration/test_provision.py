@@ -226,6 +226,23 @@ def test_key_file_permissions():
         env.close()
 
 
+def test_budget_and_lock():
+    env = Env("budget", profile={"max_certs_per_hour": "3", "lock": "yes"})
+    try:
+        env.start_sim(5, "--seed", "5")
+        env.start_provd()
+        env.wait_totals(timeout=60, provisioned=3, failed=2)
+        db = env.db()
+        n = db.execute("SELECT count(*) FROM certificates").fetchone()[0]
+        check(n == 3, f"budget of 3 per hour, {n} certificates issued")
+        rows = db.execute("SELECT error FROM attempts WHERE outcome = 'failed'").fetchall()
+        check(len(rows) == 2 and all("budget" in r[0] for r in rows), f"budget failures not explained: {rows}")
+        locked = [i for i in range(5) if (env.board_file(i, "locked") or b"").strip() in (b"1", b"yes", b"true")]
+        check(len(locked) == 3, f"lock = yes: {len(locked)} boards locked, 3 expected")
+    finally:
+        env.close()
+
+
 if __name__ == "__main__":
     run([test_key_file_permissions, test_64_boards_at_once, test_hotplug_and_replug, test_faults_isolated,
-         test_kill9_and_restart, test_reload_and_bad_reload])
+         test_kill9_and_restart, test_reload_and_bad_reload, test_budget_and_lock])
