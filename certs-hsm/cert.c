@@ -338,8 +338,14 @@ int issuer_issue_at(struct issuer *is, const struct csr_info *csr, const char *c
                 return -EINVAL;
         if (csr->requested_ca)
                 return -EPERM;
-        if (csr->pubkey[0] != 0x04)
-                return -EINVAL;
+        if (!csr->key) {
+                /* Not from csr_parse_validate(): check the point before certifying it. */
+                struct csr_key *k = NULL;
+                r = certs_ec_key_from_point(csr->pubkey, &k);
+                if (r < 0)
+                        return r;
+                certs_ec_key_free(k);
+        }
 
         /* Validity. */
         c.not_before = now - (time_t)is->profile.backdate_seconds;
@@ -365,10 +371,10 @@ int issuer_issue_at(struct issuer *is, const struct csr_info *csr, const char *c
         SHA1(c.pubkey, sizeof(c.pubkey), c.ski);
 
         cn_len = strlen(cn);
-        subj_content = is->subj_prefix_len + rdn_size(sizeof(oid_common_name), cn_len);
+        subj_content = is->subj_prefix_len + rdn_size(sizeof(certs_oid_common_name), cn_len);
         subj_len = der_hdr_size(subj_content) + subj_content;
         tbs_content = sizeof(version_v3) + 2 + CERT_SERIAL_LEN + is->mid_len + validity_len + subj_len +
-                      sizeof(p256_spki_prefix) + sizeof(c.pubkey) + is->ext_len;
+                      sizeof(certs_p256_spki_prefix) + sizeof(c.pubkey) + is->ext_len;
         tbs_len = der_hdr_size(tbs_content) + tbs_content;
 
         /* Room for the certificate header (≤ 4 bytes), TBS, algorithm, BIT STRING. */
@@ -384,8 +390,8 @@ int issuer_issue_at(struct issuer *is, const struct csr_info *csr, const char *c
         p = put_bytes(p, validity, validity_len);
         p = der_put_hdr(p, DER_SEQUENCE, subj_content);
         p = put_bytes(p, is->subj_prefix, is->subj_prefix_len);
-        p = put_rdn(p, oid_common_name, sizeof(oid_common_name), cn, cn_len);
-        p = put_bytes(p, p256_spki_prefix, sizeof(p256_spki_prefix));
+        p = put_rdn(p, certs_oid_common_name, sizeof(certs_oid_common_name), cn, cn_len);
+        p = put_bytes(p, certs_p256_spki_prefix, sizeof(certs_p256_spki_prefix));
         p = put_bytes(p, c.pubkey, sizeof(c.pubkey));
         memcpy(p, is->ext, is->ext_len);
         memcpy(p + is->ext_ski_off, c.ski, CERT_SKI_LEN);
@@ -419,8 +425,8 @@ int issuer_issue_at(struct issuer *is, const struct csr_info *csr, const char *c
         c.der = buf;
         c.der_len = total;
         SHA256(c.der, c.der_len, c.sha256);
-        hex_encode(c.sha256_hex, c.sha256, sizeof(c.sha256));
-        hex_encode(c.ski_hex, c.ski, sizeof(c.ski));
+        certs_hex_encode(c.sha256_hex, c.sha256, sizeof(c.sha256));
+        certs_hex_encode(c.ski_hex, c.ski, sizeof(c.ski));
         *ret = c;
         return 0;
 }
@@ -450,7 +456,7 @@ int issuer_verification_cert(struct issuer *is, const char *registration_code, s
                 ERR_clear_error();
                 return -EIO;
         }
-        r = pkey_p256_point(key, info.pubkey);
+        r = certs_pkey_p256_point(key, info.pubkey);
         if (r < 0)
                 return -EIO;
         return issuer_issue(is, &info, registration_code, ret);
@@ -484,7 +490,7 @@ int issuer_root_pubkey(const struct issuer *is, uint8_t ret[65]) {
                 ERR_clear_error();
                 return -EBADMSG;
         }
-        return pkey_p256_point(X509_get0_pubkey(root), ret);
+        return certs_pkey_p256_point(X509_get0_pubkey(root), ret);
 }
 
 int cert_thing_name(enum cert_thing_mode mode, const struct issued_cert *c, const char *cn, char *buf,

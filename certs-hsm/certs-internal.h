@@ -81,21 +81,21 @@ struct der {
  * to the contents and (optional) @ret_tlv to the whole element. Rejects
  * high-tag-number form, indefinite and non-minimal lengths, lengths past the
  * end. Returns 0 or -EBADMSG (or -ENODATA at the end of @in). */
-int der_next_any(struct der *in, uint8_t *ret_tag, struct der *ret_val, struct der *ret_tlv);
+int certs_der_next_any(struct der *in, uint8_t *ret_tag, struct der *ret_val, struct der *ret_tlv);
 
-/* Like der_next_any() but requires @tag (-EBADMSG otherwise). */
-int der_next(struct der *in, uint8_t tag, struct der *ret_val, struct der *ret_tlv);
+/* Like certs_der_next_any() but requires @tag (-EBADMSG otherwise). */
+int certs_der_next(struct der *in, uint8_t tag, struct der *ret_val, struct der *ret_tlv);
 
 /* True if the next element of @in has @tag. */
-bool der_peek(const struct der *in, uint8_t tag);
+bool certs_der_peek(const struct der *in, uint8_t tag);
 
 /* Checks that @in is a sequence of well-formed TLVs, recursing into
  * constructed ones up to @depth levels. Returns 0 or -EBADMSG. */
-int der_check_tree(struct der in, unsigned depth);
+int certs_der_check_tree(struct der in, unsigned depth);
 
 /* Positive INTEGER contents in minimal DER: returns the magnitude without the
  * sign octet (@ret, at most @max bytes) or -EBADMSG. */
-int der_uint(struct der val, size_t max, struct der *ret);
+int certs_der_uint(struct der val, size_t max, struct der *ret);
 
 static inline bool der_eq(struct der a, const uint8_t *b, size_t blen) {
         return a.len == blen && memcmp(a.p, b, blen) == 0;
@@ -137,16 +137,16 @@ static inline uint8_t *put_bytes(uint8_t *p, const void *b, size_t n) {
 /* ---- shared constants ------------------------------------------------------------------- */
 
 /* OID contents (no tag/length). */
-extern const uint8_t oid_ec_public_key[7];  /* 1.2.840.10045.2.1 */
-extern const uint8_t oid_prime256v1[8];     /* 1.2.840.10045.3.1.7 */
-extern const uint8_t oid_ecdsa_sha256[8];   /* 1.2.840.10045.4.3.2 */
-extern const uint8_t oid_common_name[3];    /* 2.5.4.3 */
-extern const uint8_t oid_ext_request[9];    /* 1.2.840.113549.1.9.14 */
-extern const uint8_t oid_basic_constraints[3]; /* 2.5.29.19 */
+extern const uint8_t certs_oid_ec_public_key[7];  /* 1.2.840.10045.2.1 */
+extern const uint8_t certs_oid_prime256v1[8];     /* 1.2.840.10045.3.1.7 */
+extern const uint8_t certs_oid_ecdsa_sha256[8];   /* 1.2.840.10045.4.3.2 */
+extern const uint8_t certs_oid_common_name[3];    /* 2.5.4.3 */
+extern const uint8_t certs_oid_ext_request[9];    /* 1.2.840.113549.1.9.14 */
+extern const uint8_t certs_oid_basic_constraints[3]; /* 2.5.29.19 */
 
 /* SEQUENCE { OID id-ecPublicKey, OID prime256v1 } BIT STRING header, i.e. the
  * 26 bytes that precede the 65-byte point in a P-256 SubjectPublicKeyInfo. */
-extern const uint8_t p256_spki_prefix[26];
+extern const uint8_t certs_p256_spki_prefix[26];
 
 /* ---- EC helpers (ec.c) --------------------------------------------------------------- */
 
@@ -155,14 +155,14 @@ struct csr_key;
 
 /* Decodes an uncompressed P-256 point. Returns 0, -EKEYREJECTED (not on the curve,
  * wrong form) or -ENOMEM. */
-int ec_key_from_point(const uint8_t point[65], struct csr_key **ret);
-void ec_key_free(struct csr_key *k);
+int certs_ec_key_from_point(const uint8_t point[65], struct csr_key **ret);
+void certs_ec_key_free(struct csr_key *k);
 
 /* Verifies (r, s) (big-endian magnitudes, each ≤ 32 bytes, not checked for range)
  * over a SHA-256 @digest. Returns 1 valid, 0 invalid, -ENOMEM. */
-int ec_key_verify(const struct csr_key *k, const uint8_t digest[32], const uint8_t *r, size_t rlen,
+int certs_ec_key_verify(const struct csr_key *k, const uint8_t digest[32], const uint8_t *r, size_t rlen,
                   const uint8_t *s, size_t slen);
 
 /* ---- signer internals --------------------------------------------------------------- */
 
-void hex_encode(char *out, const uint8_t *in, size_t len); /* writes 2*len+1 bytes */
+void certs_hex_encode(char *out, const uint8_t *in, size_t len); /* writes 2*len+1 bytes */

@@ -44,7 +44,7 @@ struct parsed {
 static int parse_name(struct der name, struct parsed *ps) {
         while (name.len > 0) {
                 struct der rdn;
-                int r = der_next(&name, DER_SET, &rdn, NULL);
+                int r = certs_der_next(&name, DER_SET, &rdn, NULL);
                 if (r < 0)
                         return r;
                 if (rdn.len == 0)
@@ -52,23 +52,23 @@ static int parse_name(struct der name, struct parsed *ps) {
                 while (rdn.len > 0) {
                         struct der atv, oid, val;
                         uint8_t tag;
-                        r = der_next(&rdn, DER_SEQUENCE, &atv, NULL);
+                        r = certs_der_next(&rdn, DER_SEQUENCE, &atv, NULL);
                         if (r < 0)
                                 return r;
-                        r = der_next(&atv, DER_OID, &oid, NULL);
+                        r = certs_der_next(&atv, DER_OID, &oid, NULL);
                         if (r < 0)
                                 return r;
-                        r = der_next_any(&atv, &tag, &val, NULL);
+                        r = certs_der_next_any(&atv, &tag, &val, NULL);
                         if (r < 0)
                                 return -EBADMSG;
                         if (atv.len != 0)
                                 return -EBADMSG;
                         if (tag & 0x20) {
-                                r = der_check_tree(val, MAX_OPAQUE_DEPTH);
+                                r = certs_der_check_tree(val, MAX_OPAQUE_DEPTH);
                                 if (r < 0)
                                         return r;
                         }
-                        if (der_eq(oid, oid_common_name, sizeof(oid_common_name))) {
+                        if (der_eq(oid, certs_oid_common_name, sizeof(certs_oid_common_name))) {
                                 ps->n_cn++;
                                 ps->cn = val;
                                 ps->cn_tag = tag;
@@ -81,20 +81,20 @@ static int parse_name(struct der name, struct parsed *ps) {
 /* BasicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLenConstraint INTEGER OPTIONAL } */
 static int parse_basic_constraints(struct der value, bool *ret_ca) {
         struct der seq, b;
-        int r = der_next(&value, DER_SEQUENCE, &seq, NULL);
+        int r = certs_der_next(&value, DER_SEQUENCE, &seq, NULL);
         if (r < 0)
                 return r;
         if (value.len != 0)
                 return -EBADMSG;
-        r = der_check_tree(seq, 1);
+        r = certs_der_check_tree(seq, 1);
         if (r < 0)
                 return r;
         *ret_ca = false;
-        if (der_peek(&seq, DER_BOOLEAN)) {
-                r = der_next(&seq, DER_BOOLEAN, &b, NULL);
+        if (certs_der_peek(&seq, DER_BOOLEAN)) {
+                r = certs_der_next(&seq, DER_BOOLEAN, &b, NULL);
                 if (r < 0)
                         return r;
-                /* der_check_tree() allowed only 0x00/0xff. 0x00 is not DER (DEFAULT
+                /* certs_der_check_tree() allowed only 0x00/0xff. 0x00 is not DER (DEFAULT
                  * FALSE must be omitted) but asks for nothing, so it is tolerated. */
                 *ret_ca = b.p[0] == 0xff;
         }
@@ -105,32 +105,32 @@ static int parse_basic_constraints(struct der value, bool *ret_ca) {
  * Extension  ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING } */
 static int parse_extensions(struct der exts, struct parsed *ps) {
         struct der seq;
-        int r = der_next(&exts, DER_SEQUENCE, &seq, NULL);
+        int r = certs_der_next(&exts, DER_SEQUENCE, &seq, NULL);
         if (r < 0)
                 return r;
         if (exts.len != 0)
                 return -EBADMSG;
         while (seq.len > 0) {
                 struct der ext, oid, crit, value;
-                r = der_next(&seq, DER_SEQUENCE, &ext, NULL);
+                r = certs_der_next(&seq, DER_SEQUENCE, &ext, NULL);
                 if (r < 0)
                         return r;
-                r = der_next(&ext, DER_OID, &oid, NULL);
+                r = certs_der_next(&ext, DER_OID, &oid, NULL);
                 if (r < 0)
                         return r;
-                if (der_peek(&ext, DER_BOOLEAN)) {
-                        r = der_next(&ext, DER_BOOLEAN, &crit, NULL);
+                if (certs_der_peek(&ext, DER_BOOLEAN)) {
+                        r = certs_der_next(&ext, DER_BOOLEAN, &crit, NULL);
                         if (r < 0)
                                 return r;
                         if (crit.len != 1 || (crit.p[0] != 0x00 && crit.p[0] != 0xff))
                                 return -EBADMSG;
                 }
-                r = der_next(&ext, DER_OCTET_STRING, &value, NULL);
+                r = certs_der_next(&ext, DER_OCTET_STRING, &value, NULL);
                 if (r < 0)
                         return r;
                 if (ext.len != 0)
                         return -EBADMSG;
-                if (der_eq(oid, oid_basic_constraints, sizeof(oid_basic_constraints))) {
+                if (der_eq(oid, certs_oid_basic_constraints, sizeof(certs_oid_basic_constraints))) {
                         bool ca;
                         r = parse_basic_constraints(value, &ca);
                         if (r < 0)
@@ -147,21 +147,21 @@ static int parse_extensions(struct der exts, struct parsed *ps) {
 static int parse_attributes(struct der attrs, struct parsed *ps) {
         while (attrs.len > 0) {
                 struct der attr, oid, values;
-                int r = der_next(&attrs, DER_SEQUENCE, &attr, NULL);
+                int r = certs_der_next(&attrs, DER_SEQUENCE, &attr, NULL);
                 if (r < 0)
                         return r;
-                r = der_next(&attr, DER_OID, &oid, NULL);
+                r = certs_der_next(&attr, DER_OID, &oid, NULL);
                 if (r < 0)
                         return r;
-                r = der_next(&attr, DER_SET, &values, NULL);
+                r = certs_der_next(&attr, DER_SET, &values, NULL);
                 if (r < 0)
                         return r;
                 if (attr.len != 0 || values.len == 0)
                         return -EBADMSG;
-                r = der_check_tree(values, MAX_OPAQUE_DEPTH);
+                r = certs_der_check_tree(values, MAX_OPAQUE_DEPTH);
                 if (r < 0)
                         return r;
-                if (der_eq(oid, oid_ext_request, sizeof(oid_ext_request))) {
+                if (der_eq(oid, certs_oid_ext_request, sizeof(certs_oid_ext_request))) {
                         if (ps->ext_request) /* twice: ambiguous, refuse */
                                 return -EBADMSG;
                         ps->ext_request = true;
@@ -177,50 +177,50 @@ static int parse_csr(const uint8_t *der, size_t len, struct parsed *ps) {
         struct der in = { der, len }, csr, info, version, name, spki, alg, attrs;
         int r;
 
-        r = der_next(&in, DER_SEQUENCE, &csr, NULL);
+        r = certs_der_next(&in, DER_SEQUENCE, &csr, NULL);
         if (r < 0)
                 return r;
         if (in.len != 0) /* trailing bytes */
                 return -EBADMSG;
 
-        r = der_next(&csr, DER_SEQUENCE, &info, &ps->info_tlv);
+        r = certs_der_next(&csr, DER_SEQUENCE, &info, &ps->info_tlv);
         if (r < 0)
                 return r;
 
-        r = der_next(&info, DER_INTEGER, &version, NULL);
+        r = certs_der_next(&info, DER_INTEGER, &version, NULL);
         if (r < 0)
                 return r;
         if (!der_eq(version, (const uint8_t[]){ 0x00 }, 1))
                 return -EBADMSG;
 
-        r = der_next(&info, DER_SEQUENCE, &name, NULL);
+        r = certs_der_next(&info, DER_SEQUENCE, &name, NULL);
         if (r < 0)
                 return r;
         r = parse_name(name, ps);
         if (r < 0)
                 return r;
 
-        r = der_next(&info, DER_SEQUENCE, &spki, NULL);
+        r = certs_der_next(&info, DER_SEQUENCE, &spki, NULL);
         if (r < 0)
                 return r;
-        r = der_next(&spki, DER_SEQUENCE, &alg, NULL);
+        r = certs_der_next(&spki, DER_SEQUENCE, &alg, NULL);
         if (r < 0)
                 return r;
-        r = der_next(&alg, DER_OID, &ps->spki_alg_oid, NULL);
+        r = certs_der_next(&alg, DER_OID, &ps->spki_alg_oid, NULL);
         if (r < 0)
                 return r;
         ps->spki_params = alg; /* whatever follows the OID, checked in validate_key() */
-        r = der_check_tree(alg, MAX_OPAQUE_DEPTH);
+        r = certs_der_check_tree(alg, MAX_OPAQUE_DEPTH);
         if (r < 0)
                 return r;
-        r = der_next(&spki, DER_BIT_STRING, &ps->spki_bits, NULL);
+        r = certs_der_next(&spki, DER_BIT_STRING, &ps->spki_bits, NULL);
         if (r < 0)
                 return r;
         if (spki.len != 0 || ps->spki_bits.len == 0)
                 return -EBADMSG;
 
         if (info.len > 0) {
-                r = der_next(&info, DER_CTX0_C, &attrs, NULL);
+                r = certs_der_next(&info, DER_CTX0_C, &attrs, NULL);
                 if (r < 0)
                         return r;
                 r = parse_attributes(attrs, ps);
@@ -230,13 +230,13 @@ static int parse_csr(const uint8_t *der, size_t len, struct parsed *ps) {
         if (info.len != 0)
                 return -EBADMSG;
 
-        r = der_next(&csr, DER_SEQUENCE, &ps->sig_alg, NULL);
+        r = certs_der_next(&csr, DER_SEQUENCE, &ps->sig_alg, NULL);
         if (r < 0)
                 return r;
-        r = der_check_tree(ps->sig_alg, 2);
+        r = certs_der_check_tree(ps->sig_alg, 2);
         if (r < 0)
                 return r;
-        r = der_next(&csr, DER_BIT_STRING, &ps->sig_bits, NULL);
+        r = certs_der_next(&csr, DER_BIT_STRING, &ps->sig_bits, NULL);
         if (r < 0)
                 return r;
         if (csr.len != 0 || ps->sig_bits.len == 0)
@@ -248,11 +248,11 @@ static int parse_csr(const uint8_t *der, size_t len, struct parsed *ps) {
 static int validate_key_encoding(const struct parsed *ps) {
         struct der params = ps->spki_params, curve;
 
-        if (!der_eq(ps->spki_alg_oid, oid_ec_public_key, sizeof(oid_ec_public_key)))
+        if (!der_eq(ps->spki_alg_oid, certs_oid_ec_public_key, sizeof(certs_oid_ec_public_key)))
                 return -EKEYREJECTED;
-        if (der_next(&params, DER_OID, &curve, NULL) < 0 || params.len != 0)
+        if (certs_der_next(&params, DER_OID, &curve, NULL) < 0 || params.len != 0)
                 return -EKEYREJECTED; /* explicit or implicit curve parameters */
-        if (!der_eq(curve, oid_prime256v1, sizeof(oid_prime256v1)))
+        if (!der_eq(curve, certs_oid_prime256v1, sizeof(certs_oid_prime256v1)))
                 return -EKEYREJECTED;
         /* 0 unused bits, then 0x04 || X || Y. */
         if (ps->spki_bits.len != 1 + CSR_PUBKEY_LEN || ps->spki_bits.p[0] != 0x00 || ps->spki_bits.p[1] != 0x04)
@@ -268,12 +268,12 @@ static int split_signature(struct der bits, struct der *ret_r, struct der *ret_s
         if (bits.len < 1 || bits.p[0] != 0x00)
                 return -EBADE;
         in = (struct der){ bits.p + 1, bits.len - 1 };
-        if (der_next(&in, DER_SEQUENCE, &seq, NULL) < 0 || in.len != 0)
+        if (certs_der_next(&in, DER_SEQUENCE, &seq, NULL) < 0 || in.len != 0)
                 return -EBADE;
-        if (der_next(&seq, DER_INTEGER, &r_val, NULL) < 0 || der_next(&seq, DER_INTEGER, &s_val, NULL) < 0 ||
+        if (certs_der_next(&seq, DER_INTEGER, &r_val, NULL) < 0 || certs_der_next(&seq, DER_INTEGER, &s_val, NULL) < 0 ||
             seq.len != 0)
                 return -EBADE;
-        if (der_uint(r_val, 32, ret_r) < 0 || der_uint(s_val, 32, ret_s) < 0)
+        if (certs_der_uint(r_val, 32, ret_r) < 0 || certs_der_uint(s_val, 32, ret_s) < 0)
                 return -EBADE;
         return 0;
 }
@@ -300,23 +300,23 @@ int csr_parse_validate(const uint8_t *der, size_t len, const char *expected_cn, 
 
         /* RFC 5758 3.2: ecdsa-with-SHA256 has its parameters field absent. */
         sig_alg = ps.sig_alg;
-        if (der_next(&sig_alg, DER_OID, &sig_oid, NULL) < 0)
+        if (certs_der_next(&sig_alg, DER_OID, &sig_oid, NULL) < 0)
                 return -EBADMSG;
-        if (!der_eq(sig_oid, oid_ecdsa_sha256, sizeof(oid_ecdsa_sha256)) || sig_alg.len != 0)
+        if (!der_eq(sig_oid, certs_oid_ecdsa_sha256, sizeof(certs_oid_ecdsa_sha256)) || sig_alg.len != 0)
                 return -EPROTONOSUPPORT;
 
         r = split_signature(ps.sig_bits, &sig_r, &sig_s);
         if (r < 0)
                 return r;
 
-        r = ec_key_from_point(ps.spki_bits.p + 1, &key);
+        r = certs_ec_key_from_point(ps.spki_bits.p + 1, &key);
         if (r < 0)
                 return r;
 
         SHA256(ps.info_tlv.p, ps.info_tlv.len, digest);
-        r = ec_key_verify(key, digest, sig_r.p, sig_r.len, sig_s.p, sig_s.len);
+        r = certs_ec_key_verify(key, digest, sig_r.p, sig_r.len, sig_s.p, sig_s.len);
         if (r <= 0) {
-                ec_key_free(key);
+                certs_ec_key_free(key);
                 return r < 0 ? r : -EBADE;
         }
 
@@ -325,7 +325,7 @@ int csr_parse_validate(const uint8_t *der, size_t len, const char *expected_cn, 
             (ps.cn_tag != DER_UTF8STRING && ps.cn_tag != DER_PRINTABLESTRING && ps.cn_tag != DER_IA5STRING) ||
             memchr(ps.cn.p, '\0', ps.cn.len) ||
             (expected_cn && (strlen(expected_cn) != ps.cn.len || memcmp(expected_cn, ps.cn.p, ps.cn.len) != 0))) {
-                ec_key_free(key);
+                certs_ec_key_free(key);
                 return -EPERM;
         }
 
@@ -343,6 +343,6 @@ int csr_parse_validate(const uint8_t *der, size_t len, const char *expected_cn, 
 void csr_info_done(struct csr_info *info) {
         if (!info)
                 return;
-        ec_key_free(info->key);
+        certs_ec_key_free(info->key);
         info->key = NULL;
 }

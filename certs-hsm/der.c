@@ -3,14 +3,14 @@
 
 #include "certs-internal.h"
 
-const uint8_t oid_ec_public_key[7] = { 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01 };
-const uint8_t oid_prime256v1[8] = { 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
-const uint8_t oid_ecdsa_sha256[8] = { 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02 };
-const uint8_t oid_common_name[3] = { 0x55, 0x04, 0x03 };
-const uint8_t oid_ext_request[9] = { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x0e };
-const uint8_t oid_basic_constraints[3] = { 0x55, 0x1d, 0x13 };
+const uint8_t certs_oid_ec_public_key[7] = { 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01 };
+const uint8_t certs_oid_prime256v1[8] = { 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+const uint8_t certs_oid_ecdsa_sha256[8] = { 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02 };
+const uint8_t certs_oid_common_name[3] = { 0x55, 0x04, 0x03 };
+const uint8_t certs_oid_ext_request[9] = { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x0e };
+const uint8_t certs_oid_basic_constraints[3] = { 0x55, 0x1d, 0x13 };
 
-const uint8_t p256_spki_prefix[26] = {
+const uint8_t certs_p256_spki_prefix[26] = {
         0x30, 0x59,                                                 /* SEQUENCE, 89 */
         0x30, 0x13,                                                 /*  SEQUENCE, 19 */
         0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,       /*   id-ecPublicKey */
@@ -18,7 +18,7 @@ const uint8_t p256_spki_prefix[26] = {
         0x03, 0x42, 0x00,                                           /*  BIT STRING, 66, 0 unused */
 };
 
-int der_next_any(struct der *in, uint8_t *ret_tag, struct der *ret_val, struct der *ret_tlv) {
+int certs_der_next_any(struct der *in, uint8_t *ret_tag, struct der *ret_val, struct der *ret_tlv) {
         const uint8_t *p = in->p;
         size_t left = in->len, len, hdr;
 
@@ -58,10 +58,10 @@ int der_next_any(struct der *in, uint8_t *ret_tag, struct der *ret_val, struct d
         return 0;
 }
 
-int der_next(struct der *in, uint8_t tag, struct der *ret_val, struct der *ret_tlv) {
+int certs_der_next(struct der *in, uint8_t tag, struct der *ret_val, struct der *ret_tlv) {
         struct der saved = *in;
         uint8_t t;
-        int r = der_next_any(in, &t, ret_val, ret_tlv);
+        int r = certs_der_next_any(in, &t, ret_val, ret_tlv);
         if (r == -ENODATA)
                 return -EBADMSG;
         if (r < 0)
@@ -73,15 +73,15 @@ int der_next(struct der *in, uint8_t tag, struct der *ret_val, struct der *ret_t
         return 0;
 }
 
-bool der_peek(const struct der *in, uint8_t tag) {
+bool certs_der_peek(const struct der *in, uint8_t tag) {
         return in->len > 0 && in->p[0] == tag;
 }
 
-int der_check_tree(struct der in, unsigned depth) {
+int certs_der_check_tree(struct der in, unsigned depth) {
         for (;;) {
                 uint8_t tag;
                 struct der val;
-                int r = der_next_any(&in, &tag, &val, NULL);
+                int r = certs_der_next_any(&in, &tag, &val, NULL);
                 if (r == -ENODATA)
                         return 0;
                 if (r < 0)
@@ -89,7 +89,7 @@ int der_check_tree(struct der in, unsigned depth) {
                 if (tag & 0x20) {
                         if (depth == 0)
                                 return -EBADMSG;
-                        r = der_check_tree(val, depth - 1);
+                        r = certs_der_check_tree(val, depth - 1);
                         if (r < 0)
                                 return r;
                 } else if (tag == DER_BOOLEAN) {
@@ -116,7 +116,7 @@ int der_check_tree(struct der in, unsigned depth) {
         }
 }
 
-int der_uint(struct der val, size_t max, struct der *ret) {
+int certs_der_uint(struct der val, size_t max, struct der *ret) {
         if (val.len == 0)
                 return -EBADMSG;
         if (val.p[0] & 0x80) /* negative */
@@ -133,7 +133,7 @@ int der_uint(struct der val, size_t max, struct der *ret) {
         return 0;
 }
 
-void hex_encode(char *out, const uint8_t *in, size_t len) {
+void certs_hex_encode(char *out, const uint8_t *in, size_t len) {
         static const char digits[] = "0123456789abcdef";
         for (size_t i = 0; i < len; i++) {
                 out[2 * i] = digits[in[i] >> 4];

@@ -31,7 +31,7 @@ static void p256_init(void) {
         p256 = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
 }
 
-int ec_key_from_point(const uint8_t point[65], struct csr_key **ret) {
+int certs_ec_key_from_point(const uint8_t point[65], struct csr_key **ret) {
         struct csr_key *k;
 
         if (point[0] != 0x04) /* uncompressed form only */
@@ -45,7 +45,7 @@ int ec_key_from_point(const uint8_t point[65], struct csr_key **ret) {
                 return -ENOMEM;
         k->ec = EC_KEY_new();
         if (!k->ec || EC_KEY_set_group(k->ec, p256) != 1) {
-                ec_key_free(k);
+                certs_ec_key_free(k);
                 return -ENOMEM;
         }
         /* EC_POINT_oct2point() rejects points that are not on the curve. P-256 has
@@ -53,21 +53,21 @@ int ec_key_from_point(const uint8_t point[65], struct csr_key **ret) {
          * uncompressed form) is in the prime-order group. */
         if (EC_KEY_oct2key(k->ec, point, 65, NULL) != 1) {
                 ERR_clear_error();
-                ec_key_free(k);
+                certs_ec_key_free(k);
                 return -EKEYREJECTED;
         }
         *ret = k;
         return 0;
 }
 
-void ec_key_free(struct csr_key *k) {
+void certs_ec_key_free(struct csr_key *k) {
         if (!k)
                 return;
         EC_KEY_free(k->ec);
         free(k);
 }
 
-int ec_key_verify(const struct csr_key *k, const uint8_t digest[32], const uint8_t *r, size_t rlen,
+int certs_ec_key_verify(const struct csr_key *k, const uint8_t digest[32], const uint8_t *r, size_t rlen,
                   const uint8_t *s, size_t slen) {
         ECDSA_SIG *sig = ECDSA_SIG_new();
         BIGNUM *br = BN_bin2bn(r, (int)rlen, NULL), *bs = BN_bin2bn(s, (int)slen, NULL);

@@ -15,7 +15,7 @@ static int verify_with(const struct csr_key *key, const uint8_t nonce[PROOF_NONC
         memcpy(msg, nonce, PROOF_NONCE_LEN);
         memcpy(msg + PROOF_NONCE_LEN, cert_hash, PROOF_HASH_LEN);
         SHA256(msg, sizeof(msg), digest);
-        r = ec_key_verify(key, digest, sig, 32, sig + 32, 32);
+        r = certs_ec_key_verify(key, digest, sig, 32, sig + 32, 32);
         if (r < 0)
                 return r;
         return r == 1 ? 0 : -EBADMSG;
@@ -28,11 +28,11 @@ int proof_verify(const uint8_t pubkey[65], const uint8_t nonce[PROOF_NONCE_LEN],
 
         if (!pubkey || !nonce || !cert_hash || !sig)
                 return -EINVAL;
-        r = ec_key_from_point(pubkey, &key);
+        r = certs_ec_key_from_point(pubkey, &key);
         if (r < 0)
                 return r;
         r = verify_with(key, nonce, cert_hash, sig);
-        ec_key_free(key);
+        certs_ec_key_free(key);
         return r;
 }
 

@@ -47,10 +47,10 @@ int signer_new_internal(struct signer **ret, const struct signer_ops *ops, void 
 int signer_load_chain(const char *path, X509 **ret_cert, X509 **ret_root);
 
 /* Reads at most @max bytes of a regular file (or -EFBIG). */
-int read_file_bounded(int fd, size_t max, uint8_t **ret, size_t *ret_len);
+int certs_read_file_bounded(int fd, size_t max, uint8_t **ret, size_t *ret_len);
 
 /* EC public key (P-256 only) as an uncompressed point. */
-int pkey_p256_point(EVP_PKEY *pk, uint8_t ret[65]);
+int certs_pkey_p256_point(EVP_PKEY *pk, uint8_t ret[65]);
 
 int signer_file_open(const char *path, const char *passphrase, void **ret_userdata,
                      const struct signer_ops **ret_ops);

@@ -81,7 +81,7 @@ int signer_file_open(const char *path, const char *passphrase, void **ret_userda
         if (st.st_mode & 077)
                 return -EPERM;
 
-        r = read_file_bounded(fd, SIGNER_MAX_KEY_FILE, &buf, &len);
+        r = certs_read_file_bounded(fd, SIGNER_MAX_KEY_FILE, &buf, &len);
         if (r < 0)
                 return r;
         bio = BIO_new_mem_buf(buf, (int)len);
@@ -95,7 +95,7 @@ int signer_file_open(const char *path, const char *passphrase, void **ret_userda
                 ERR_clear_error();
                 return -EBADMSG;
         }
-        r = pkey_p256_point(key, point);
+        r = certs_pkey_p256_point(key, point);
         if (r < 0)
                 return r;
 

@@ -361,7 +361,7 @@ static int read_pin_source(const char *src, char **ret) {
         fd = open(src, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
-        r = read_file_bounded(fd, PIN_MAX, &buf, &len);
+        r = certs_read_file_bounded(fd, PIN_MAX, &buf, &len);
         if (r < 0)
                 return r;
         while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))

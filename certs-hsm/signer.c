@@ -22,7 +22,7 @@ static inline void x509_stack_freep(STACK_OF(X509) **p) {
         sk_X509_pop_free(*p, X509_free);
 }
 
-int read_file_bounded(int fd, size_t max, uint8_t **ret, size_t *ret_len) {
+int certs_read_file_bounded(int fd, size_t max, uint8_t **ret, size_t *ret_len) {
         _cleanup_free_ uint8_t *buf = NULL;
         size_t len = 0;
         struct stat st;
@@ -58,7 +58,7 @@ int read_file_bounded(int fd, size_t max, uint8_t **ret, size_t *ret_len) {
         return 0;
 }
 
-int pkey_p256_point(EVP_PKEY *pk, uint8_t ret[65]) {
+int certs_pkey_p256_point(EVP_PKEY *pk, uint8_t ret[65]) {
         char group[32];
         size_t len = 0;
 
@@ -124,7 +124,7 @@ int signer_load_chain(const char *path, X509 **ret_cert, X509 **ret_root) {
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return -errno;
-        r = read_file_bounded(fd, SIGNER_MAX_CERT_FILE, &buf, &len);
+        r = certs_read_file_bounded(fd, SIGNER_MAX_CERT_FILE, &buf, &len);
         if (r < 0)
                 return r;
         bio = BIO_new_mem_buf(buf, (int)len);
@@ -171,7 +171,7 @@ static int signer_setup_cert(struct signer *s, X509 *cert) {
         size_t name_len;
         int r;
 
-        r = pkey_p256_point(X509_get0_pubkey(cert), s->pubkey);
+        r = certs_pkey_p256_point(X509_get0_pubkey(cert), s->pubkey);
         if (r < 0)
                 return r;
 

@@ -310,6 +310,12 @@ static void test_issue_refused(void **state) {
                                       "01234567890123456789012345678901234567890123456789012345678901234", &c),
                          -EINVAL);
         assert_int_equal(issuer_issue(NULL, &f->csr, "x", &c), -EINVAL);
+        /* A hand-made csr_info with a point off the curve. */
+        struct csr_info fake = { .pubkey = { 0x04, 1, 2, 3 } };
+        assert_int_equal(issuer_issue(f->issuer, &fake, "x", &c), -EKEYREJECTED);
+        memcpy(fake.pubkey, f->csr.pubkey, 65);
+        assert_int_equal(issuer_issue(f->issuer, &fake, "x", &c), 0);
+        issued_cert_done(&c);
         assert_null(c.der);
 }
 

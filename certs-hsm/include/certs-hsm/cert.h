@@ -83,6 +83,8 @@ struct issuer *issuer_free(struct issuer *is);
  * with subject CN = @cn (the board identity: 1..64 bytes, printable ASCII
  * 0x20..0x7e). Nothing from the CSR but its public key is used; a CSR with
  * requested_ca set is refused (-EPERM). Thread-safe.
+ * A csr_info not made by csr_parse_validate() (key == NULL) has its point
+ * checked first (-EKEYREJECTED).
  * Returns 0 and fills @ret (issued_cert_done() later), or -EINVAL (bad CN or
  * arguments), -EPERM (requested_ca), -EIO (signer failure or RNG failure),
  * or the signer's own -errno; -ENOMEM.
