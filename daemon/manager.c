@@ -224,9 +224,12 @@ static void consider_port(struct manager *m, const char *path, const char *usb_l
 
 /* USB bus location ("1-1.4") of a tty from sysfs, the stable key for slot labels. */
 static bool usb_location_of(const char *devpath, char *buf, size_t len) {
-        char sys[PATH_MAX], real[PATH_MAX];
-        const char *name = strrchr(devpath, '/');
+        char sys[PATH_MAX], real[PATH_MAX], dev[PATH_MAX];
+        const char *name;
 
+        if (!realpath(devpath, dev))    /* a udev symlink or a glob match: find the tty's own name */
+                return false;
+        name = strrchr(dev, '/');
         if (!name)
                 return false;
         snprintf(sys, sizeof sys, "/sys/class/tty/%s/device", name + 1);
@@ -275,8 +278,13 @@ static void rescan(struct manager *m) {
         for (size_t i = 0; i < m->conf.n_globs; i++) {
                 glob_t g = {};
                 if (glob(m->conf.globs[i], 0, NULL, &g) == 0)
-                        for (size_t k = 0; k < g.gl_pathc; k++)
-                                consider_port(m, g.gl_pathv[k], NULL);
+                        for (size_t k = 0; k < g.gl_pathc; k++) {
+                                char loc[64];
+                                if (find_station(m, g.gl_pathv[k], NULL) >= 0)
+                                        continue;
+                                consider_port(m, g.gl_pathv[k],
+                                              usb_location_of(g.gl_pathv[k], loc, sizeof loc) ? loc : NULL);
+                        }
                 globfree(&g);
         }
         scan_usb(m);

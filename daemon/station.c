@@ -95,6 +95,9 @@ struct station {
         bool have_ident;
         char serial[SERIAL_HEX_MAX + 1];
         bool reissue;                   /* DB asked for a new certificate */
+        bool existing;                  /* proving/rewriting the recorded certificate, no issuance */
+        bool was_provisioned;           /* existing: the DB already had it provisioned */
+        bool rewritten;                 /* existing: PUT_CERT of the recorded certificate was needed */
         int64_t cert_id;
         char thing_name[CERT_THING_NAME_MAX + 1];
 
@@ -499,7 +502,18 @@ static void work_verify(uv_work_t *w) {
                 j->result = -ENOKEY;
                 return;
         }
-        j->result = proof_verify_csr(&j->csr, j->nonce, j->proof.cert_hash, j->proof.signature);
+        if (j->csr.key)
+                j->result = proof_verify_csr(&j->csr, j->nonce, j->proof.cert_hash, j->proof.signature);
+        else
+                j->result = proof_verify(j->cert.pubkey, j->nonce, j->proof.cert_hash, j->proof.signature);
+}
+
+/* A known, proven board that needed nothing written is "already provisioned". */
+static enum outcome proven_outcome(const struct station *st) {
+        if (st->existing && st->was_provisioned && !st->rewritten) {
+                return OUTCOME_ALREADY_PROVISIONED;
+        }
+        return OUTCOME_PROVISIONED;
 }
 
 static void send_lock(struct station *st) {
@@ -521,6 +535,12 @@ static void after_verify(uv_work_t *w, int status) {
         }
         if (ended_meanwhile(st))
                 return;
+        if (r == -ENOKEY && st->existing && !st->rewritten) {
+                slog(st, LOG_NOTICE, 0, "board does not hold its recorded certificate; writing it again");
+                st->rewritten = true;
+                send_put_cert(st);
+                return;
+        }
         if (r == -ENOKEY) {
                 session_fail(st, OUTCOME_FAILED, "board reports a stored certificate that is not the one issued");
                 return;
@@ -533,7 +553,7 @@ static void after_verify(uv_work_t *w, int status) {
                 send_lock(st);
                 return;
         }
-        session_end(st, OUTCOME_PROVISIONED);
+        session_end(st, proven_outcome(st));
 }
 
 static void start_verify(struct station *st) {
@@ -573,9 +593,45 @@ static bool db_returned(struct station *st) {
         return ended_meanwhile(st);
 }
 
+static int hex_to_bytes(const char *hex, uint8_t *out, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                unsigned v;
+                if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+                        return -EINVAL;
+                out[i] = (uint8_t)v;
+        }
+        return hex[2 * n] == 0 ? 0 : -EINVAL;
+}
+
+/*
+ * A known board with the same key: have it prove it still holds the recorded
+ * certificate (PROVE), and rewrite that same certificate if it does not.
+ * No second certificate is issued for a board that is merely replugged or
+ * whose earlier session was interrupted after the issuance was recorded.
+ */
+static void start_existing(struct station *st, const struct db_lookup_device *l, uint8_t *der) {
+        struct issued_cert *c = &st->job.cert;
+
+        issued_cert_done(c);
+        *c = (struct issued_cert) { .der = der, .der_len = l->cert_der_len };
+        if (hex_to_bytes(l->cert_sha256, c->sha256, sizeof c->sha256) < 0) {
+                issued_cert_done(c);
+                session_fail(st, OUTCOME_FAILED, "database holds a malformed certificate hash");
+                return;
+        }
+        snprintf(c->sha256_hex, sizeof c->sha256_hex, "%s", l->cert_sha256);
+        memcpy(c->pubkey, l->pubkey, SP_PUBKEY_LEN);
+        snprintf(st->thing_name, sizeof st->thing_name, "%s", l->thing_name);
+        st->cert_id = l->cert_id;
+        st->existing = true;
+        st->was_provisioned = l->state == DB_DEVICE_PROVISIONED;
+        send_prove(st);
+}
+
 static void on_lookup_done(struct db_req *req) {
         struct station *st = req->userdata;
         const struct db_lookup_device *l = &req->lookup;
+        _cleanup_free_ uint8_t *der = TAKE_PTR(req->lookup.cert_der);
         bool same_key;
 
         if (db_returned(st))
@@ -601,20 +657,18 @@ static void on_lookup_done(struct db_req *req) {
                              "serial is flagged as a suspected clone; `provctl reissue` clears it");
                 return;
         }
-        if (l->state == DB_DEVICE_PROVISIONED && !l->reissue_requested && !st->m->conf.reissue) {
-                snprintf(st->last_error, sizeof st->last_error, "already provisioned (thing %s)", l->thing_name);
-                slog(st, LOG_INFO, 0, "already provisioned with the same key; no new certificate");
-                session_end(st, OUTCOME_ALREADY_PROVISIONED);
+        if (l->reissue_requested || st->m->conf.reissue || !der || l->cert_status == DB_CERT_REVOKED) {
+                st->reissue = true;
+                send_get_csr(st);
                 return;
         }
-        /* Reissue requested, or an earlier session was interrupted before the proof. */
-        st->reissue = true;
-        send_get_csr(st);
+        start_existing(st, l, TAKE_PTR(der));
 }
 
 static void submit_lookup(struct station *st) {
         st->req = (struct db_req) { .type = DB_LOOKUP_DEVICE };
         strcpy(st->req.lookup.serial, st->serial);
+        st->req.lookup.want_der = true;
         db_submit_station(st, on_lookup_done);
 }
 
@@ -798,8 +852,11 @@ static void on_response(struct station *st, const struct sp_frame *f) {
                 if (sp_error_parse(f, &e) < 0)
                         e = (struct sp_board_error) { .code = 0, .text = "" };
                 what = sp_error_to_string(e.code);
-                if (st->state == STATION_RESULT) {
-                        session_end(st, st->outcome);   /* unreachable: RESULT is after commit */
+                if (st->state == STATION_PROVE && st->existing && !st->rewritten &&
+                    (e.code == SP_ERR_NO_CERT || e.code == SP_ERR_BAD_STATE)) {
+                        slog(st, LOG_NOTICE, 0, "board holds no certificate; writing the recorded one again");
+                        st->rewritten = true;
+                        send_put_cert(st);
                         return;
                 }
                 session_fail(st, OUTCOME_FAILED, "board refused %s: %s%s%s",
@@ -842,7 +899,7 @@ static void on_response(struct station *st, const struct sp_frame *f) {
                 start_verify(st);
                 break;
         case STATION_LOCK:
-                session_end(st, OUTCOME_PROVISIONED);
+                session_end(st, proven_outcome(st));
                 break;
         case STATION_RESULT:
                 enter(st, st->outcome == OUTCOME_PROVISIONED || st->outcome == OUTCOME_ALREADY_PROVISIONED

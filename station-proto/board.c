@@ -292,10 +292,11 @@ static int do_prove(struct spb_board *b, const uint8_t *p, size_t n, struct spc_
                 return SP_ERR_BAD_STATE;
         if (get_tlv(p, n, SP_TAG_NONCE, SP_NONCE_LEN, SP_NONCE_LEN, &nonce) != 1)
                 return SP_ERR_BAD_PAYLOAD;
-        /* A locked board proves the certificate it already holds. */
-        if (!b->cert_stored && !b->locked)
-                return SP_ERR_BAD_STATE;
-
+        /*
+         * Spec 6.5: any identified board proves the certificate it holds, stored
+         * in this session or before (a replugged, already provisioned board);
+         * without one the callback answers SP_ERR_NO_CERT.
+         */
         r = callback_code(b->ops->prove(b->ctx, nonce.value, hash, sig));
         if (r)
                 return r;

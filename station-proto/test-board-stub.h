@@ -133,6 +133,8 @@ static inline int stub_prove(void *ctx, const uint8_t nonce[SP_NONCE_LEN], uint8
         memcpy(s->last_nonce, nonce, SP_NONCE_LEN);
         if (s->fail_prove)
                 return s->fail_prove;
+        if (!s->have_hash && s->stored_cert_len == 0)
+                return SP_ERR_NO_CERT;
         if (s->have_hash)
                 memcpy(ret_hash, s->cert_hash, SP_SHA256_LEN);
         else

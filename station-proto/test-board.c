@@ -292,14 +292,14 @@ static void test_replay(void **state) {
         assert_int_equal(g.s.n_identify, ident_before);
         assert_int_equal(spb_get_stats(&g.b)->replays, 4);
 
-        /* errors are cached too: PROVE before PUT_CERT, then again */
+        /* errors are cached too: PROVE with no certificate stored, then again */
         seq = g.seq++;
         assert_int_equal(xfer_seq(&g, SP_MSG_PROVE, 0, seq, p, nonce_payload(p, 1), &r1), 1);
-        assert_int_equal(error_code(&r1), SP_ERR_BAD_STATE);
+        assert_int_equal(error_code(&r1), SP_ERR_NO_CERT);
         assert_int_equal(xfer_seq(&g, SP_MSG_PROVE, SP_FLAG_RETRANSMIT, seq, p, nonce_payload(p, 1), &r2), 1);
         assert_int_equal(r2.f.flags, SP_FLAG_REPLAY);
-        assert_int_equal(error_code(&r2), SP_ERR_BAD_STATE);
-        assert_int_equal(g.s.n_prove, 0);
+        assert_int_equal(error_code(&r2), SP_ERR_NO_CERT);
+        assert_int_equal(g.s.n_prove, 1);       /* the replay did not ask the secure element again */
 
         /* same seq but another type: a new request, executed */
         assert_int_equal(xfer_seq(&g, SP_MSG_PING, 0, seq, NULL, 0, &r2), 1);
@@ -337,9 +337,8 @@ static void test_hello_resets(void **state) {
         assert_int_equal(r.f.flags, 0);
         assert_int_equal(g.s.n_identify, before + 2);
 
-        /* and it ended the session's PUT_CERT: PROVE is refused */
-        assert_int_equal(xfer(&g, SP_MSG_PROVE, p, nonce_payload(p, 2), &r), SP_MSG_ERROR);
-        assert_int_equal(error_code(&r), SP_ERR_BAD_STATE);
+        /* a new session still proves the certificate stored before it (a replugged board) */
+        assert_int_equal(xfer(&g, SP_MSG_PROVE, p, nonce_payload(p, 2), &r), SP_MSG_PROOF);
 
         /* HELLO drops the cache: the same (seq, type) after a HELLO is executed again */
         seq = g.seq++;
@@ -387,12 +386,12 @@ static void test_state_machine(void **state) {
                          g.s.n_lock + g.s.n_result, 0);
 
         hello(&g);
-        /* LOCK before PROVE, PROVE before PUT_CERT */
+        /* LOCK before PROVE; PROVE without any stored certificate */
         assert_int_equal(xfer(&g, SP_MSG_LOCK, NULL, 0, &r), SP_MSG_ERROR);
         assert_int_equal(error_code(&r), SP_ERR_BAD_STATE);
         assert_int_equal(xfer(&g, SP_MSG_PROVE, p, nonce_payload(p, 4), &r), SP_MSG_ERROR);
-        assert_int_equal(error_code(&r), SP_ERR_BAD_STATE);
-        assert_int_equal(g.s.n_prove + g.s.n_lock, 0);
+        assert_int_equal(error_code(&r), SP_ERR_NO_CERT);
+        assert_int_equal(g.s.n_lock, 0);
 
         /* PUT_CERT, PROVE, then a new PUT_CERT cancels the proof: LOCK refused */
         assert_int_equal(xfer(&g, SP_MSG_PUT_CERT, p, put_cert_payload(p, sizeof p), &r), SP_MSG_CERT_OK);
@@ -629,9 +628,9 @@ static void test_callback_errors(void **state) {
         g.s.fail_store_certs = SP_ERR_STORAGE;
         assert_int_equal(xfer(&g, SP_MSG_PUT_CERT, p, put_cert_payload(p, sizeof p), &r), SP_MSG_ERROR);
         assert_int_equal(error_code(&r), SP_ERR_STORAGE);
-        /* the failed PUT_CERT leaves no certificate: PROVE refused */
+        /* the failed PUT_CERT leaves no certificate: PROVE says so */
         assert_int_equal(xfer(&g, SP_MSG_PROVE, p, nonce_payload(p, 1), &r), SP_MSG_ERROR);
-        assert_int_equal(error_code(&r), SP_ERR_BAD_STATE);
+        assert_int_equal(error_code(&r), SP_ERR_NO_CERT);
         g.s.fail_store_certs = 0;
         assert_int_equal(xfer(&g, SP_MSG_PUT_CERT, p, put_cert_payload(p, sizeof p), &r), SP_MSG_CERT_OK);
         g.s.fail_prove = SP_ERR_NO_CERT;
