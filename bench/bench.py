@@ -1,0 +1,644 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""provd throughput benchmark (docs/PERFORMANCE.md).
+
+Starts provd on a real on-disk state directory (SQLite WAL, synchronous=FULL,
+exactly as in production), starts provd-boardsim with N simulated boards on
+pseudo-terminals that are swapped for fresh identities after every RESULT
+until M boards went through, and prints:
+
+  boards per second; provd's CPU time per board (user + sys, from
+  /proc/<pid>/stat); p50/p99 time per session step added by provd; peak RSS
+  and RSS per port; the crypto floor per board (CSR verify + certificate
+  signature + PROOF verify, bench-floor, same OpenSSL, same run) and the
+  ratio of provd's CPU per board to it; the simulator's own CPU per board.
+
+The last line of output is one JSON object with every figure.
+Exit status: 0 when all M boards were provisioned and nothing failed,
+1 when a board failed, the count is short, or a process misbehaved,
+2 on usage errors, 3 when --max-ratio was given and exceeded.
+
+    /usr/bin/python3 bench/bench.py                    # 256 ports, 20,000 boards
+    /usr/bin/python3 bench/bench.py --wire-baud 115200 --genkey-ms 100 --ports 64 --boards 640
+    meson compile -C build bench                       # the default run, from a configured build
+"""
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+TARGETS = {
+    "provd": "daemon/provd",
+    "provctl": "daemon/provctl",
+    "boardsim": "station-proto/boardsim/provd-boardsim",
+    "floor": "bench/bench-floor",
+}
+FAIL_OUTCOMES = ("failed", "rejected", "clone_suspected", "aborted")
+# Session steps that are provd's own time (DB lookup, CSR check + signature on a worker,
+# issuance commit, proof verification on a worker); the others wait for the board.
+PROVD_STEPS = ("lookup", "issue", "record", "verify")
+
+
+def percentile(sorted_v, p):
+    if not sorted_v:
+        return 0
+    return sorted_v[min(len(sorted_v) - 1, int(p * len(sorted_v)))]
+
+
+def summary(v):
+    v = sorted(v)
+    return {"n": len(v), "avg": round(sum(v) / len(v), 2) if v else 0,
+            "p50": percentile(v, 0.50), "p99": percentile(v, 0.99), "max": v[-1] if v else 0}
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# --- /proc accounting -------------------------------------------------------
+
+def proc_cpu(pid):
+    """(user_s, sys_s) of the whole process (all threads, live and exited)."""
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    fields = s[s.rindex(")") + 2:].split()
+    # fields[0] is field 3 (state): utime is field 14, stime field 15.
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def proc_status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM", "Threads", "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+                v = v.split()
+                out[k] = int(v[0]) * (1024 if len(v) > 1 and v[1] == "kB" else 1)
+    return out
+
+
+def machine_cpu():
+    """(busy, steal, total) CPU seconds of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    total = sum(v[:8])
+    idle = v[3] + v[4]
+    return (total - idle - v[7]) / CLK_TCK, v[7] / CLK_TCK, total / CLK_TCK
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def proc_io(pid):
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            return {k: int(v) for k, v in (line.split(": ") for line in f)}
+    except OSError:
+        return {}
+
+
+def wait4(proc, timeout):
+    """Reaps proc with wait4() and returns (returncode, rusage)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, ru
+        if time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        time.sleep(0.02)
+
+
+def fs_of(path):
+    """(source, fstype, mountpoint) of the filesystem holding path."""
+    r = subprocess.run(["df", "--output=source,fstype,target", path], capture_output=True, text=True)
+    lines = r.stdout.strip().splitlines()
+    if r.returncode != 0 or len(lines) < 2:
+        return ("?", "?", "?")
+    return tuple(lines[1].split()[:3])
+
+
+def machine():
+    m = {"cpus": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    m["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            m["mem_gib"] = round(int(f.readline().split()[1]) / 1048576, 1)
+    except OSError:
+        pass
+    m["kernel"] = os.uname().release
+    r = subprocess.run(["openssl", "version"], capture_output=True, text=True)
+    m["openssl"] = r.stdout.strip() if r.returncode == 0 else "?"
+    return m
+
+
+# --- the run ------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args, bins):
+        self.a = args
+        self.bins = bins
+        self.provd = self.sim = self.perf = self.strace = None
+        self.dir = None
+
+    # helpers
+    def ctl(self, *args, timeout=60):
+        r = subprocess.run([self.bins["provctl"], "--socket", self.sock, *args],
+                           capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise BenchError(f"provctl {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
+        return json.loads(r.stdout)
+
+    def provd_log_tail(self, n=30):
+        try:
+            with open(os.path.join(self.dir, "provd.log"), errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def sim_lines(self):
+        with open(self.sim_out_path, errors="replace") as f:
+            return f.read().splitlines()
+
+    def floor(self):
+        r = subprocess.run([self.bins["floor"], str(self.a.floor_iterations)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BenchError(f"bench-floor failed: {r.stderr.strip()}")
+        return json.loads(r.stdout)
+
+    def setup(self):
+        a = self.a
+        base = a.dir or os.path.join(self.bins["build"], "bench-runs")
+        os.makedirs(base, exist_ok=True)
+        self.dir = tempfile.mkdtemp(prefix="run-", dir=base)
+        os.chmod(self.dir, 0o755)
+        self.boards = os.path.join(self.dir, "boards")
+        self.state = os.path.join(self.dir, "state")
+        self.ca = os.path.join(self.dir, "ca")
+        self.sock = os.path.join(self.dir, "provd.sock")
+        self.conf_path = os.path.join(self.dir, "provd.conf")
+        self.sim_out_path = os.path.join(self.dir, "boardsim.out")
+        os.makedirs(self.boards)
+        os.makedirs(self.ca)
+        subprocess.run([self.bins["provctl"], "ca", "init", "--dir", self.ca], check=True,
+                       stdout=subprocess.DEVNULL)
+        conf = {
+            "station": {"name": "bench", "state_dir": self.state, "control_socket": self.sock,
+                        "control_group": "", "max_ports": str(max(512, a.ports)),
+                        "workers": str(a.workers), "log_level": a.log_level},
+            "ports": {"glob": os.path.join(self.boards, "board-*"), "rescan_ms": "1000"},
+            "signer": {"uri": "file:" + os.path.join(self.ca, "signer.key"),
+                       "cert": os.path.join(self.ca, "signer.pem"),
+                       "root": os.path.join(self.ca, "root.pem")},
+            # The production defaults (packaging/provd.conf); [database] is left at its
+            # defaults too: group commit, synchronous=FULL, nothing weakened.
+            "timeouts": {"response_ms": "1000", "keygen_ms": "5000", "retries": "3",
+                         "session_ms": "120000", "shutdown_ms": "10000"},
+            "board": {"aws_endpoint": "bench-ats.iot.eu-west-1.amazonaws.com"},
+        }
+        with open(self.conf_path, "w") as f:
+            for sec, kv in conf.items():
+                f.write(f"[{sec}]\n")
+                for k, v in kv.items():
+                    f.write(f"{k} = {v}\n")
+        self.fs = fs_of(self.dir)
+
+    def start_provd(self):
+        self.provd_log = open(os.path.join(self.dir, "provd.log"), "w")
+        self.provd = subprocess.Popen([self.bins["provd"], "--config", self.conf_path],
+                                      stdout=self.provd_log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.provd.poll() is not None:
+                raise BenchError(f"provd exited at start ({self.provd.returncode}):\n{self.provd_log_tail()}")
+            if os.path.exists(self.sock):
+                try:
+                    self.ctl("ping", timeout=5)
+                    break
+                except (BenchError, json.JSONDecodeError, subprocess.TimeoutExpired):
+                    pass
+            if time.monotonic() > deadline:
+                raise BenchError("provd did not open its control socket in 30 s")
+            time.sleep(0.05)
+
+    def start_profilers(self):
+        pid = str(self.provd.pid)
+        if self.a.perf:
+            cg = ["--call-graph", self.a.perf_callgraph] if self.a.perf_callgraph != "none" else []
+            self.perf = subprocess.Popen(["perf", "record", "-q", "-F", str(self.a.perf_freq), *cg,
+                                          "-o", self.a.perf, "-p", pid],
+                                         stdout=subprocess.DEVNULL, stderr=open(self.a.perf + ".log", "w"))
+        if self.a.strace:
+            self.strace = subprocess.Popen(["strace", "-c", "-f", "-o", self.a.strace, "-p", pid],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.perf or self.strace:
+            time.sleep(1.0)     # let them attach before the first board
+
+    def stop_profilers(self):
+        for p in (self.perf, self.strace):
+            if p and p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                try:
+                    p.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+    def start_sim(self):
+        a = self.a
+        cycles = math.ceil(a.boards / a.ports)
+        cmd = [self.bins["boardsim"], "--count", str(a.ports), "--dir", self.boards,
+               "--cycles", str(cycles), "--total", str(a.boards), "--exit-when-done",
+               "--seed", str(a.seed)]
+        if a.wire_baud:
+            cmd += ["--wire-baud", str(a.wire_baud)]
+        if a.genkey_ms:
+            cmd += ["--genkey-ms", str(a.genkey_ms)]
+        self.sim_cmd = cmd
+        self.sim_out = open(self.sim_out_path, "w")
+        self.sim_err = open(os.path.join(self.dir, "boardsim.log"), "w")
+        self.sim = subprocess.Popen(cmd, stdout=self.sim_out, stderr=self.sim_err)
+
+    def run(self):
+        a = self.a
+        res = {"config": {"ports": a.ports, "boards": a.boards, "wire_baud": a.wire_baud,
+                          "genkey_ms": a.genkey_ms, "workers": a.workers, "seed": a.seed,
+                          "log_level": a.log_level}}
+        self.setup()
+        res["machine"] = machine()
+        res["machine"]["db_fs"] = {"source": self.fs[0], "type": self.fs[1], "mount": self.fs[2]}
+        if self.fs[1] in ("tmpfs", "ramfs"):
+            log(f"warning: {self.dir} is on {self.fs[1]}: fsync is free there, the figures are not "
+                "production figures (use --dir on a disk)")
+
+        log(f"measuring the crypto floor ({a.floor_iterations} iterations per operation)")
+        floor_before = self.floor()
+
+        self.start_provd()
+        time.sleep(0.5)
+        idle = proc_status(self.provd.pid)
+        self.start_profilers()
+        u0, s0 = proc_cpu(self.provd.pid)
+        io0 = proc_io(self.provd.pid)
+        log(f"provd pid {self.provd.pid} up (RSS {idle['VmRSS'] / 1048576:.1f} MiB, "
+            f"{idle['Threads']} threads); starting {a.ports} boards, {a.boards} in all, in {self.dir}")
+
+        load0 = loadavg()
+        mc0 = machine_cpu()
+        t0 = time.monotonic()
+        self.start_sim()
+        timeout = a.timeout or (120 + a.boards * 0.02 + math.ceil(a.boards / a.ports) * 2.0)
+        rss_samples = []
+        t_ready = None
+        done_line = None
+        last_progress = 0.0
+        while True:
+            now = time.monotonic()
+            if self.provd.poll() is not None:
+                raise BenchError(f"provd exited during the run ({self.provd.returncode}):\n"
+                                 f"{self.provd_log_tail()}")
+            lines = self.sim_lines()
+            if t_ready is None and any(l.startswith("ready") for l in lines):
+                t_ready = now
+            done = [l for l in lines if l.startswith("done ")]
+            if done:
+                done_line = done[0]
+                t_done = now
+                break
+            if self.sim.poll() is not None:
+                raise BenchError(f"provd-boardsim exited ({self.sim.returncode}) without 'done'; "
+                                 f"see {self.dir}/boardsim.log")
+            if now - t0 > timeout:
+                raise BenchError(f"timed out after {timeout:.0f} s; status: "
+                                 f"{json.dumps(self.ctl('status', '--json').get('totals'))}")
+            st = proc_status(self.provd.pid)
+            rss_samples.append((now - t0, st["VmRSS"]))
+            if now - last_progress >= a.progress:
+                last_progress = now
+                prov = sum(1 for l in lines if l.startswith("plug "))
+                log(f"{now - t0:6.1f} s: {max(0, prov - a.ports)} boards swapped in, "
+                    f"RSS {st['VmRSS'] / 1048576:.1f} MiB, provd CPU "
+                    f"{sum(proc_cpu(self.provd.pid)) - u0 - s0:.1f} s")
+            time.sleep(0.05 if a.boards <= 1000 else 0.25)
+
+        # The sim saw every RESULT: provd recorded every outcome before sending it.
+        mc1 = machine_cpu()
+        rc, sim_ru = wait4(self.sim, 60)
+        if rc != 0:
+            raise BenchError(f"provd-boardsim exited {rc}; see {self.dir}/boardsim.log")
+        # Let provd close the ports the simulator just dropped, then take its accounting.
+        deadline = time.monotonic() + 30
+        while True:
+            status = self.ctl("status", "--json")
+            if status.get("active", 0) == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        time.sleep(0.3)
+        u1, s1 = proc_cpu(self.provd.pid)
+        io1 = proc_io(self.provd.pid)
+        st_end = proc_status(self.provd.pid)
+        self.stop_profilers()
+        status = self.ctl("status", "--json")
+        stats = self.ctl("stats", "--json")
+        db = self.db_figures()
+
+        # Floor again, now that the machine is warm; the lower of the two is used (conservative).
+        floor_after = self.floor()
+        floor = min(floor_before, floor_after, key=lambda f: f["total_us"])
+
+        self.provd.send_signal(signal.SIGTERM)
+        prc, provd_ru = wait4(self.provd, 60)
+        self.provd_log.close()
+        if prc != 0:
+            raise BenchError(f"provd exited {prc} on SIGTERM:\n{self.provd_log_tail()}")
+
+        # --- figures -------------------------------------------------------------
+        M = a.boards
+        sim_f = dict(kv.split("=", 1) for kv in done_line.split()[1:])
+        wall = t_done - (t_ready or t0)
+        cpu_user, cpu_sys = u1 - u0, s1 - s0
+        cpu_us = (cpu_user + cpu_sys) * 1e6 / M
+        sim_cpu = sim_ru.ru_utime + sim_ru.ru_stime
+        totals = status["totals"]
+        lat = status["added_latency_us"]
+        peak = st_end["VmHWM"]
+        per_port = (peak - idle["VmRSS"]) / a.ports
+        half = [r for t, r in rss_samples if t >= (rss_samples[-1][0] / 2)] if rss_samples else []
+        res["dir"] = self.dir
+        res["floor"] = floor
+        res["floor_before"] = floor_before
+        res["floor_after"] = floor_after
+        res.update({
+            "boards": M,
+            "wall_s": round(wall, 3),
+            "boards_per_s": round(M / wall, 1),
+            "boards_per_min": round(M / wall * 60),
+            "provd_cpu_s": {"user": round(cpu_user, 2), "sys": round(cpu_sys, 2)},
+            "provd_cpu_per_board_us": round(cpu_us, 1),
+            "provd_cpu_per_board_user_us": round(cpu_user * 1e6 / M, 1),
+            "provd_cpu_per_board_sys_us": round(cpu_sys * 1e6 / M, 1),
+            "provd_cores_busy": round((cpu_user + cpu_sys) / wall, 2),
+            "floor_per_board_us": round(floor["total_us"], 1),
+            "ratio_to_floor": round(cpu_us / floor["total_us"], 2),
+            "added_latency_us": {"samples": lat["samples"], "p50": lat["p50"], "p99": lat["p99"],
+                                 "steps_per_board": round(lat["samples"] / M, 2)},
+            "provd_rss": {"idle_kib": idle["VmRSS"] // 1024, "peak_kib": peak // 1024,
+                          "end_kib": st_end["VmRSS"] // 1024,
+                          "per_port_kib": round(per_port / 1024, 1),
+                          "second_half_min_kib": (min(half) // 1024) if half else None,
+                          "second_half_max_kib": (max(half) // 1024) if half else None},
+            "provd_threads": st_end["Threads"],
+            "provd_ctx_switches_per_board": round((st_end["voluntary_ctxt_switches"] +
+                                                   st_end["nonvoluntary_ctxt_switches"] -
+                                                   idle["voluntary_ctxt_switches"] -
+                                                   idle["nonvoluntary_ctxt_switches"]) / M, 1),
+            "provd_syscalls_per_board": round((io1.get("syscr", 0) + io1.get("syscw", 0) -
+                                               io0.get("syscr", 0) - io0.get("syscw", 0)) / M, 1)
+                                        if io0 else None,
+            "provd_disk_write_per_board_b": round((io1.get("write_bytes", 0) - io0.get("write_bytes", 0)) / M)
+                                            if io0 else None,
+            "provd_total_cpu_s_incl_start_stop": round(provd_ru.ru_utime + provd_ru.ru_stime, 2),
+            "sim_cpu_s": round(sim_cpu, 2),
+            # Everything else the machine ran meanwhile (other users, kernel threads): the
+            # figures above are only as clean as this is small.
+            "machine_load": {"loadavg_before": load0,
+                             "others_cores_busy": round(max(0.0, (mc1[0] - mc0[0]) - (cpu_user + cpu_sys) - sim_cpu)
+                                                        / (t_done - t0), 2),
+                             "steal_cores": round((mc1[1] - mc0[1]) / (t_done - t0), 2)},
+            "sim_cpu_per_board_us": round(sim_cpu * 1e6 / M, 1),
+            "sim": sim_f,
+            "totals": totals,
+            "db": db,
+            "db_stats": {k: stats.get(k) for k in ("devices", "certificates", "attempts")},
+        })
+
+        # --- verdict ----------------------------------------------------------------
+        problems = []
+        for k in FAIL_OUTCOMES:
+            if totals.get(k, 0):
+                problems.append(f"{totals[k]} session(s) {k}")
+        if totals.get("provisioned", 0) != M:
+            problems.append(f"provd counted {totals.get('provisioned', 0)} provisioned, expected {M}")
+        if int(sim_f.get("provisioned", -1)) != M or int(sim_f.get("failed", -1)) != 0:
+            problems.append(f"simulator: {done_line}")
+        if db["provisioned_devices"] != M or db["certificates"] != M:
+            problems.append(f"database holds {db['provisioned_devices']} provisioned devices and "
+                            f"{db['certificates']} certificates, expected {M}")
+        res["problems"] = problems
+        res["ok"] = not problems
+        return res
+
+    def db_figures(self):
+        c = sqlite3.connect(f"file:{os.path.join(self.state, 'provd.db')}?mode=ro", uri=True, timeout=30)
+        try:
+            out = {
+                "provisioned_devices": c.execute(
+                    "SELECT count(*) FROM devices WHERE state = 'provisioned'").fetchone()[0],
+                "certificates": c.execute("SELECT count(*) FROM certificates").fetchone()[0],
+                "attempts": c.execute("SELECT count(*) FROM attempts").fetchone()[0],
+                "journal_mode": c.execute("PRAGMA journal_mode").fetchone()[0],
+            }
+            row = c.execute("SELECT avg(finished_at - started_at), max(finished_at - started_at) "
+                            "FROM attempts WHERE outcome = 'provisioned'").fetchone()
+            out["session_ms_avg"] = round(row[0] or 0, 1)
+            out["session_ms_max"] = row[1] or 0
+            # Per-step durations of every provisioned session (whole ms, as provd records them).
+            # provd leaves out the steps that took under 1 ms: they count as 0 here.
+            rows = []
+            for (tj,) in c.execute("SELECT timings FROM attempts WHERE outcome = 'provisioned'"):
+                try:
+                    rows.append({k.removesuffix("_ms"): v for k, v in json.loads(tj or "{}").items()})
+                except ValueError:
+                    continue
+            names = list(PROVD_STEPS) + sorted({k for t in rows for k in t} - set(PROVD_STEPS))
+            steps = {k: [t.get(k, 0) for t in rows] for k in names}
+            out["step_ms"] = {k: summary(v) for k, v in steps.items()}
+            # provd's own steps: lookup, issue (CSR check + signature on a worker), record
+            # (issuance commit), verify (proof on a worker); the others wait for the board.
+            own = [v for k in PROVD_STEPS if k in steps for v in steps[k]]
+            out["provd_step_ms"] = summary(own)
+            per_board = [sum(x) for x in zip(*(steps[k] for k in PROVD_STEPS if k in steps))]
+            out["provd_steps_ms_per_board"] = summary(per_board)
+            return out
+        finally:
+            c.close()
+
+    def cleanup(self, keep):
+        self.stop_profilers()
+        for p in (self.sim, self.provd):
+            if p and p.poll() is None:
+                p.kill()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+        if self.dir and not keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --- output -------------------------------------------------------------------
+
+
+
+def report(r):
+    c, m = r["config"], r["machine"]
+    f, lat, rss = r["floor"], r["added_latency_us"], r["provd_rss"]
+    wire = f"wire {c['wire_baud']} baud" if c["wire_baud"] else "no wire delay"
+    gk = f", key generation {c['genkey_ms']} ms" if c["genkey_ms"] else ""
+    p = print
+    p("")
+    p(f"provd throughput: {c['ports']} ports, {r['boards']} boards, {wire}{gk}, {c['workers'] or 'auto'} workers")
+    p(f"  machine            {m.get('cpu', '?')}, {m['cpus']} CPUs, {m.get('mem_gib', '?')} GiB, {m['openssl']}")
+    p(f"  database           {r['dir']}/state on {m['db_fs']['source']} ({m['db_fs']['type']}), "
+      f"journal {r['db']['journal_mode']}, synchronous=FULL (group commit)")
+    p(f"  boards per second  {r['boards_per_s']:.1f}  ({r['boards_per_min']} per minute; "
+      f"{r['boards']} boards in {r['wall_s']:.1f} s)")
+    p(f"  provd CPU / board  {r['provd_cpu_per_board_us']:.0f} us  (user {r['provd_cpu_per_board_user_us']:.0f} "
+      f"+ sys {r['provd_cpu_per_board_sys_us']:.0f}; {r['provd_cores_busy']:.2f} cores busy)")
+    p(f"  crypto floor       {f['total_us']:.0f} us  (CSR verify {f['csr_verify_us']:.0f} + cert sign "
+      f"{f['cert_sign_us']:.0f} + proof verify {f['proof_verify_us']:.0f}; before/after run "
+      f"{r['floor_before']['total_us']:.0f}/{r['floor_after']['total_us']:.0f})")
+    p(f"  ratio to floor     {r['ratio_to_floor']:.2f}x")
+    ps, db = r["db"]["provd_step_ms"], r["db"]
+    p(f"  added per step     p50 {ps['p50']} ms, p99 {ps['p99']} ms, max {ps['max']} ms  (provd's own steps: "
+      f"lookup, issue, record, verify = DB, worker queue, crypto, group commit; whole ms from the attempts table)")
+    p("                     " + ", ".join(f"{k} {db['step_ms'][k]['p50']}/{db['step_ms'][k]['p99']}"
+                                          for k in PROVD_STEPS if k in db["step_ms"]) + " ms (p50/p99)")
+    p(f"  loop dispatch      p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us per step  (provd status added_latency_us: "
+      f"{lat['samples']} steps, {lat['steps_per_board']} per board, response in -> next request out, "
+      f"excluding the worker/DB time above)")
+    p(f"  provd RSS          peak {rss['peak_kib'] / 1024:.1f} MiB (idle {rss['idle_kib'] / 1024:.1f} MiB), "
+      f"{rss['per_port_kib']:.1f} KiB per port; second half of the run "
+      f"{(rss['second_half_min_kib'] or 0) / 1024:.1f}-{(rss['second_half_max_kib'] or 0) / 1024:.1f} MiB")
+    p(f"  simulator CPU      {r['sim_cpu_per_board_us']:.0f} us per board ({r['sim_cpu_s']:.1f} s: keys, CSR and "
+      f"proof signatures of the boards)")
+    ml = r["machine_load"]
+    p(f"  rest of machine    {ml['others_cores_busy']:.2f} cores busy with other processes during the run, "
+      f"steal {ml['steal_cores']:.2f}, load average {ml['loadavg_before']:.1f} before it")
+    p(f"  per board          {r['provd_syscalls_per_board']} provd syscalls (read+write class), "
+      f"{r['provd_ctx_switches_per_board']} context switches, "
+      f"{r['provd_disk_write_per_board_b']} B written to disk")
+    sess = db["session_ms_avg"]
+    own = db["provd_steps_ms_per_board"]["avg"]
+    own_hi = own + len(PROVD_STEPS) + lat["steps_per_board"] * lat["p99"] / 1000
+    r["provd_share_of_session"] = round(own / sess, 4) if sess else None
+    r["provd_share_of_session_max"] = round(own_hi / sess, 4) if sess else None
+    if sess:
+        p(f"  session            {sess:.1f} ms average, HELLO to outcome; provd's own steps {own:.2f} ms of it "
+          f"= {100 * own / sess:.1f} % (at most {100 * own_hi / sess:.1f} % with rounding and dispatch); "
+          f"provd CPU = {100 * r['provd_cpu_per_board_us'] / 1000 / sess:.2f} % of it")
+        p("  step ms average    " + ", ".join(f"{k} {v['avg']}" for k, v in db["step_ms"].items()))
+    p("  outcomes           " + ", ".join(f"{k} {v}" for k, v in r["totals"].items()))
+    p(f"  verdict            {'OK' if r['ok'] else 'FAILED: ' + '; '.join(r['problems'])}")
+    print(json.dumps(r, sort_keys=True), flush=True)
+
+
+# --- build ----------------------------------------------------------------------
+
+def locate(args):
+    env_build = os.environ.get("PROVD_BUILD_DIR") or os.environ.get("MESON_BUILD_ROOT")
+    build = os.path.abspath(args.build or env_build or os.path.join(SRC, "build"))
+    # Under meson (test, benchmark, run_target) the targets were built as dependencies.
+    may_build = not args.no_build and not env_build
+    if may_build:
+        if not os.path.exists(os.path.join(build, "build.ninja")):
+            log(f"configuring {build} (meson setup)")
+            subprocess.run(["meson", "setup", build, SRC], check=True, stdout=sys.stderr)
+        log(f"building the benchmark's targets in {build}")
+        subprocess.run(["ninja", "-C", build, *TARGETS.values()], check=True, stdout=sys.stderr)
+    bins = {k: os.path.join(build, v) for k, v in TARGETS.items()}
+    missing = [v for v in bins.values() if not os.access(v, os.X_OK)]
+    if missing:
+        raise BenchError(f"missing {', '.join(missing)}: run `ninja -C {build}` first")
+    bins["build"] = build
+    return bins
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ports", type=int, default=256, help="simulated boards at once (default 256)")
+    ap.add_argument("--boards", type=int, default=20000, help="boards to provision in all (default 20000)")
+    ap.add_argument("--wire-baud", type=int, default=0, help="emulate a serial line at B baud (default: none)")
+    ap.add_argument("--genkey-ms", type=int, default=0, help="board key generation time (default 0)")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="provd [station] workers (default 0 = one per CPU, provd's default)")
+    ap.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+    ap.add_argument("--log-level", default="info", help="provd log_level (default info, as in production)")
+    ap.add_argument("--floor-iterations", type=int, default=2000,
+                    help="crypto floor iterations per operation (default 2000)")
+    ap.add_argument("--build", help="meson build directory (default $PROVD_BUILD_DIR or ./build; "
+                                    "configured and built when needed)")
+    ap.add_argument("--no-build", action="store_true", help="do not run meson/ninja")
+    ap.add_argument("--dir", help="where the run directory (CA, database, logs) goes; must be a disk, "
+                                  "not tmpfs (default BUILD/bench-runs)")
+    ap.add_argument("--keep", action="store_true", help="keep the run directory (database, logs)")
+    ap.add_argument("--timeout", type=float, default=0, help="seconds (default: from the board count)")
+    ap.add_argument("--progress", type=float, default=5.0, help="progress line period, s (default 5)")
+    ap.add_argument("--max-ratio", type=float, default=0,
+                    help="exit 3 when provd's CPU per board exceeds this multiple of the floor")
+    ap.add_argument("--perf", metavar="FILE", help="perf record -g provd during the run into FILE")
+    ap.add_argument("--perf-freq", type=int, default=999, help="perf sampling frequency (default 999)")
+    ap.add_argument("--perf-callgraph", default="dwarf,16384",
+                    help="perf --call-graph mode: fp, dwarf[,size] or none (default dwarf,16384)")
+    ap.add_argument("--strace", metavar="FILE", help="strace -c -f provd during the run into FILE (slow)")
+    a = ap.parse_args()
+    if a.ports < 1 or a.ports > 4096 or a.boards < 1 or a.workers < 0 or a.workers > 64:
+        ap.error("need 1 <= --ports <= 4096, --boards >= 1, 0 <= --workers <= 64")
+    for opt in ("perf", "strace"):
+        if getattr(a, opt):
+            setattr(a, opt, os.path.abspath(getattr(a, opt)))
+
+    try:
+        bins = locate(a)
+    except (BenchError, subprocess.CalledProcessError) as e:
+        log(str(e))
+        return 1
+    b = Bench(a, bins)
+    ok = False
+    try:
+        r = b.run()
+        ok = r["ok"]
+        report(r)
+    except (BenchError, subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, KeyError,
+            ValueError) as e:
+        log(f"FAILED: {e}")
+        if b.dir:
+            log(f"run directory kept: {b.dir}")
+        b.cleanup(keep=True)
+        return 1
+    b.cleanup(keep=a.keep or not ok)
+    if not ok:
+        log(f"run directory kept: {b.dir}")
+        return 1
+    if a.max_ratio and r["ratio_to_floor"] > a.max_ratio:
+        log(f"provd's CPU per board is {r['ratio_to_floor']}x the floor, over --max-ratio {a.max_ratio}")
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1]),) * 2)
+    sys.exit(main())
