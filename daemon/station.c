@@ -192,6 +192,12 @@ static int flush_tx(struct station *st) {
 static void on_timeout(uv_timer_t *t);
 
 static void arm_timeout(struct station *st, unsigned ms) {
+        uint64_t deadline = st->session_start_us + (uint64_t)st->m->conf.session_ms * 1000;
+        uint64_t now = now_usec();
+
+        /* Never wait past the whole-session limit ([timeouts] session_ms). */
+        if (station_is_active(st) && st->state != STATION_RESULT)
+                ms = (unsigned)MIN((uint64_t)ms, now < deadline ? (deadline - now + 999) / 1000 : 0);
         (void)uv_timer_start(&st->timer, on_timeout, ms, 0);
 }
 
@@ -243,6 +249,11 @@ static void on_timeout(uv_timer_t *t) {
         }
         if (!st->client.pending)
                 return;
+        if (now_usec() >= st->session_start_us + (uint64_t)st->m->conf.session_ms * 1000) {
+                session_fail(st, OUTCOME_FAILED, "session exceeded %u ms at step %s; reseat the board",
+                             st->m->conf.session_ms, state_names[st->state]);
+                return;
+        }
         if (st->retries_left == 0) {
                 session_fail(st, OUTCOME_FAILED, "board did not answer %s after %u tries; reseat it",
                              sp_msg_type_to_string(st->client.type), st->m->conf.retries + 1);

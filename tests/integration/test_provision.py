@@ -243,6 +243,22 @@ def test_budget_and_lock():
         env.close()
 
 
+def test_session_limit():
+    env = Env("session", timeouts={"session_ms": "800", "keygen_ms": "5000"})
+    try:
+        env.start_sim(1, "--seed", "11", "--genkey-ms", "3000")
+        env.start_provd()
+        env.wait_totals(timeout=30, failed=1)
+        db = env.db()
+        row = db.execute("SELECT step, error FROM attempts").fetchone()
+        check(row and "session exceeded 800 ms" in row["error"] and row["step"] == "csr",
+              f"session limit not recorded: {row and dict(row)}")
+        check(db.execute("SELECT count(*) FROM certificates").fetchone()[0] == 0, "certificate issued anyway")
+    finally:
+        env.close()
+
+
 if __name__ == "__main__":
     run([test_key_file_permissions, test_64_boards_at_once, test_hotplug_and_replug, test_faults_isolated,
-         test_kill9_and_restart, test_reload_and_bad_reload, test_budget_and_lock])
+         test_kill9_and_restart, test_reload_and_bad_reload, test_budget_and_lock,
+         test_session_limit])
