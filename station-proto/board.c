@@ -217,11 +217,10 @@ static int do_put_cert(struct spb_board *b, const uint8_t *p, size_t n, struct s
         c.compressed = rc == 1 ? comp.value : NULL;
 
         /* A new certificate invalidates an earlier proof in this session. */
-        b->cert_stored = b->proved = false;
+        b->proved = false;
         r = callback_code(b->ops->store_certs(b->ctx, &c));
         if (r)
                 return r;
-        b->cert_stored = true;
 
         if (b->ops->cert_hash) {
                 r = callback_code(b->ops->cert_hash(b->ctx, hash));
@@ -440,7 +439,7 @@ static void handle_frame(struct spb_board *b, const uint8_t *frame, size_t flen)
         b->have_last = false;
         /* A HELLO always ends the current session; only a good one starts the next. */
         if (h.type == SP_MSG_HELLO)
-                b->session = b->cert_stored = b->proved = false;
+                b->session = b->proved = false;
         if (h.version != SP_PROTO_VERSION) {
                 answer(b, &h, SP_ERR_VERSION, 0, h.type != SP_MSG_HELLO);
                 return;
@@ -496,7 +495,7 @@ void spb_reset(struct spb_board *b) {
         b->cobs_code = 0;
         b->cobs_left = 0;
         b->have_last = false;
-        b->session = b->cert_stored = b->proved = b->locked = false;
+        b->session = b->proved = b->locked = false;
         /* Until a HELLO says otherwise, assume the smallest station (spec §5.1). */
         b->peer_max_frame = SP_MAX_FRAME_MIN;
 }

@@ -133,7 +133,6 @@ struct spb_board {
         size_t resp_len;
         /* session (PROTOCOL.md §7) */
         bool session;
-        bool cert_stored;
         bool proved;
         bool locked;
         uint16_t peer_max_frame;        /* station's MAX_FRAME from HELLO */
