@@ -174,6 +174,8 @@ CREATE TABLE aws_outbox (
 CREATE UNIQUE INDEX aws_outbox_once_cert ON aws_outbox (kind, cert_id) WHERE cert_id IS NOT NULL;
 CREATE UNIQUE INDEX aws_outbox_once_signer ON aws_outbox (kind, signer_id) WHERE signer_id IS NOT NULL;
 CREATE INDEX aws_outbox_due ON aws_outbox (next_attempt_at) WHERE state = 'pending';
+-- db_open() returns rows a crash left in_flight to pending without a table scan.
+CREATE INDEX aws_outbox_in_flight ON aws_outbox (id) WHERE state = 'in_flight';
 
 -- Append-only audit log with a hash chain.
 --
