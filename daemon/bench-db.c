@@ -1,0 +1,369 @@
+/* SPDX-License-Identifier: MIT */
+/* Benchmark of the DB writer: durable (synchronous=FULL) commits, single-row vs. group commit. */
+
+/*
+ * Usage: bench-db [DIR] [SCALE] [FILTER]
+ *   DIR    where the scratch databases go (default /var/tmp). Use a real disk:
+ *          on tmpfs fsync is free and the numbers mean nothing.
+ *   SCALE  multiplies the request counts (default 1).
+ *   FILTER runs only the cases whose name contains it.
+ *
+ * Prints one line per case: requests, commits, requests/s, rows/s and, for
+ * the per-board cases, boards/s. "rows" counts the table rows each request
+ * writes (an attempts row = 1; issuance = device + certificate + audit = 3;
+ * provisioned outcome = certificate + device + outbox + attempt = 4),
+ * not index or counter updates.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <sqlite3.h>
+#include <uv.h>
+
+#include "db.h"
+#include "schema/schema.h"
+
+#define TMPFS_MAGIC_ 0x01021994
+
+struct bench;
+
+struct slot {
+        struct db_req req;
+        struct bench *b;
+        uint8_t der[64];
+        int64_t cert_id;
+        bool outcome_next;
+};
+
+struct bench {
+        uv_loop_t *loop;
+        struct db *db;
+        unsigned in_flight;
+        unsigned long target;           /* boards or requests to complete */
+        unsigned long submitted, completed;
+        unsigned long errors;
+        bool per_board;                 /* issuance + outcome per unit */
+        uint64_t next_serial;
+        int64_t signer_id;
+        struct slot *slots;
+};
+
+static uint64_t now_ns(void) {
+        return uv_hrtime();
+}
+
+static void on_closed(struct db *db, void *userdata) {
+        *(bool *)userdata = true;
+}
+
+static void on_done(struct db_req *req);
+
+static void fill_attempt(struct slot *s) {
+        memset(&s->req, 0, sizeof(s->req));
+        s->req.type = DB_RECORD_OUTCOME;
+        snprintf(s->req.outcome.port, sizeof(s->req.outcome.port), "/dev/ttyACM%u", (unsigned)(s - s->b->slots));
+        snprintf(s->req.outcome.slot, sizeof(s->req.outcome.slot), "hub-%u", (unsigned)(s - s->b->slots));
+        s->req.outcome.outcome = DB_OUTCOME_FAILED;
+        snprintf(s->req.outcome.step, sizeof(s->req.outcome.step), "hello");
+        snprintf(s->req.outcome.error, sizeof(s->req.outcome.error), "board did not answer");
+        s->req.outcome.timings_json = "{\"hello_ms\":1000}";
+}
+
+static void fill_issuance(struct slot *s) {
+        struct bench *b = s->b;
+        uint64_t n = b->next_serial++;
+
+        memset(&s->req, 0, sizeof(s->req));
+        s->req.type = DB_RECORD_ISSUANCE;
+        snprintf(s->req.issuance.serial, sizeof(s->req.issuance.serial), "01%016llx", (unsigned long long)n);
+        snprintf(s->req.issuance.model, sizeof(s->req.issuance.model), "ATECC608B");
+        snprintf(s->req.issuance.fw_version, sizeof(s->req.issuance.fw_version), "1.0.0");
+        s->req.issuance.pubkey[0] = 0x04;
+        memcpy(s->req.issuance.pubkey + 1, &n, sizeof(n));
+        memset(s->der, 0x30, sizeof(s->der));
+        memcpy(s->der + 8, &n, sizeof(n));
+        s->req.issuance.cert_der = s->der;
+        s->req.issuance.cert_der_len = sizeof(s->der);
+        snprintf(s->req.issuance.cert_serial, sizeof(s->req.issuance.cert_serial), "7f%030llx",
+                 (unsigned long long)n);
+        s->req.issuance.not_before_ms = 1700000000000;
+        s->req.issuance.not_after_ms = 253402300799000;
+        s->req.issuance.signer_id = b->signer_id;
+        snprintf(s->req.issuance.thing_name, sizeof(s->req.issuance.thing_name), "01%016llx", (unsigned long long)n);
+        snprintf(s->req.issuance.port, sizeof(s->req.issuance.port), "/dev/ttyACM0");
+        snprintf(s->req.issuance.slot, sizeof(s->req.issuance.slot), "hub-0");
+}
+
+static void fill_provisioned(struct slot *s) {
+        char serial[DB_SERIAL_MAX];
+        int64_t cert_id = s->req.issuance.cert_id;
+
+        memcpy(serial, s->req.issuance.serial, sizeof(serial));
+        fill_attempt(s);
+        memcpy(s->req.outcome.serial, serial, sizeof(serial));
+        s->req.outcome.outcome = DB_OUTCOME_PROVISIONED;
+        s->req.outcome.cert_id = cert_id;
+        snprintf(s->req.outcome.step, sizeof(s->req.outcome.step), "done");
+        s->req.outcome.error[0] = 0;
+        s->req.outcome.timings_json = "{\"hello_ms\":3,\"csr_ms\":100,\"write_ms\":40,\"prove_ms\":20}";
+}
+
+static void next(struct slot *s) {
+        struct bench *b = s->b;
+
+        if (b->submitted >= b->target)
+                return;
+        b->submitted++;
+        if (b->per_board) {
+                fill_issuance(s);
+                s->outcome_next = true;
+        } else
+                fill_attempt(s);
+        s->req.done = on_done;
+        s->req.userdata = s;
+        db_submit(b->db, &s->req);
+}
+
+static void on_done(struct db_req *req) {
+        struct slot *s = req->userdata;
+        struct bench *b = s->b;
+
+        if (req->result < 0) {
+                if (b->errors++ < 5)
+                        fprintf(stderr, "request failed: %s\n", req->errmsg);
+        } else if (b->per_board && s->outcome_next) {
+                s->outcome_next = false;
+                fill_provisioned(s);
+                s->req.done = on_done;
+                s->req.userdata = s;
+                db_submit(b->db, &s->req);
+                return;
+        }
+        b->completed++;
+        next(s);
+}
+
+static void on_signer(struct db_req *req) {
+        *(bool *)req->userdata = true;
+}
+
+/* A throwaway self-signed signer certificate, recorded through DB_SIGNER_ENSURE. */
+static int ensure_signer(struct bench *b) {
+        EVP_PKEY *key = EVP_EC_gen("P-256");
+        X509 *x = X509_new();
+        unsigned char *der = NULL;
+        bool done = false;
+        struct db_req req = { .type = DB_SIGNER_ENSURE, .done = on_signer, .userdata = &done };
+        int len;
+
+        if (!key || !x)
+                return -ENOMEM;
+        X509_set_version(x, 2);
+        ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+        X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                                   (const unsigned char *)"bench signer", -1, -1, 0);
+        X509_set_issuer_name(x, X509_get_subject_name(x));
+        X509_gmtime_adj(X509_getm_notBefore(x), 0);
+        X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+        X509_set_pubkey(x, key);
+        if (X509_sign(x, key, EVP_sha256()) <= 0 || (len = i2d_X509(x, &der)) <= 0)
+                return -EIO;
+
+        snprintf(req.signer.name, sizeof(req.signer.name), "bench");
+        req.signer.key_uri = "file:/etc/provd/bench.key";
+        req.signer.cert_der = der;
+        req.signer.cert_der_len = (size_t)len;
+        db_submit(b->db, &req);
+        while (!done)
+                uv_run(b->loop, UV_RUN_ONCE);
+        b->signer_id = req.signer.signer_id;
+        OPENSSL_free(der);
+        X509_free(x);
+        EVP_PKEY_free(key);
+        return req.result;
+}
+
+struct result {
+        double seconds;
+        unsigned long units;
+        struct db_metrics m;
+};
+
+static int run_db_case(const char *dir, unsigned in_flight, unsigned max_batch, unsigned delay_us,
+                       bool per_board, unsigned long units, struct result *ret) {
+        char path[512], err[600] = "";
+        uv_loop_t loop;
+        struct bench b = { .loop = &loop, .in_flight = in_flight, .target = units, .per_board = per_board };
+        struct db_metrics m0;
+        bool closed = false;
+        uint64_t t0;
+        int r;
+
+        snprintf(path, sizeof(path), "%s/bench-db-%d.sqlite", dir, (int)getpid());
+        unlink(path);
+        uv_loop_init(&loop);
+        r = db_open(&b.db, &loop, path, &(struct db_options){ .max_batch = max_batch, .batch_delay_us = delay_us,
+                                                            .errbuf = err, .errbuf_size = sizeof(err) });
+        if (r < 0) {
+                fprintf(stderr, "db_open %s: %s\n", path, err);
+                return r;
+        }
+        r = ensure_signer(&b);
+        if (r < 0) {
+                fprintf(stderr, "signer: %s\n", strerror(-r));
+                return r;
+        }
+        db_get_metrics(b.db, &m0);
+
+        b.slots = calloc(in_flight, sizeof(*b.slots));
+        if (!b.slots)
+                return -ENOMEM;
+        t0 = now_ns();
+        for (unsigned i = 0; i < in_flight; i++) {
+                b.slots[i].b = &b;
+                next(&b.slots[i]);
+        }
+        while (b.completed < b.target)
+                uv_run(&loop, UV_RUN_ONCE);
+        ret->seconds = (double)(now_ns() - t0) / 1e9;
+        ret->units = b.completed;
+        db_get_metrics(b.db, &ret->m);
+        ret->m.batches -= m0.batches;
+        ret->m.requests -= m0.requests;
+
+        db_close(b.db, on_closed, &closed);
+        while (!closed)
+                uv_run(&loop, UV_RUN_ONCE);
+        uv_loop_close(&loop);
+        free(b.slots);
+        unlink(path);
+        snprintf(err, sizeof(err), "%s-wal", path);
+        unlink(err);
+        snprintf(err, sizeof(err), "%s-shm", path);
+        unlink(err);
+        if (b.errors) {
+                fprintf(stderr, "%lu requests failed\n", b.errors);
+                return -EIO;
+        }
+        return 0;
+}
+
+/* Reference: the same attempts row straight through SQLite, no thread, no savepoints. */
+static int run_raw_case(const char *dir, unsigned rows_per_commit, unsigned long rows, struct result *ret) {
+        char path[512];
+        sqlite3 *db = NULL;
+        sqlite3_stmt *ins = NULL, *begin = NULL, *commit = NULL;
+        uint64_t t0;
+        int r;
+
+        snprintf(path, sizeof(path), "%s/bench-raw-%d.sqlite", dir, (int)getpid());
+        unlink(path);
+        r = schema_open(&db, path, NULL, NULL, 0);
+        if (r < 0)
+                return r;
+        sqlite3_prepare_v2(db, "INSERT INTO attempts (port, slot, started_at, finished_at, outcome, step, error, "
+                               "timings) VALUES ('/dev/ttyACM0', 'hub-0', 1, 2, 'failed', 'hello', "
+                               "'board did not answer', '{\"hello_ms\":1000}')", -1, &ins, NULL);
+        sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, NULL);
+        sqlite3_prepare_v2(db, "COMMIT", -1, &commit, NULL);
+        t0 = now_ns();
+        for (unsigned long done = 0; done < rows;) {
+                sqlite3_step(begin);
+                sqlite3_reset(begin);
+                for (unsigned i = 0; i < rows_per_commit && done < rows; i++, done++) {
+                        if (sqlite3_step(ins) != SQLITE_DONE)
+                                return -EIO;
+                        sqlite3_reset(ins);
+                }
+                if (sqlite3_step(commit) != SQLITE_DONE)
+                        return -EIO;
+                sqlite3_reset(commit);
+        }
+        ret->seconds = (double)(now_ns() - t0) / 1e9;
+        ret->units = rows;
+        ret->m = (struct db_metrics){ .batches = (rows + rows_per_commit - 1) / rows_per_commit, .requests = rows };
+        sqlite3_finalize(ins);
+        sqlite3_finalize(begin);
+        sqlite3_finalize(commit);
+        sqlite3_close(db);
+        unlink(path);
+        return 0;
+}
+
+static void print(const char *name, const struct result *res, unsigned rows_per_unit, bool per_board) {
+        double units_s = (double)res->units / res->seconds;
+
+        printf("%-44s %8lu %8llu %7.1f %10.0f %10.0f %10s\n", name, res->units, (unsigned long long)res->m.batches,
+               res->m.batches ? (double)res->m.requests / (double)res->m.batches : 0.0,
+               (double)res->m.requests / res->seconds, units_s * rows_per_unit,
+               per_board ? "" : "-");
+        if (per_board)
+                printf("%-44s %47s %10.0f\n", "", "boards/s:", units_s);
+}
+
+int main(int argc, char **argv) {
+        const char *dir = argc > 1 ? argv[1] : "/var/tmp";
+        unsigned long scale = argc > 2 ? strtoul(argv[2], NULL, 10) : 1;
+        const char *filter = argc > 3 ? argv[3] : "";
+        struct statfs sfs;
+        struct result res;
+
+        if (scale == 0)
+                scale = 1;
+        if (statfs(dir, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC_)
+                fprintf(stderr, "warning: %s is tmpfs; fsync costs nothing there\n", dir);
+
+        printf("SQLite %s, synchronous=FULL, WAL, directory %s\n", sqlite3_libversion(), dir);
+        printf("%-44s %8s %8s %7s %10s %10s\n", "case", "units", "commits", "batch", "requests/s", "rows/s");
+
+        if (strstr("raw sqlite: 1 attempts row per commit", filter)) {
+                if (run_raw_case(dir, 1, 2000 * scale, &res) < 0)
+                        return 1;
+                print("raw sqlite: 1 attempts row per commit", &res, 1, false);
+        }
+        if (strstr("raw sqlite: 64 attempts rows per commit", filter)) {
+                if (run_raw_case(dir, 64, 64000 * scale, &res) < 0)
+                        return 1;
+                print("raw sqlite: 64 attempts rows per commit", &res, 1, false);
+        }
+
+        if (strstr("db: attempts row, 1 in flight (1 per commit)", filter)) {
+                if (run_db_case(dir, 1, 1, 0, false, 2000 * scale, &res) < 0)
+                        return 1;
+                print("db: attempts row, 1 in flight (1 per commit)", &res, 1, false);
+        }
+        if (strstr("db: attempts row, group commit of 64", filter)) {
+                if (run_db_case(dir, 64, 64, 0, false, 64000 * scale, &res) < 0)
+                        return 1;
+                print("db: attempts row, group commit of 64", &res, 1, false);
+        }
+        if (strstr("db: attempts row, 256 in flight, natural", filter)) {
+                if (run_db_case(dir, 256, 256, 0, false, 128000 * scale, &res) < 0)
+                        return 1;
+                print("db: attempts row, 256 in flight, natural", &res, 1, false);
+        }
+
+        if (strstr("db: board (issue+outcome), 1 in flight", filter)) {
+                if (run_db_case(dir, 1, 1, 0, true, 1000 * scale, &res) < 0)
+                        return 1;
+                print("db: board (issue+outcome), 1 in flight", &res, 7, true);
+        }
+        if (strstr("db: board, group commit of 64", filter)) {
+                if (run_db_case(dir, 64, 64, 0, true, 32000 * scale, &res) < 0)
+                        return 1;
+                print("db: board, group commit of 64", &res, 7, true);
+        }
+        if (strstr("db: board, 256 ports in flight, natural", filter)) {
+                if (run_db_case(dir, 256, 256, 0, true, 64000 * scale, &res) < 0)
+                        return 1;
+                print("db: board, 256 ports in flight, natural", &res, 7, true);
+        }
+        return 0;
+}

@@ -1,0 +1,404 @@
+/* SPDX-License-Identifier: MIT */
+/* The daemon's database: one writer thread, group commit, requests completed on the libuv loop. */
+#ifndef PROVD_DB_H
+#define PROVD_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sqlite3.h>
+#include <uv.h>
+
+/*
+ * Glossary
+ *   request   struct db_req, owned by the caller (embedded in its session
+ *             struct: no malloc per request). Filled in, handed to
+ *             db_submit(), untouched by the caller until done() runs.
+ *   writer    the one thread that owns the read-write SQLite connection.
+ *   batch     what the writer took from the queue in one go (<= max_batch):
+ *             BEGIN IMMEDIATE, one SAVEPOINT per request, COMMIT.
+ *   done()    runs on the loop thread after the batch holding the request
+ *             COMMITTED (durably: synchronous=FULL), or failed. A request
+ *             whose own statements failed was rolled back alone (its
+ *             savepoint) and the rest of its batch still committed.
+ *
+ * Threading: db_open(), db_submit(), db_close() and db_get_metrics() are
+ * for the loop thread only and never wait for SQLite (db_open() does, once,
+ * at startup: it migrates). done() callbacks may submit new requests.
+ *
+ * Strings: fixed-size char arrays in a request are copied in by the caller
+ * and must be NUL-terminated inside the array (else -EINVAL). Pointers
+ * marked "borrowed" must stay valid and unchanged until done() runs.
+ * Hex inputs (serials, fingerprints) are accepted in either case and stored
+ * lowercase; outputs are lowercase.
+ *
+ * Times are int64 milliseconds since the epoch, UTC (*_ms), as in the schema.
+ */
+
+#define DB_SERIAL_MAX      65   /* device serial hex + NUL: up to 32 bytes */
+#define DB_SHA256_HEX_MAX  65   /* 64 hex + NUL */
+#define DB_CERT_SERIAL_MAX 43   /* certificate serial hex + NUL: up to 21 bytes */
+#define DB_NAME_MAX        129  /* model, thing name (AWS: 128), signer name */
+#define DB_LABEL_MAX       64   /* slot, step, actor, action, firmware version */
+#define DB_PORT_MAX        256  /* port path */
+#define DB_TEXT_MAX        256  /* error texts */
+#define DB_ERRMSG_MAX      256
+#define DB_PUBKEY_LEN      65   /* uncompressed P-256 point, 0x04 || X || Y */
+#define DB_QUERY_LIMIT_MAX 100000
+#define DB_OUTBOX_CLAIM_MAX 256
+
+struct db;
+struct cJSON;
+
+enum db_device_state {
+        DB_DEVICE_ISSUED,               /* certificate signed, not yet proven on the board */
+        DB_DEVICE_PROVISIONED,
+        DB_DEVICE_CLONE_SUSPECTED,      /* the serial came back with another key */
+        _DB_DEVICE_STATE_MAX,
+};
+
+enum db_cert_status {
+        DB_CERT_ISSUED,
+        DB_CERT_ACTIVE,                 /* proven on the board */
+        DB_CERT_SUPERSEDED,
+        DB_CERT_REVOKED,
+        _DB_CERT_STATUS_MAX,
+};
+
+/* Same order as the daemon's enum outcome. */
+enum db_outcome {
+        DB_OUTCOME_PROVISIONED,
+        DB_OUTCOME_ALREADY_PROVISIONED,
+        DB_OUTCOME_FAILED,
+        DB_OUTCOME_REJECTED,
+        DB_OUTCOME_CLONE_SUSPECTED,
+        DB_OUTCOME_ABORTED,
+        _DB_OUTCOME_MAX,
+};
+
+enum db_outbox_state {
+        DB_OUTBOX_PENDING,
+        DB_OUTBOX_IN_FLIGHT,
+        DB_OUTBOX_DONE,
+        DB_OUTBOX_FAILED,
+        _DB_OUTBOX_STATE_MAX,
+};
+
+enum db_outbox_kind {
+        DB_OUTBOX_REGISTER_CERT,        /* MAR: certificate, thing, policy, attachments */
+        DB_OUTBOX_REGISTER_CA,          /* JITR/JITP: the signer CA */
+        DB_OUTBOX_REVOKE_CERT,
+        _DB_OUTBOX_KIND_MAX,
+};
+
+/* The database spelling of each value ("clone_suspected", "register_cert", ...). */
+const char *db_device_state_to_string(enum db_device_state s);
+const char *db_cert_status_to_string(enum db_cert_status s);
+const char *db_outcome_to_string(enum db_outcome o);
+const char *db_outbox_state_to_string(enum db_outbox_state s);
+const char *db_outbox_kind_to_string(enum db_outbox_kind k);
+
+enum db_req_type {
+        DB_LOOKUP_DEVICE,
+        DB_RECORD_ISSUANCE,
+        DB_RECORD_OUTCOME,
+        DB_AUDIT,
+        DB_REISSUE_REQUEST,
+        DB_SIGNER_ENSURE,
+        DB_SIGNER_RETIRE,
+        DB_QUERY_DEVICES,
+        DB_QUERY_STATS,
+        DB_OUTBOX_CLAIM,
+        DB_OUTBOX_COMPLETE,
+        _DB_REQ_TYPE_MAX,
+};
+
+/*
+ * DB_LOOKUP_DEVICE: the device row and its current certificate. result 0
+ * whether or not it exists (see found).
+ */
+struct db_lookup_device {
+        /* in */
+        char serial[DB_SERIAL_MAX];
+        bool want_der;                          /* also return the current certificate's DER */
+        /* out */
+        bool found;
+        enum db_device_state state;
+        uint8_t pubkey[DB_PUBKEY_LEN];
+        bool reissue_requested;
+        int64_t cert_id;                        /* current certificate; 0 = none */
+        enum db_cert_status cert_status;
+        char cert_sha256[DB_SHA256_HEX_MAX];    /* "" when no certificate */
+        char thing_name[DB_NAME_MAX];
+        int64_t cert_not_after_ms;
+        uint8_t *cert_der;                      /* want_der: malloc()ed, caller frees; else NULL */
+        size_t cert_der_len;
+};
+
+/*
+ * DB_RECORD_ISSUANCE, in one transaction: creates the device (state issued)
+ * or, for a known device with the same key, supersedes its current
+ * certificate; inserts the certificate (status issued) and makes it current;
+ * appends audit 'cert.issue'. Commit this before the certificate leaves the
+ * daemon.
+ *   -EKEYREJECTED  known serial with a different public key (clone)
+ *   -EPERM         device is clone_suspected and no reissue was requested
+ *   -EEXIST        certificate serial or SHA-256 already recorded
+ *   -ENOENT        unknown signer_id
+ *   -EINVAL        a field out of its domain (bad hex, thing name, sizes,
+ *                  cert_sha256 given but not the SHA-256 of the DER)
+ */
+struct db_record_issuance {
+        /* in */
+        char serial[DB_SERIAL_MAX];
+        char model[DB_NAME_MAX];
+        char fw_version[DB_LABEL_MAX];
+        uint8_t pubkey[DB_PUBKEY_LEN];
+        const uint8_t *cert_der;                /* borrowed */
+        size_t cert_der_len;
+        char cert_serial[DB_CERT_SERIAL_MAX];   /* hex */
+        char cert_sha256[DB_SHA256_HEX_MAX];    /* in: "" or checked; out: always set */
+        int64_t not_before_ms;
+        int64_t not_after_ms;
+        int64_t signer_id;
+        char thing_name[DB_NAME_MAX];
+        char port[DB_PORT_MAX];                 /* for the audit record */
+        char slot[DB_LABEL_MAX];
+        /* out */
+        int64_t cert_id;
+        int64_t superseded_cert_id;             /* the previous current certificate; 0 = none */
+};
+
+/*
+ * DB_RECORD_OUTCOME: one attempts row, plus per outcome:
+ *   provisioned      certificate cert_id -> active (proven_at = finished_ms),
+ *                    device -> provisioned, reissue flag cleared, AWS
+ *                    register_cert queued once (a second outcome for the
+ *                    same certificate does not queue it again).
+ *   clone_suspected  device -> clone_suspected (when known), audit
+ *                    'device.clone_suspected' with both keys' SHA-256.
+ *   others           the attempts row only.
+ *   -ENOENT  provisioned with an unknown cert_id
+ *   -EINVAL  provisioned without serial/cert_id, or the certificate belongs
+ *            to another device; timings not a JSON object
+ *   -ESTALE  provisioned with a certificate that is superseded or revoked
+ */
+struct db_record_outcome {
+        /* in */
+        char port[DB_PORT_MAX];
+        char slot[DB_LABEL_MAX];
+        char serial[DB_SERIAL_MAX];             /* "" = board never identified */
+        int64_t started_ms;
+        int64_t finished_ms;
+        enum db_outcome outcome;
+        char step[DB_LABEL_MAX];                /* last step reached */
+        char error[DB_TEXT_MAX];                /* "" = none */
+        const char *timings_json;               /* borrowed; NULL = none; a JSON object */
+        int64_t cert_id;                        /* 0 = none */
+        bool have_presented_pubkey;             /* clone_suspected: the key the board showed */
+        uint8_t presented_pubkey[DB_PUBKEY_LEN];
+        /* out */
+        int64_t attempt_id;
+        int64_t outbox_id;                      /* provisioned: the register_cert row */
+};
+
+/* DB_AUDIT: appends one audit_log row to the hash chain. */
+struct db_audit {
+        /* in */
+        char actor[DB_LABEL_MAX];               /* "provd" or "uid:<n>" */
+        char action[DB_LABEL_MAX];              /* "noun.verb": [a-z0-9_.], e.g. "signer.rotate" */
+        char serial[DB_SERIAL_MAX];             /* "" = none */
+        const char *details_json;               /* borrowed; NULL = "{}"; a JSON object */
+        /* out */
+        int64_t id;
+};
+
+/* DB_REISSUE_REQUEST: sets the device's reissue flag, audit 'device.reissue_request'. -ENOENT: unknown serial. */
+struct db_reissue_request {
+        /* in */
+        char serial[DB_SERIAL_MAX];
+        char actor[DB_LABEL_MAX];
+};
+
+/*
+ * DB_SIGNER_ENSURE: finds the signer by the SHA-256 of its certificate or
+ * inserts it (audit 'signer.add'). Subject and validity come from the
+ * certificate. With enqueue_register_ca, also queues AWS register_ca once.
+ *   -EBADMSG  cert_der is not a certificate
+ *   -EINVAL   key_uri carries a PIN (pin-value=) or a field is out of range
+ */
+struct db_signer_ensure {
+        /* in */
+        char name[DB_NAME_MAX];
+        const char *key_uri;                    /* borrowed; never a secret */
+        const uint8_t *cert_der;                /* borrowed */
+        size_t cert_der_len;
+        char actor[DB_LABEL_MAX];               /* "" = "provd" */
+        bool enqueue_register_ca;
+        /* out */
+        int64_t signer_id;
+        bool created;
+        bool retired;                           /* the existing signer is retired */
+        char cert_sha256[DB_SHA256_HEX_MAX];
+};
+
+/* DB_SIGNER_RETIRE: state retired (idempotent), audit 'signer.retire'. -ENOENT: unknown id. */
+struct db_signer_retire {
+        /* in */
+        int64_t signer_id;
+        char actor[DB_LABEL_MAX];
+};
+
+/*
+ * DB_QUERY_DEVICES: devices whose row changed at or after since_ms, oldest
+ * change first (devices.updated_at; feed the last "updated_at" back as
+ * since_ms to page on, which repeats the rows at that instant). Each element:
+ * {"serial","model","fw_version","state","first_seen","provisioned_at"
+ * (null if never),"updated_at","reissue_requested","cert_id","thing_name",
+ * "cert_sha256","cert_serial","not_after","cert_status"[,"certificate_pem"]}.
+ */
+struct db_query_devices {
+        /* in */
+        int64_t since_ms;
+        unsigned limit;                         /* 0 = 1000; at most DB_QUERY_LIMIT_MAX */
+        bool include_pem;
+        /* out */
+        struct cJSON *devices;                  /* array; caller cJSON_Delete()s */
+};
+
+/* DB_QUERY_STATS: exact counts, O(1) (trigger-maintained counters). */
+struct db_stats {
+        uint64_t devices[_DB_DEVICE_STATE_MAX];
+        uint64_t certificates;                  /* ever issued */
+        uint64_t certificates_by_status[_DB_CERT_STATUS_MAX];
+        uint64_t attempts[_DB_OUTCOME_MAX];
+        uint64_t outbox[_DB_OUTBOX_STATE_MAX];
+};
+
+/*
+ * DB_OUTBOX_CLAIM: takes up to limit pending rows due at now_ms (0 = now),
+ * oldest due first, marks them in_flight and bumps their attempts. Each
+ * element: {"id","kind","attempts","cert_id"|"signer_id","payload":{...},
+ * "certificate_pem"} where certificate_pem is the device certificate
+ * (register_cert, revoke_cert) or the signer certificate (register_ca).
+ * Rows left in_flight by a crash return to pending at db_open().
+ */
+struct db_outbox_claim {
+        /* in */
+        unsigned limit;                         /* 1..DB_OUTBOX_CLAIM_MAX */
+        int64_t now_ms;
+        /* out */
+        struct cJSON *items;                    /* array; caller cJSON_Delete()s */
+};
+
+enum db_outbox_result {
+        DB_OUTBOX_RESULT_DONE,
+        DB_OUTBOX_RESULT_RETRY,                 /* pending again at retry_at_ms */
+        DB_OUTBOX_RESULT_FAILED,                /* permanent; shown, not retried */
+};
+
+/* DB_OUTBOX_COMPLETE: settles a claimed row. -ENOENT unknown id, -ESTALE not in_flight. */
+struct db_outbox_complete {
+        /* in */
+        int64_t id;
+        enum db_outbox_result result;
+        int64_t retry_at_ms;                    /* RETRY */
+        char error[DB_TEXT_MAX];                /* RETRY, FAILED */
+};
+
+struct db_req;
+typedef void (*db_done_cb)(struct db_req *req);
+
+struct db_req {
+        enum db_req_type type;
+        union {
+                struct db_lookup_device lookup;
+                struct db_record_issuance issuance;
+                struct db_record_outcome outcome;
+                struct db_audit audit;
+                struct db_reissue_request reissue;
+                struct db_signer_ensure signer;
+                struct db_signer_retire retire;
+                struct db_query_devices devices;
+                struct db_stats stats;          /* DB_QUERY_STATS: out */
+                struct db_outbox_claim claim;
+                struct db_outbox_complete complete;
+        };
+        /* out: 0 or -errno; on failure nothing of this request was written */
+        int result;
+        char errmsg[DB_ERRMSG_MAX];             /* why, when result < 0 */
+        uint64_t batch;                         /* sequence number of the batch that ran it */
+
+        db_done_cb done;
+        void *userdata;
+
+        /* private */
+        struct db_req *queue_next;
+};
+
+struct db_options {
+        unsigned max_batch;                     /* requests per transaction; 0 = 256 */
+        unsigned batch_delay_us;                /* wait this long for a batch to fill; 0 = never */
+        unsigned busy_timeout_ms;               /* another process holding the lock; 0 = 5000 */
+        char *errbuf;                           /* optional: db_open() failure reason */
+        size_t errbuf_size;
+};
+
+struct db_metrics {
+        uint64_t batches;                       /* committed or failed */
+        uint64_t requests;                      /* completed */
+        uint64_t requests_failed;
+        uint64_t commit_failures;               /* batches whose COMMIT failed */
+        unsigned max_batch_seen;
+        unsigned queued;                        /* waiting for the writer now */
+};
+
+/**
+ * Opens (creating) and migrates the database at @path, resets AWS outbox
+ * rows a crash left in_flight, prepares every statement and starts the
+ * writer thread. Synchronous: call at startup. @opt may be NULL. Errors as
+ * schema_open(): -EBADMSG corrupt or not a database, -EPROTONOSUPPORT
+ * written by a newer provd, -EMEDIUMTYPE not a provd database.
+ */
+int db_open(struct db **ret, uv_loop_t *loop, const char *path, const struct db_options *opt);
+
+/**
+ * Stops accepting requests (later db_submit() calls complete with
+ * -ESHUTDOWN), lets the writer finish and commit everything queued, stops
+ * it, closes the connection and the async handle, then calls @done (may be
+ * NULL) on the loop thread. @db is freed after @done returns. Returns at
+ * once; never blocks the loop on SQLite.
+ */
+void db_close(struct db *db, void (*done)(struct db *db, void *userdata), void *userdata);
+
+/**
+ * Queues @req (set type, inputs, done, userdata first). Never blocks on
+ * SQLite; no allocation. req->done runs later on the loop thread, also for
+ * errors. The caller must not touch @req until then.
+ */
+void db_submit(struct db *db, struct db_req *req);
+
+/** Counters since db_open(); loop thread. */
+void db_get_metrics(struct db *db, struct db_metrics *ret);
+
+/* --- offline tools (provctl without the daemon) --------------------------- */
+
+/**
+ * Opens an existing provd database read-only for reports (audit verify and
+ * export, device listings). Refuses newer (-EPROTONOSUPPORT), corrupt
+ * (-EBADMSG), empty (-ENODATA) databases. Close with sqlite3_close().
+ */
+int db_open_readonly(sqlite3 **ret, const char *path);
+/** The same, with a one-line reason in @errbuf on failure. */
+int db_open_readonly_err(sqlite3 **ret, const char *path, char *errbuf, size_t errlen);
+
+/** The SQLite→errno mapping of schema_errno(). */
+int db_errno(int sqlite_rc);
+
+/** Lowercase hex of SHA-256(@data); @ret has DB_SHA256_HEX_MAX bytes. */
+void db_sha256_hex(const void *data, size_t len, char ret[DB_SHA256_HEX_MAX]);
+
+/** PEM ("-----BEGIN CERTIFICATE-----") of @der, malloc()ed; NULL on ENOMEM. */
+char *db_der_to_pem(const uint8_t *der, size_t len);
+
+#endif
