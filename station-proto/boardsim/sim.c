@@ -780,8 +780,16 @@ static int slot_plug(struct slot *s) {
         s->link = l;
         out_clear(s);
         spb_reset(&s->spb);
-        uv_poll_start(&l->poll, UV_READABLE, link_poll_cb);
         event("plug %s %s serial=%s", s->name, l->pts, s->board.serial_hex);
+        /*
+         * A replug while a drop was pending is that drop. A pending end of
+         * cycle (RESULT answered) still happens: slot_flush() starts it.
+         */
+        if (s->after == AFTER_DROP)
+                s->after = AFTER_NONE;
+        update_poll(s);
+        if (s->after != AFTER_NONE)
+                slot_flush(s);
         return 0;
 }
 
