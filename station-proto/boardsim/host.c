@@ -630,6 +630,10 @@ static void on_readable(struct conn *c, short revents) {
                         conn_after_session(c);
                         return;
                 }
+                if (c->step == ST_RESULT && c->failed) {
+                        conn_after_session(c);  /* already reported; the verdict was best effort */
+                        return;
+                }
                 if (c->step != ST_FINISHED && c->step != ST_REOPEN) {
                         g.failed++;
                         printf("fail %s step=%s reason=hangup\n", c->path, step_names[c->step]);

@@ -849,6 +849,11 @@ static void after_flush(struct slot *s) {
                 return;
         if (what == AFTER_DROP) {
                 event("fault %s drop after=%s", s->name, step_name(s->drop_pending_type));
+                /* A board that already got its verdict is done with: the cycle goes on. */
+                if (s->result_seen && (sim->opt.cycles > 0 || sim->opt.total > 0))
+                        what = AFTER_CYCLE;
+        }
+        if (what == AFTER_DROP) {
                 slot_unplug(s, "drop", true);
                 s->replug_wait = true;
                 uv_timer_start(&s->aux_timer, replug_timer_cb, DROP_REPLUG_MS, 0);
