@@ -223,7 +223,7 @@ static void clone_serial(struct sim *sim, uint32_t of, uint8_t ret[SEED_SERIAL_L
                 seed_serial(&sim->seed, of, 0, ret);
 }
 
-/* Applies every fault that picks (idx, gen); the identity faults need @b, clone needs it before init. */
+/* Sets the faults that pick this board (slot, generation); clone is decided earlier, in new_identity(). */
 static void apply_faults(struct slot *s) {
         struct sim *sim = s->sim;
         struct board *b = &s->board;
@@ -688,7 +688,8 @@ static void slot_flush(struct slot *s) {
                 uv_timer_start(&s->tx_timer, tx_timer_cb, ms_until(s->seg[s->seg_first].at_ns, now), 0);
         update_poll(s);
 
-        if (s->after != AFTER_NONE && s->out_tail == 0 && s->seg_count == 0 && !uv_is_active((uv_handle_t *)&s->aux_timer)) {
+        if (s->after != AFTER_NONE && s->out_tail == 0 && s->seg_count == 0 &&
+            !uv_is_active((uv_handle_t *)&s->aux_timer)) {
                 s->drain_polls = s->drain_zero = 0;
                 uv_timer_start(&s->aux_timer, drain_timer_cb, DRAIN_POLL_MS, DRAIN_POLL_MS);
         }
