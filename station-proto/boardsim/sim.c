@@ -49,7 +49,6 @@
 #define READS_PER_WAKEUP 16
 #define DRAIN_POLL_MS   2
 #define DRAIN_TIMEOUT_MS 1000
-#define DROP_REPLUG_MS  100
 #define OVERSIZE_PAYLOAD 4600u          /* > 4096 decoded: the station must reject it */
 
 struct slot;
@@ -119,7 +118,6 @@ struct slot {
         bool result_seen;               /* this identity got its RESULT */
         uint32_t boards_done;           /* results on this slot */
         bool finished;                  /* --cycles: no more swaps */
-        bool replug_wait;               /* unplugged by a drop, plug back on aux_timer */
 };
 
 struct sim {
@@ -143,6 +141,7 @@ struct sim {
 
         uint64_t identities;            /* board identities created */
         uint64_t results, provisioned, already, failed;
+        uint64_t dropped;               /* --cycles: boards that hung up before their RESULT */
         bool done_printed;
         bool stopping;
         const char *exit_reason;
@@ -813,8 +812,8 @@ static void check_done(struct sim *sim) {
                         return;
         sim->done_printed = true;
         event("done boards=%" PRIu64 " provisioned=%" PRIu64 " already=%" PRIu64 " failed=%" PRIu64
-              " elapsed_ms=%" PRIu64 " cpu_ms=%" PRIu64,
-              sim->results, sim->provisioned, sim->already, sim->failed,
+              " dropped=%" PRIu64 " elapsed_ms=%" PRIu64 " cpu_ms=%" PRIu64,
+              sim->results + sim->dropped, sim->provisioned, sim->already, sim->failed, sim->dropped,
               (uv_hrtime() - sim->start_ns) / 1000000u, cpu_ms());
         if (sim->opt.exit_when_done)
                 sim_stop(sim, "done");
@@ -830,45 +829,42 @@ static int slot_swap(struct slot *s, const char *reason) {
         return slot_plug(s);
 }
 
-static void replug_timer_cb(uv_timer_t *t) {
-        struct slot *s = t->data;
-        int r;
-
-        s->replug_wait = false;
-        r = slot_plug(s);
-        if (r < 0)
-                event("error %s plug failed: %s", s->name, strerror(-r));
-}
-
+/*
+ * Runs once the last answer has been read by the station. A drop hangs up
+ * and leaves the slot empty, as a board falling off the bus would (a
+ * "replug"/"swap" brings it back); with --cycles a dropped board ends its
+ * cycle. The end of a cycle swaps in a fresh board, or finishes the slot.
+ */
 static void after_flush(struct slot *s) {
         struct sim *sim = s->sim;
         enum after_flush what = s->after;
+        bool dropped = what == AFTER_DROP, cycling = sim->opt.cycles > 0 || sim->opt.total > 0;
         int r;
 
         s->after = AFTER_NONE;
-        if (!s->link)
+        if (!s->link || what == AFTER_NONE)
                 return;
-        if (what == AFTER_DROP) {
+        if (dropped) {
                 event("fault %s drop after=%s", s->name, step_name(s->drop_pending_type));
-                /* A board that already got its verdict is done with: the cycle goes on. */
-                if (s->result_seen && (sim->opt.cycles > 0 || sim->opt.total > 0))
-                        what = AFTER_CYCLE;
-        }
-        if (what == AFTER_DROP) {
-                slot_unplug(s, "drop", true);
-                s->replug_wait = true;
-                uv_timer_start(&s->aux_timer, replug_timer_cb, DROP_REPLUG_MS, 0);
-                return;
-        }
-        if (what != AFTER_CYCLE || s->finished)
+                if (!cycling || s->finished) {
+                        slot_unplug(s, "drop", true);
+                        return;
+                }
+                if (!s->result_seen) {
+                        s->boards_done++;
+                        sim->dropped++;
+                }
+        } else if (s->finished)
                 return;
         if ((sim->opt.cycles == 0 || s->boards_done < sim->opt.cycles) &&
             (sim->opt.total == 0 || sim->identities < sim->opt.total)) {
-                r = slot_swap(s, "cycle");
+                r = slot_swap(s, dropped ? "drop" : "cycle");
                 if (r < 0)
                         event("error %s swap failed: %s", s->name, strerror(-r));
                 return;
         }
+        if (dropped)
+                slot_unplug(s, "drop", true);
         s->finished = true;
         check_done(sim);
 }
@@ -998,17 +994,11 @@ static void control_line(struct sim *sim, const char *line, size_t len) {
                 break;
         case CONTROL_REPLUG:
                 slot_unplug(s, "replug", false);
-                s->replug_wait = false;
-                uv_timer_stop(&s->aux_timer);
                 r = slot_plug(s);
                 if (r < 0)
                         event("error %s plug failed: %s", s->name, strerror(-r));
                 break;
         case CONTROL_SWAP:
-                if (!s->link) {
-                        uv_timer_stop(&s->aux_timer);
-                        s->replug_wait = false;
-                }
                 r = slot_swap(s, "swap");
                 if (r < 0)
                         event("error %s swap failed: %s", s->name, strerror(-r));

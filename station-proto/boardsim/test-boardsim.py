@@ -156,6 +156,8 @@ def test_main(tmp):
         sim.expect(r'result board-000 provisioned serial=%s' % boards['board-000'][1])
         sim.expect(r'fault board-007 drop after=csr')
         sim.expect(r'unplug board-007 reason=drop')
+        check(not os.path.lexists(p(7)), 'a dropped board leaves an empty slot')
+        sim.control('replug 7')
         m = sim.expect(r'plug board-007 (/dev/pts/\d+) serial=%s' % boards['board-007'][1])
         check(os.readlink(p(7)) == m.group(1), 'board-007 plugged back')
         res, rc = host(p(7))            # the drop happens once per board
@@ -281,7 +283,7 @@ def test_cycles(tmp):
         check(len(re.findall(r'^ok ', res.stdout, re.M)) == 6, 'six sessions')
         serials = set(re.findall(r'serial=(\w+)', res.stdout))
         check(len(serials) == 6, 'six different boards: %s' % serials)
-        sim.expect(r'done boards=6 provisioned=6 already=0 failed=0 .*')
+        sim.expect(r'done boards=6 provisioned=6 already=0 failed=0 dropped=0 .*')
         sim.expect(r'exit reason=done .*')
         check(sim.proc.wait(timeout=WAIT) == 0, 'exit 0 when done')
     finally:
