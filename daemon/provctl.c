@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +11,9 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include "audit.h"
 #include "certs-hsm/ca.h"
+#include "db.h"
 #include "config.h"
 #include "util.h"
 
@@ -24,6 +27,9 @@ static const char *arg_dir;
 static const char *arg_org;
 static unsigned arg_interval_ms = 1000;
 static unsigned arg_limit;
+static const char *arg_db = "/var/lib/provd/provd.db";
+static const char *arg_until;
+static const char *arg_format = "jsonl";
 static int arg_timeout_ms = 30000;
 
 static void help(void) {
@@ -37,6 +43,8 @@ static void help(void) {
                "  ping                   check that provd answers\n"
                "Commands (local, no daemon):\n"
                "  ca init --dir D        create root and signer keys and certificates in D\n"
+               "  audit verify           check the audit log's hash chain (--db PATH)\n"
+               "  audit export           write audit rows as JSONL or CSV (--db, --since, --until, --format)\n"
                "  ca signer-csr --dir D  create a signer key and CSR for an offline root\n\n"
                "Options:\n"
                "  -s, --socket PATH      control socket (default %s, or $PROVD_SOCKET)\n"
@@ -45,6 +53,9 @@ static void help(void) {
                "      --pem              include certificate PEM (devices)\n"
                "      --limit N          at most N devices\n"
                "      --dir D            output directory (ca)\n"
+               "      --db PATH          database for audit (default /var/lib/provd/provd.db)\n"
+               "      --until T          audit export: rows before T (same forms as --since)\n"
+               "      --format F         audit export: jsonl (default) or csv\n"
                "      --org O            organization in CA subjects (ca)\n"
                "      --interval MS      refresh period for watch (default 1000)\n"
                "      --timeout MS       how long to wait for provd (default 30000)\n",
@@ -380,8 +391,50 @@ static int cmd_ca(int argc, char **argv) {
         return -EINVAL;
 }
 
+static int cmd_audit(int argc, char **argv) {
+        sqlite3 *db = NULL;
+        char err[256] = "";
+        int64_t rows = 0, bad = 0, from = 0, to = 0;
+        int r;
+
+        if (argc < 1 || (!streq(argv[0], "verify") && !streq(argv[0], "export"))) {
+                fprintf(stderr, "provctl: usage: provctl audit verify|export [--db PATH]\n");
+                return -EINVAL;
+        }
+        if ((arg_since && parse_time(arg_since, &from) < 0) || (arg_until && parse_time(arg_until, &to) < 0)) {
+                fprintf(stderr, "provctl: cannot parse --since/--until\n");
+                return -EINVAL;
+        }
+        if (!streq(arg_format, "jsonl") && !streq(arg_format, "csv")) {
+                fprintf(stderr, "provctl: --format must be jsonl or csv\n");
+                return -EINVAL;
+        }
+        r = db_open_readonly_err(&db, arg_db, err, sizeof err);
+        if (r < 0) {
+                fprintf(stderr, "provctl: %s: %s\n", arg_db, err[0] ? err : strerror(-r));
+                return r;
+        }
+        if (streq(argv[0], "verify")) {
+                r = audit_verify(db, &rows, &bad);
+                if (r == -EBADMSG)
+                        printf("audit log BROKEN: %" PRId64 " rows read, first bad row id %" PRId64
+                               " (edited, inserted or deleted rows)\n", rows, bad);
+                else if (r < 0)
+                        fprintf(stderr, "provctl: cannot read the audit log: %s\n", strerror(-r));
+                else
+                        printf("audit log intact: %" PRId64 " rows, hash chain verified\n", rows);
+        } else {
+                r = audit_export(db, stdout, streq(arg_format, "csv") ? AUDIT_FORMAT_CSV : AUDIT_FORMAT_JSONL,
+                                 from, to);
+                if (r < 0)
+                        fprintf(stderr, "provctl: export failed: %s\n", strerror(-r));
+        }
+        sqlite3_close(db);
+        return r < 0 ? r : 0;
+}
+
 int main(int argc, char **argv) {
-        enum { ARG_SINCE = 0x100, ARG_PEM, ARG_DIR, ARG_ORG, ARG_INTERVAL, ARG_LIMIT, ARG_TIMEOUT, ARG_VERSION };
+        enum { ARG_SINCE = 0x100, ARG_PEM, ARG_DIR, ARG_ORG, ARG_INTERVAL, ARG_LIMIT, ARG_TIMEOUT, ARG_VERSION, ARG_DB, ARG_UNTIL, ARG_FORMAT };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, 's' },
                 { "json", no_argument, NULL, 'j' },
@@ -392,6 +445,9 @@ int main(int argc, char **argv) {
                 { "interval", required_argument, NULL, ARG_INTERVAL },
                 { "limit", required_argument, NULL, ARG_LIMIT },
                 { "timeout", required_argument, NULL, ARG_TIMEOUT },
+                { "db", required_argument, NULL, ARG_DB },
+                { "until", required_argument, NULL, ARG_UNTIL },
+                { "format", required_argument, NULL, ARG_FORMAT },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {}
@@ -421,6 +477,15 @@ int main(int argc, char **argv) {
                         break;
                 case ARG_ORG:
                         arg_org = optarg;
+                        break;
+                case ARG_DB:
+                        arg_db = optarg;
+                        break;
+                case ARG_UNTIL:
+                        arg_until = optarg;
+                        break;
+                case ARG_FORMAT:
+                        arg_format = optarg;
                         break;
                 case ARG_INTERVAL:
                 case ARG_LIMIT:
@@ -462,7 +527,9 @@ int main(int argc, char **argv) {
                         return 2;
                 }
                 r = cmd_reissue(argv[optind + 1]);
-        } else if (streq(cmd, "ca"))
+        } else if (streq(cmd, "audit"))
+                r = cmd_audit(argc - optind - 1, argv + optind + 1);
+        else if (streq(cmd, "ca"))
                 r = cmd_ca(argc - optind - 1, argv + optind + 1);
         else {
                 fprintf(stderr, "provctl: unknown command '%s' (see provctl --help)\n", cmd);

@@ -83,6 +83,22 @@ def test_hotplug_and_replug():
         audit = db.execute("SELECT count(*) FROM audit_log WHERE action LIKE 'device.reissue%' AND actor LIKE 'uid:%'"
                            ).fetchone()[0]
         check(audit >= 1, "reissue request was not audited with the caller's uid")
+        # The audit chain verifies, and an edit made behind provd's back is found.
+        r = env.ctl("audit", "verify", "--db", env.db_path)
+        check("intact" in r.stdout, f"audit verify: {r.stdout}{r.stderr}")
+        r = env.ctl("audit", "export", "--db", env.db_path, "--format", "csv")
+        check(r.stdout.count("cert.issue") == 7, "audit export lacks the 7 issuances")
+        check(env.stop_provd() == 0, "provd did not stop cleanly")
+        db.close()
+        raw = __import__("sqlite3").connect(env.db_path)
+        trig = [r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'")]
+        for t in trig:
+            raw.execute(f"DROP TRIGGER {t}")
+        raw.execute("UPDATE audit_log SET actor = 'uid:0' WHERE id = 3")
+        raw.commit()
+        raw.close()
+        r = env.ctl("audit", "verify", "--db", env.db_path, check_rc=False)
+        check(r.returncode != 0 and "first bad row id 3" in r.stdout, f"tampering not detected: {r.stdout}{r.stderr}")
     finally:
         env.close()
 
