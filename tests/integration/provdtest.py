@@ -105,9 +105,13 @@ class Env:
     # --- provd ---------------------------------------------------------------
     def start_provd(self):
         self.provd_log = open(os.path.join(self.dir, "provd.log"), "a")
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)        # left by a killed provd: wait for the new one
         self.provd = subprocess.Popen([PROVD, "--config", self.conf_path], stdout=self.provd_log,
                                       stderr=subprocess.STDOUT)
-        wait_until(lambda: os.path.exists(self.sock) or self.provd.poll() is not None, 20, "provd socket")
+        wait_until(lambda: self.provd.poll() is not None or
+                   (os.path.exists(self.sock) and self.ctl("ping", check_rc=False).returncode == 0),
+                   20, "provd answering")
         check(self.provd.poll() is None, f"provd exited at start: {self.log_tail()}")
 
     def log_tail(self, n=40):

@@ -172,22 +172,31 @@ def test_faults_isolated():
 def test_kill9_and_restart():
     env = Env("kill9")
     try:
-        env.start_sim(48, "--seed", "9", "--wire-baud", "115200")
+        env.start_sim(24, "--seed", "9", "--wire-baud", "19200")
         env.start_provd()
-        env.wait_totals(timeout=60, provisioned=10)
-        env.provd.kill()                # SIGKILL in the middle of the run
+        env.wait_totals(timeout=60, provisioned=24)
+        env.sim_control("add 24")
+        # SIGKILL while boards are between issuance and proof: the window that matters.
+
+        def mid_flight():
+            st = env.status() or {"ports": []}
+            return sum(1 for p in st["ports"] if p["state"] == "busy" and p["step"] in ("cert", "config", "prove"))
+        wait_until(lambda: mid_flight() >= 3, 60, "boards between issuance and proof")
+        env.provd.kill()
         env.provd.wait()
         env.provd = None
         # Every certificate any board holds has a durable record, right now.
         db = env.db()
         known = {r[0] for r in db.execute("SELECT sha256 FROM certificates")}
-        held = [env.board_file(i, "device.der") for i in range(48)]
-        for i, der in enumerate(held):
+        done_before = db.execute("SELECT count(*) FROM devices WHERE state = 'provisioned'").fetchone()[0]
+        check(done_before < 48, "nothing was in flight at the kill")
+        for i in range(48):
+            der = env.board_file(i, "device.der")
             if der is not None:
                 check(sha256(der) in known, f"board {i} holds a certificate without a DB record")
         db.close()
-        # On restart provd greets every board again: finished ones are "already provisioned",
-        # interrupted ones converge (a recorded but unproven certificate is superseded by a new one).
+        # On restart provd greets every board again: finished ones prove their certificate
+        # (already provisioned), interrupted ones are completed with the certificate already recorded.
         env.start_provd()
 
         def complete():
@@ -201,6 +210,8 @@ def test_kill9_and_restart():
         for i in range(48):
             der = env.board_file(i, "device.der")
             check(der is not None and sha256(der) in known, f"board {i}: certificate missing or unrecorded")
+        n = db.execute("SELECT count(*) FROM certificates").fetchone()[0]
+        check(n == 48, f"{n} certificates for 48 boards: a restart must not issue twice")
         rc = env.stop_provd()
         check(rc == 0, f"provd exited {rc}")
     finally:
