@@ -8,8 +8,10 @@
  *   SCALE  multiplies the request counts (default 1).
  *   FILTER runs only the cases whose name contains it.
  *
- * Prints one line per case: requests, commits, requests/s, rows/s and, for
- * the per-board cases, boards/s. "rows" counts the table rows each request
+ * Prints one line per case: units (requests, or boards), commits, average
+ * batch, requests/s, rows/s, process CPU time (both threads) per unit and,
+ * for the per-board cases, boards/s. On a shared or virtual disk fsync time
+ * varies a lot from run to run; CPU per unit is the steadier figure. "rows" counts the table rows each request
  * writes (an attempts row = 1; issuance = device + certificate + audit = 3;
  * provisioned outcome = certificate + device + outbox + attempt = 4),
  * not index or counter updates.
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -57,6 +60,14 @@ struct bench {
 
 static uint64_t now_ns(void) {
         return uv_hrtime();
+}
+
+static double cpu_now(void) {
+        struct rusage ru;
+
+        getrusage(RUSAGE_SELF, &ru);
+        return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+               (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static void on_closed(struct db *db, void *userdata) {
@@ -192,6 +203,7 @@ static int ensure_signer(struct bench *b) {
 
 struct result {
         double seconds;
+        double cpu_seconds;             /* user + system, all threads */
         unsigned long units;
         struct db_metrics m;
 };
@@ -204,6 +216,7 @@ static int run_db_case(const char *dir, unsigned in_flight, unsigned max_batch, 
         struct db_metrics m0;
         bool closed = false;
         uint64_t t0;
+        double cpu0;
         int r;
 
         snprintf(path, sizeof(path), "%s/bench-db-%d.sqlite", dir, (int)getpid());
@@ -226,6 +239,7 @@ static int run_db_case(const char *dir, unsigned in_flight, unsigned max_batch, 
         if (!b.slots)
                 return -ENOMEM;
         t0 = now_ns();
+        cpu0 = cpu_now();
         for (unsigned i = 0; i < in_flight; i++) {
                 b.slots[i].b = &b;
                 next(&b.slots[i]);
@@ -233,6 +247,7 @@ static int run_db_case(const char *dir, unsigned in_flight, unsigned max_batch, 
         while (b.completed < b.target)
                 uv_run(&loop, UV_RUN_ONCE);
         ret->seconds = (double)(now_ns() - t0) / 1e9;
+        ret->cpu_seconds = cpu_now() - cpu0;
         ret->units = b.completed;
         db_get_metrics(b.db, &ret->m);
         ret->m.batches -= m0.batches;
@@ -261,6 +276,7 @@ static int run_raw_case(const char *dir, unsigned rows_per_commit, unsigned long
         sqlite3 *db = NULL;
         sqlite3_stmt *ins = NULL, *begin = NULL, *commit = NULL;
         uint64_t t0;
+        double cpu0;
         int r;
 
         snprintf(path, sizeof(path), "%s/bench-raw-%d.sqlite", dir, (int)getpid());
@@ -274,6 +290,7 @@ static int run_raw_case(const char *dir, unsigned rows_per_commit, unsigned long
         sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, NULL);
         sqlite3_prepare_v2(db, "COMMIT", -1, &commit, NULL);
         t0 = now_ns();
+        cpu0 = cpu_now();
         for (unsigned long done = 0; done < rows;) {
                 sqlite3_step(begin);
                 sqlite3_reset(begin);
@@ -287,6 +304,7 @@ static int run_raw_case(const char *dir, unsigned rows_per_commit, unsigned long
                 sqlite3_reset(commit);
         }
         ret->seconds = (double)(now_ns() - t0) / 1e9;
+        ret->cpu_seconds = cpu_now() - cpu0;
         ret->units = rows;
         ret->m = (struct db_metrics){ .batches = (rows + rows_per_commit - 1) / rows_per_commit, .requests = rows };
         sqlite3_finalize(ins);
@@ -300,12 +318,13 @@ static int run_raw_case(const char *dir, unsigned rows_per_commit, unsigned long
 static void print(const char *name, const struct result *res, unsigned rows_per_unit, bool per_board) {
         double units_s = (double)res->units / res->seconds;
 
-        printf("%-44s %8lu %8llu %7.1f %10.0f %10.0f %10s\n", name, res->units, (unsigned long long)res->m.batches,
+        printf("%-44s %8lu %8llu %7.1f %10.0f %10.0f %9.1f\n", name, res->units,
+               (unsigned long long)res->m.batches,
                res->m.batches ? (double)res->m.requests / (double)res->m.batches : 0.0,
                (double)res->m.requests / res->seconds, units_s * rows_per_unit,
-               per_board ? "" : "-");
+               res->cpu_seconds * 1e6 / (double)res->units);
         if (per_board)
-                printf("%-44s %47s %10.0f\n", "", "boards/s:", units_s);
+                printf("%-44s %47s %10.0f   (CPU us above is per board)\n", "", "boards/s:", units_s);
 }
 
 int main(int argc, char **argv) {
@@ -321,7 +340,8 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "warning: %s is tmpfs; fsync costs nothing there\n", dir);
 
         printf("SQLite %s, synchronous=FULL, WAL, directory %s\n", sqlite3_libversion(), dir);
-        printf("%-44s %8s %8s %7s %10s %10s\n", "case", "units", "commits", "batch", "requests/s", "rows/s");
+        printf("%-44s %8s %8s %7s %10s %10s %9s\n", "case", "units", "commits", "batch", "requests/s", "rows/s",
+               "CPU us/u");
 
         if (strstr("raw sqlite: 1 attempts row per commit", filter)) {
                 if (run_raw_case(dir, 1, 2000 * scale, &res) < 0)

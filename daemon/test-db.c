@@ -24,9 +24,6 @@
 #include "db.h"
 #include "schema/schema.h"
 
-#ifndef TEST_DATA_DIR
-#error "TEST_DATA_DIR must point at tests/data"
-#endif
 
 struct ctx {
         char dir[64];
@@ -290,11 +287,35 @@ static void test_open_reopen(void **state) {
         close_db(c);
 }
 
-static void copy_file(const char *src, const char *dst) {
-        char cmd[512];
+/*
+ * The schema tests use the fixtures in tests/data/; here the same two kinds
+ * of damage are made on the spot, so this test needs no data directory.
+ */
+static void write_text_file(const char *path) {
+        FILE *f = fopen(path, "we");
 
-        snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", src, dst);
-        assert_int_equal(system(cmd), 0);
+        assert_non_null(f);
+        for (int i = 0; i < 16; i++)
+                fputs("provd test: this file is plain text, not an SQLite database.\n", f);
+        assert_int_equal(fclose(f), 0);
+}
+
+static void make_corrupt_db(struct ctx *c) {
+        sqlite3 *raw = NULL;
+        uint8_t garbage[1024];
+        int fd;
+
+        /* A real provd database, rollback journal so the file is self-contained... */
+        assert_int_equal(schema_open(&raw, c->path, NULL, NULL, 0), 0);
+        assert_int_equal(sqlite3_exec(raw, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(raw);
+        /* ...whose first page (the schema b-tree) is overwritten after the 100-byte header. */
+        for (size_t i = 0; i < sizeof(garbage); i++)
+                garbage[i] = (uint8_t)(i * 37 + 11);
+        fd = open(c->path, O_WRONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, garbage, sizeof(garbage), 100), (ssize_t)sizeof(garbage));
+        close(fd);
 }
 
 static void test_open_refused(void **state) {
@@ -303,13 +324,14 @@ static void test_open_refused(void **state) {
         struct db *db = NULL;
         sqlite3 *raw;
 
-        copy_file(TEST_DATA_DIR "/db-notadb.sqlite", c->path);
+        write_text_file(c->path);
         assert_int_equal(db_open(&db, &c->loop, c->path, &(struct db_options){ .errbuf = err, .errbuf_size = sizeof(err) }),
                          -EBADMSG);
         assert_null(db);
         assert_non_null(strstr(err, "not an SQLite database"));
 
-        copy_file(TEST_DATA_DIR "/db-corrupt.sqlite", c->path);
+        unlink(c->path);
+        make_corrupt_db(c);
         assert_int_equal(db_open(&db, &c->loop, c->path, NULL), -EBADMSG);
         assert_int_equal(db_open_readonly(&raw, c->path), -EBADMSG);
 
