@@ -138,7 +138,10 @@ static int do_hello(struct spb_board *b, const uint8_t *p, size_t n, struct spc_
         if (id.pubkey)
                 spc_tlv_put(w, SP_TAG_PUBKEY, id.pubkey, SP_PUBKEY_LEN);
         spc_tlv_put_u8(w, SP_TAG_LOCKED, id.locked ? 1 : 0);
-        return writer_code(w);
+        r = writer_code(w);
+        if (r)
+                b->session = false;     /* spec 7.2: an IDENT that cannot be sent opens no session */
+        return r;
 }
 
 static int do_get_csr(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {

@@ -291,25 +291,39 @@ static int sign_der(struct board *b, const void *msg, size_t len, uint8_t *sig, 
         return 0;
 }
 
-int board_get_csr(struct board *b, bool want_new_key, uint8_t *der, size_t cap, size_t *ret_len) {
-        uint8_t name[64], info[512], sig[80];
+/* The largest CSR this board builds: info 544 (name up to 96) + algorithm and signature ~100. */
+#define BOARD_CSR_MAX 700
+
+int board_get_csr(struct board *b, bool want_new_key, const char *req_cn, size_t req_cn_len, uint8_t *der,
+                  size_t cap, size_t *ret_len) {
+        uint8_t name[96], info[544], sig[80];
         struct der n = { name, sizeof(name) }, i = { info, sizeof(info) }, out = { der, cap };
         const uint8_t *attr = b->fault_ca ? der_attr_ca_true : der_attr_none;
         size_t attr_len = b->fault_ca ? sizeof(der_attr_ca_true) : sizeof(der_attr_none);
         size_t sig_len = sizeof(sig), atv_len, body;
-        char cn[sizeof(b->serial_hex)];
+        char cn[65];
         int k;
 
         b->key_slow = false;
         if (want_new_key && b->locked)
                 return SP_ERR_LOCKED;
-        if (want_new_key || !b->key) {
+        /* Spec 6.2: without NEW_KEY a board with no key answers NO_KEY, it never makes one quietly. */
+        if (!want_new_key && !b->key)
+                return SP_ERR_NO_KEY;
+        /* Spec 7.1: refuse before any side effect, so a new key is never made for a CSR that cannot be sent. */
+        if (cap < BOARD_CSR_MAX)
+                return SP_ERR_TOO_LARGE;
+        if (want_new_key) {
                 k = new_key(b);
                 if (k != 0)
                         return k;
         }
 
-        memcpy(cn, b->serial_hex, sizeof(cn));
+        if (req_cn && req_cn_len > 0 && req_cn_len < sizeof(cn)) {
+                memcpy(cn, req_cn, req_cn_len);
+                cn[req_cn_len] = 0;
+        } else
+                snprintf(cn, sizeof(cn), "%s", b->serial_hex);
         if (b->fault_cn) {
                 /* Another board's serial, same shape: only a station that compares notices. */
                 uint8_t other[SEED_SERIAL_LEN];

@@ -89,7 +89,9 @@ void board_wipe_state(const char *state_path);
 
 /* The secure-element operations; they return 0 or an enum sp_error value. */
 int board_identify(struct board *b, struct spb_identity *ret);
-int board_get_csr(struct board *b, bool new_key, uint8_t *der, size_t cap, size_t *ret_len);
+/* @cn (may be NULL): the subject CN the station asked for (SUBJECT_CN); the serial otherwise. */
+int board_get_csr(struct board *b, bool new_key, const char *cn, size_t cn_len, uint8_t *der, size_t cap,
+                  size_t *ret_len);
 int board_store_certs(struct board *b, const struct spb_certs *certs);
 int board_store_config(struct board *b, const char *key, size_t key_len, const uint8_t *value, size_t value_len);
 int board_prove(struct board *b, const uint8_t nonce[SP_NONCE_LEN], uint8_t ret_hash[SP_SHA256_LEN],

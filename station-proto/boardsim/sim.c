@@ -273,10 +273,8 @@ static int op_get_csr(void *ctx, bool new_key, const char *cn, size_t cn_len, ui
         struct slot *s = ctx;
         int r;
 
-        /* The board puts its own serial in the CN; the station checks it (cn fault: another one). */
-        (void)cn;
-        (void)cn_len;
-        r = board_get_csr(&s->board, new_key, der, cap, ret_len);
+        /* Spec 6.2: the board uses the CN the station asks for; the station still checks it. */
+        r = board_get_csr(&s->board, new_key, cn, cn_len, der, cap, ret_len);
         if (s->board.key_slow && s->sim->opt.genkey_ms > 0)
                 s->genkey_until_ns = uv_hrtime() + (uint64_t)s->sim->opt.genkey_ms * 1000000u;
         return r;

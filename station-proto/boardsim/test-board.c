@@ -40,7 +40,7 @@ static X509_REQ *csr_of(struct board *b, bool new_key) {
         const unsigned char *p = der;
         X509_REQ *req;
 
-        assert_int_equal(board_get_csr(b, new_key, der, sizeof(der), &len), 0);
+        assert_int_equal(board_get_csr(b, new_key, NULL, 0, der, sizeof(der), &len), 0);
         assert_in_range(len, 100, sizeof(der));
         req = d2i_X509_REQ(NULL, &p, (long)len);
         assert_non_null(req);
@@ -107,7 +107,15 @@ static void test_csr(void **state) {
         X509_REQ *req;
 
         assert_int_equal(board_init(&b, &test_seed, 1, 0, NULL, NULL), 0);
-        req = csr_of(&b, false);                /* no key yet: one is made */
+        {
+                uint8_t der[1024];
+                size_t len = 0;
+                /* Spec 6.2: no key yet and no NEW_KEY: NO_KEY, and still no key afterwards. */
+                assert_int_equal(board_get_csr(&b, false, NULL, 0, der, sizeof(der), &len), SP_ERR_NO_KEY);
+                assert_int_equal(board_identify(&b, &id), 0);
+                assert_null(id.pubkey);
+        }
+        req = csr_of(&b, true);                 /* NEW_KEY: one is made */
         assert_int_equal(X509_REQ_verify(req, X509_REQ_get0_pubkey(req)), 1);
         assert_int_equal(X509_REQ_get_version(req), 0);
         req_pubkey(req, pub);
@@ -153,7 +161,7 @@ static void test_csr_too_small(void **state) {
         size_t len = 0;
 
         assert_int_equal(board_init(&b, &test_seed, 1, 0, NULL, NULL), 0);
-        assert_int_equal(board_get_csr(&b, true, der, sizeof(der), &len), SP_ERR_TOO_LARGE);
+        assert_int_equal(board_get_csr(&b, true, NULL, 0, der, sizeof(der), &len), SP_ERR_TOO_LARGE);
         assert_int_equal(len, 0);
         board_deinit(&b);
 }
@@ -230,7 +238,7 @@ static void test_prove_and_lock(void **state) {
         assert_int_equal(board_init(&b, &test_seed, 4, 0, NULL, NULL), 0);
         assert_int_equal(board_prove(&b, nonce, hash, sig), SP_ERR_NO_KEY);
         assert_int_equal(board_lock(&b), SP_ERR_NO_KEY);
-        assert_int_equal(board_get_csr(&b, true, der, sizeof(der), &len), 0);
+        assert_int_equal(board_get_csr(&b, true, NULL, 0, der, sizeof(der), &len), 0);
         assert_int_equal(board_prove(&b, nonce, hash, sig), SP_ERR_NO_CERT);
 
         assert_int_equal(board_store_certs(&b, &certs), 0);
@@ -245,8 +253,8 @@ static void test_prove_and_lock(void **state) {
         assert_int_equal(board_lock(&b), 0);
         assert_int_equal(board_lock(&b), 0);
         assert_true(b.locked);
-        assert_int_equal(board_get_csr(&b, true, der, sizeof(der), &len), SP_ERR_LOCKED);
-        assert_int_equal(board_get_csr(&b, false, der, sizeof(der), &len), 0);
+        assert_int_equal(board_get_csr(&b, true, NULL, 0, der, sizeof(der), &len), SP_ERR_LOCKED);
+        assert_int_equal(board_get_csr(&b, false, NULL, 0, der, sizeof(der), &len), 0);
         assert_int_equal(board_store_certs(&b, &certs), SP_ERR_LOCKED);
         assert_int_equal(board_store_config(&b, "wifi_psk", 8, (const uint8_t *)"x", 1), SP_ERR_LOCKED);
         assert_int_equal(board_prove(&b, nonce, hash, sig), 0);         /* proving still works */
@@ -325,7 +333,7 @@ static void test_state_roundtrip(void **state) {
         assert_int_equal(board_save(&b), 0);
         assert_true(file_exists(dir, "serial"));
         assert_false(file_exists(dir, "key.pem"));
-        assert_int_equal(board_get_csr(&b, true, der, sizeof(der), &len), 0);
+        assert_int_equal(board_get_csr(&b, true, NULL, 0, der, sizeof(der), &len), 0);
         assert_int_equal(board_store_certs(&b, &certs), 0);
         assert_int_equal(board_store_config(&b, "wifi_psk", 8, psk, sizeof(psk)), 0);
         assert_int_equal(board_store_config(&b, "thing_name", 10, (const uint8_t *)b.serial_hex, 18), 0);

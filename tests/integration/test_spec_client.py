@@ -17,8 +17,8 @@ to implement a station from.
 
 Output is TAP; the exit status is non-zero on any failure. Where the
 simulator is seen to deviate from PROTOCOL.md the check is reported as
-"not ok ... # TODO DEVIATION-n" and does not fail the run unless
-SPEC_CLIENT_STRICT=1.
+"not ok ... # TODO DEVIATION-n"; by default such a check fails the run
+(SPEC_CLIENT_STRICT=0 lets it pass as a TODO while a fix is under way).
 
   PROVD_BUILD_DIR=build /usr/bin/python3 tests/integration/test_spec_client.py
 
@@ -62,7 +62,9 @@ BOARDSIM = os.path.join(BUILD, "station-proto", "boardsim", "provd-boardsim")
 NBOARDS = int(os.environ.get("SPEC_CLIENT_BOARDS", "64"))
 SIM_SEED = os.environ.get("SPEC_CLIENT_SEED", "1")
 WALL_BUDGET = 120.0
-STRICT = os.environ.get("SPEC_CLIENT_STRICT") == "1"
+# The four deviations this client found are fixed: any mismatch with the spec fails the run.
+# SPEC_CLIENT_STRICT=0 reports them as TAP TODO instead (while a fix is under way).
+STRICT = os.environ.get("SPEC_CLIENT_STRICT", "1") == "1"
 
 # ---------------------------------------------------------------------------
 # Constants of the specification
