@@ -39,6 +39,7 @@ struct bench;
 
 struct slot {
         struct db_req req;
+        uint64_t submitted_ns;
         struct bench *b;
         uint8_t der[64];
         int64_t cert_id;
@@ -56,7 +57,14 @@ struct bench {
         uint64_t next_serial;
         int64_t signer_id;
         struct slot *slots;
+        uint32_t *latency_us;           /* submit -> done() of every request */
+        size_t n_latency, cap_latency;
 };
+
+static void submit_timed(struct slot *s) {
+        s->submitted_ns = uv_hrtime();
+        db_submit(s->b->db, &s->req);
+}
 
 static uint64_t now_ns(void) {
         return uv_hrtime();
@@ -139,12 +147,15 @@ static void next(struct slot *s) {
                 fill_attempt(s);
         s->req.done = on_done;
         s->req.userdata = s;
-        db_submit(b->db, &s->req);
+        submit_timed(s);
 }
 
 static void on_done(struct db_req *req) {
         struct slot *s = req->userdata;
         struct bench *b = s->b;
+
+        if (b->n_latency < b->cap_latency)
+                b->latency_us[b->n_latency++] = (uint32_t)((uv_hrtime() - s->submitted_ns) / 1000);
 
         if (req->result < 0) {
                 if (b->errors++ < 5)
@@ -154,7 +165,7 @@ static void on_done(struct db_req *req) {
                 fill_provisioned(s);
                 s->req.done = on_done;
                 s->req.userdata = s;
-                db_submit(b->db, &s->req);
+                submit_timed(s);
                 return;
         }
         b->completed++;
@@ -201,7 +212,14 @@ static int ensure_signer(struct bench *b) {
         return req.result;
 }
 
+static int cmp_u32(const void *a, const void *b) {
+        uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+        return x < y ? -1 : x > y;
+}
+
 struct result {
+        uint32_t p50_us, p99_us, max_us;        /* request latency, submit -> done() */
         double seconds;
         double cpu_seconds;             /* user + system, all threads */
         unsigned long units;
@@ -236,7 +254,9 @@ static int run_db_case(const char *dir, unsigned in_flight, unsigned max_batch, 
         db_get_metrics(b.db, &m0);
 
         b.slots = calloc(in_flight, sizeof(*b.slots));
-        if (!b.slots)
+        b.cap_latency = units * 2;
+        b.latency_us = calloc(b.cap_latency, sizeof(*b.latency_us));
+        if (!b.slots || !b.latency_us)
                 return -ENOMEM;
         t0 = now_ns();
         cpu0 = cpu_now();
@@ -249,6 +269,11 @@ static int run_db_case(const char *dir, unsigned in_flight, unsigned max_batch, 
         ret->seconds = (double)(now_ns() - t0) / 1e9;
         ret->cpu_seconds = cpu_now() - cpu0;
         ret->units = b.completed;
+        qsort(b.latency_us, b.n_latency, sizeof(*b.latency_us), cmp_u32);
+        ret->p50_us = b.n_latency ? b.latency_us[b.n_latency / 2] : 0;
+        ret->p99_us = b.n_latency ? b.latency_us[b.n_latency * 99 / 100] : 0;
+        ret->max_us = b.n_latency ? b.latency_us[b.n_latency - 1] : 0;
+        free(b.latency_us);
         db_get_metrics(b.db, &ret->m);
         ret->m.batches -= m0.batches;
         ret->m.requests -= m0.requests;
@@ -325,6 +350,9 @@ static void print(const char *name, const struct result *res, unsigned rows_per_
                res->cpu_seconds * 1e6 / (double)res->units);
         if (per_board)
                 printf("%-44s %47s %10.0f   (CPU us above is per board)\n", "", "boards/s:", units_s);
+        if (res->max_us)
+                printf("%-44s request latency p50 %u us, p99 %u us, max %u us\n", "", res->p50_us, res->p99_us,
+                       res->max_us);
 }
 
 int main(int argc, char **argv) {
@@ -332,7 +360,7 @@ int main(int argc, char **argv) {
         unsigned long scale = argc > 2 ? strtoul(argv[2], NULL, 10) : 1;
         const char *filter = argc > 3 ? argv[3] : "";
         struct statfs sfs;
-        struct result res;
+        struct result res = {};
 
         if (scale == 0)
                 scale = 1;

@@ -47,6 +47,12 @@
 #define MAX_MAX_BATCH 65536
 #define DEFAULT_QUERY_LIMIT 1000
 #define MAX_DER_LEN 16384
+/* WAL frames after a commit that wake the checkpointer (SQLite's own default threshold). */
+#define CHECKPOINT_PAGES 1000
+/* A WAL file larger than this is truncated when it restarts. */
+#define WAL_SIZE_LIMIT 67108864 /* 64 MiB */
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(cJSON *, cJSON_Delete);
 DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free);
@@ -207,6 +213,17 @@ struct db {
         bool closing_handle;
         bool in_completions;            /* on_async() is running done() callbacks */
         bool wake_pending;              /* ... and one of them queued work */
+
+        /*
+         * Checkpointer thread: copies the WAL back into the database file with
+         * its own connection, so the writer never stalls a batch on that I/O
+         * (WAL mode lets a checkpoint run while the writer appends).
+         */
+        uv_thread_t ckpt_thread;
+        uv_cond_t ckpt_cond;
+        bool ckpt_cond_init, ckpt_started;
+        sqlite3 *ckpt_conn;
+        bool ckpt_wanted, ckpt_stop;    /* under lock */
 
         /* Writer thread only (and db_open() before the thread starts). */
         sqlite3 *conn;
@@ -1447,6 +1464,95 @@ count:
         return failed;
 }
 
+_printf_(3, 4)
+static int open_error(const struct db_options *opt, int r, const char *fmt, ...) {
+        va_list ap;
+
+        if (opt && opt->errbuf && opt->errbuf_size > 0) {
+                va_start(ap, fmt);
+                vsnprintf(opt->errbuf, opt->errbuf_size, fmt, ap);
+                va_end(ap);
+        }
+        return r;
+}
+
+/* --- the checkpointer ------------------------------------------------------ */
+
+/* Writer thread, after each COMMIT: @pages frames are in the WAL now. */
+static int on_wal_commit(void *userdata, sqlite3 *conn, const char *name, int pages) {
+        struct db *db = userdata;
+
+        if (pages >= CHECKPOINT_PAGES) {
+                uv_mutex_lock(&db->lock);
+                if (!db->ckpt_wanted) {
+                        db->ckpt_wanted = true;
+                        uv_cond_signal(&db->ckpt_cond);
+                }
+                uv_mutex_unlock(&db->lock);
+        }
+        return SQLITE_OK;
+}
+
+static void checkpointer_main(void *arg) {
+        struct db *db = arg;
+        int rc;
+
+        uv_mutex_lock(&db->lock);
+        for (;;) {
+                while (!db->ckpt_wanted && !db->ckpt_stop)
+                        uv_cond_wait(&db->ckpt_cond, &db->lock);
+                if (db->ckpt_stop)
+                        break;
+                db->ckpt_wanted = false;
+                uv_mutex_unlock(&db->lock);
+
+                /* PASSIVE: never waits for, nor blocks, the writer or readers. */
+                rc = sqlite3_wal_checkpoint_v2(db->ckpt_conn, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+
+                uv_mutex_lock(&db->lock);
+                if (rc == SQLITE_OK)
+                        db->metrics.checkpoints++;
+                else
+                        db->metrics.checkpoint_failures++;
+        }
+        uv_mutex_unlock(&db->lock);
+}
+
+static void stop_checkpointer(struct db *db) {
+        if (db->ckpt_started) {
+                uv_mutex_lock(&db->lock);
+                db->ckpt_stop = true;
+                uv_cond_signal(&db->ckpt_cond);
+                uv_mutex_unlock(&db->lock);
+                uv_thread_join(&db->ckpt_thread);
+                db->ckpt_started = false;
+        }
+        sqlite3_close(db->ckpt_conn);
+        db->ckpt_conn = NULL;
+}
+
+static int start_checkpointer(struct db *db, const char *path, const struct db_options *opt) {
+        int rc, r;
+
+        rc = sqlite3_open_v2(path, &db->ckpt_conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc != SQLITE_OK)
+                return open_error(opt, schema_errno(rc), "%s: checkpoint connection: %s", path,
+                                  db->ckpt_conn ? sqlite3_errmsg(db->ckpt_conn) : sqlite3_errstr(rc));
+        /* FULL: the database file is fsync'd before the WAL it came from may be reused. */
+        rc = sqlite3_exec(db->ckpt_conn, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+                return open_error(opt, schema_errno(rc), "%s: checkpoint connection: %s", path,
+                                  sqlite3_errmsg(db->ckpt_conn));
+        r = uv_thread_create(&db->ckpt_thread, checkpointer_main, db);
+        if (r < 0)
+                return open_error(opt, r, "cannot start the checkpoint thread: %s", uv_strerror(r));
+        db->ckpt_started = true;
+
+        /* From now on the checkpointer, not COMMIT, copies the WAL back. */
+        sqlite3_wal_hook(db->conn, on_wal_commit, db);
+        return 0;
+}
+
 static void writer_main(void *arg) {
         struct db *db = arg;
 
@@ -1506,7 +1612,8 @@ static void writer_main(void *arg) {
                 sqlite3_finalize(db->stmts[i]);
                 db->stmts[i] = NULL;
         }
-        /* Also checkpoints the WAL; may take a moment, which is why it is done here. */
+        stop_checkpointer(db);
+        /* The last connection: checkpoints the WAL and removes it. May take a moment, hence here. */
         sqlite3_close(db->conn);
         db->conn = NULL;
 
@@ -1522,9 +1629,12 @@ static void writer_main(void *arg) {
 static void db_free(struct db *db) {
         if (!db)
                 return;
+        stop_checkpointer(db);
         for (size_t i = 0; i < _STMT_MAX; i++)
                 sqlite3_finalize(db->stmts[i]);
         sqlite3_close(db->conn);
+        if (db->ckpt_cond_init)
+                uv_cond_destroy(&db->ckpt_cond);
         if (db->cond_init)
                 uv_cond_destroy(&db->cond);
         if (db->lock_init)
@@ -1638,17 +1748,6 @@ void db_get_metrics(struct db *db, struct db_metrics *ret) {
         uv_mutex_unlock(&db->lock);
 }
 
-_printf_(3, 4)
-static int open_error(const struct db_options *opt, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (opt && opt->errbuf && opt->errbuf_size > 0) {
-                va_start(ap, fmt);
-                vsnprintf(opt->errbuf, opt->errbuf_size, fmt, ap);
-                va_end(ap);
-        }
-        return r;
-}
 
 int db_open(struct db **ret, uv_loop_t *loop, const char *path, const struct db_options *opt) {
         struct db *db;
@@ -1673,6 +1772,10 @@ int db_open(struct db **ret, uv_loop_t *loop, const char *path, const struct db_
         if (r < 0)
                 goto fail;
         db->cond_init = true;
+        r = uv_cond_init(&db->ckpt_cond);
+        if (r < 0)
+                goto fail;
+        db->ckpt_cond_init = true;
 
         r = schema_open(&db->conn, path,
                         &(struct schema_open_options){ .busy_timeout_ms = opt ? opt->busy_timeout_ms : 0 },
@@ -1687,8 +1790,13 @@ int db_open(struct db **ret, uv_loop_t *loop, const char *path, const struct db_
          * which otherwise costs a pwrite() per page touched. A larger page
          * cache than the 2 MB default keeps the indexes hot under load.
          */
-        (void)sqlite3_exec(db->conn, "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384",
+        (void)sqlite3_exec(db->conn, "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384; "
+                                     "PRAGMA journal_size_limit = " STRINGIFY(WAL_SIZE_LIMIT),
                            NULL, NULL, NULL);
+
+        r = start_checkpointer(db, path, opt);
+        if (r < 0)
+                goto fail;
 
         for (size_t i = 0; i < _STMT_MAX; i++) {
                 rc = sqlite3_prepare_v3(db->conn, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &db->stmts[i], NULL);

@@ -349,6 +349,8 @@ struct db_metrics {
         uint64_t requests;                      /* completed */
         uint64_t requests_failed;
         uint64_t commit_failures;               /* batches whose COMMIT failed */
+        uint64_t checkpoints;                   /* WAL checkpoints run by the checkpoint thread */
+        uint64_t checkpoint_failures;
         unsigned max_batch_seen;
         unsigned queued;                        /* waiting for the writer now */
 };
@@ -356,7 +358,8 @@ struct db_metrics {
 /**
  * Opens (creating) and migrates the database at @path, resets AWS outbox
  * rows a crash left in_flight, prepares every statement and starts the
- * writer thread. Synchronous: call at startup. @opt may be NULL. Errors as
+ * writer thread and a checkpoint thread (WAL copied back to the database
+ * with its own connection, off the writer's path). Synchronous: call at startup. @opt may be NULL. Errors as
  * schema_open(): -EBADMSG corrupt or not a database, -EPROTONOSUPPORT
  * written by a newer provd, -EMEDIUMTYPE not a provd database.
  */

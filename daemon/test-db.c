@@ -845,6 +845,37 @@ static void test_submit_after_close(void **state) {
         assert_int_equal(req[1].result, -ESHUTDOWN);
 }
 
+static void test_checkpoint_thread(void **state) {
+        struct ctx *c = *state;
+        struct db_metrics m;
+        char serial[16], wal[160];
+        struct stat st;
+
+        /* One issuance per commit, each some WAL frames: well past the 1000-frame threshold. */
+        for (unsigned i = 0; i < 400; i++) {
+                snprintf(serial, sizeof(serial), "%08x", i);
+                assert_int_equal(issue(c, serial, (uint8_t)(i | 1), serial, NULL), 0);
+        }
+        /* The checkpointer runs on its own: wait for it (the cap only turns a hang into a failure). */
+        for (unsigned waited_ms = 0;; waited_ms += 10) {
+                db_get_metrics(c->db, &m);
+                if (m.checkpoints > 0)
+                        break;
+                if (waited_ms > 60000)
+                        fail_msg("no checkpoint after 400 commits");
+                uv_sleep(10);
+        }
+        assert_int_equal(m.checkpoint_failures, 0);
+
+        /* Everything still there for a reader; close checkpoints the rest and removes the WAL. */
+        assert_int_equal(sql_int(c, "SELECT count(*) FROM certificates"), 400);
+        close_db(c);
+        snprintf(wal, sizeof(wal), "%s-wal", c->path);
+        assert_int_equal(stat(wal, &st), -1);
+        assert_int_equal(sql_int(c, "SELECT count(*) FROM devices"), 400);
+        verify_chain(c, 401);
+}
+
 /* --- crash durability ------------------------------------------------------ */
 
 #define CRASH_SLOTS 64
@@ -1044,6 +1075,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_query_devices, setup_open, teardown),
                 cmocka_unit_test_setup_teardown(test_outbox, setup_open, teardown),
                 cmocka_unit_test_setup_teardown(test_submit_after_close, setup_open, teardown),
+                cmocka_unit_test_setup_teardown(test_checkpoint_thread, setup_open, teardown),
                 cmocka_unit_test_setup_teardown(test_crash_sigkill, setup_open, teardown),
                 cmocka_unit_test_setup_teardown(test_crash_exit, setup_open, teardown),
         };
