@@ -50,6 +50,7 @@
 /* WAL frames after a commit that wake the checkpointer (SQLite's own default threshold). */
 #define CHECKPOINT_PAGES 1000
 /* A WAL file larger than this is truncated when it restarts. */
+#define CHECKPOINT_RETRY_NS (50 * 1000 * 1000)
 #define WAL_SIZE_LIMIT 67108864 /* 64 MiB */
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
@@ -1512,7 +1513,17 @@ static void checkpointer_main(void *arg) {
                 uv_mutex_lock(&db->lock);
                 if (rc == SQLITE_OK)
                         db->metrics.checkpoints++;
-                else
+                else if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) {
+                        /*
+                         * A lock held for a moment by another connection (seen
+                         * while the writer commits): not an error. Try again
+                         * shortly even if no further commit asks for it.
+                         */
+                        db->metrics.checkpoint_retries++;
+                        db->ckpt_wanted = true;
+                        if (!db->ckpt_stop)
+                                (void)uv_cond_timedwait(&db->ckpt_cond, &db->lock, CHECKPOINT_RETRY_NS);
+                } else
                         db->metrics.checkpoint_failures++;
         }
         uv_mutex_unlock(&db->lock);

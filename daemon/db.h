@@ -350,7 +350,8 @@ struct db_metrics {
         uint64_t requests_failed;
         uint64_t commit_failures;               /* batches whose COMMIT failed */
         uint64_t checkpoints;                   /* WAL checkpoints run by the checkpoint thread */
-        uint64_t checkpoint_failures;
+        uint64_t checkpoint_retries;            /* found the WAL busy, tried again */
+        uint64_t checkpoint_failures;           /* any other error */
         unsigned max_batch_seen;
         unsigned queued;                        /* waiting for the writer now */
 };
