@@ -28,6 +28,7 @@ import json
 import math
 import os
 import resource
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -103,6 +104,35 @@ def machine_cpu():
     return (total - idle - v[7]) / CLK_TCK, v[7] / CLK_TCK, total / CLK_TCK
 
 
+def syscall_counts(path, pid, boards):
+    """Per-board syscall counts from `perf stat -x, --per-thread` output: {thread: {syscall: n}}."""
+    out = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                v = line.strip().split(",")
+                if len(v) < 4 or not v[1].isdigit() or not v[3].startswith("syscalls:sys_enter_"):
+                    continue
+                tid = int(v[0].rsplit("-", 1)[1])
+                name = v[3].removeprefix("syscalls:sys_enter_")
+                out.setdefault(tid, {})[name] = out.setdefault(tid, {}).get(name, 0) + int(v[1])
+    except OSError:
+        return {}
+    res = {}
+    total = {}
+    for tid, calls in out.items():
+        if not sum(calls.values()):
+            continue
+        # Name the threads by what they do: the loop is the main thread, the writer fsyncs.
+        role = ("loop" if tid == pid else "db-writer" if calls.get("fdatasync") or calls.get("pwrite64")
+                else f"worker-{tid}")
+        res[role] = {k: round(n / boards, 2) for k, n in sorted(calls.items(), key=lambda x: -x[1]) if n}
+        for k, n in calls.items():
+            total[k] = total.get(k, 0) + n
+    res["total"] = {k: round(n / boards, 2) for k, n in sorted(total.items(), key=lambda x: -x[1]) if n}
+    return res
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return float(f.read().split()[0])
@@ -138,6 +168,19 @@ def fs_of(path):
     return tuple(lines[1].split()[:3])
 
 
+def source_state():
+    """The commit the binaries were built from, and the tracked files modified on top of it."""
+    src = os.environ.get("PROVD_SOURCE_DIR") or SRC
+    try:
+        head = subprocess.run(["git", "-C", src, "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", src, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.split("\n")
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "modified": []}
+    return {"commit": head or None, "modified": sorted(l[3:] for l in dirty if l.strip())}
+
+
 def machine():
     m = {"cpus": os.cpu_count()}
     try:
@@ -162,7 +205,7 @@ class Bench:
     def __init__(self, args, bins):
         self.a = args
         self.bins = bins
-        self.provd = self.sim = self.perf = self.strace = None
+        self.provd = self.sim = self.perf = self.strace = self.pstat = None
         self.dir = None
 
     # helpers
@@ -184,11 +227,24 @@ class Bench:
         with open(self.sim_out_path, errors="replace") as f:
             return f.read().splitlines()
 
-    def floor(self):
-        r = subprocess.run([self.bins["floor"], str(self.a.floor_iterations)], capture_output=True, text=True)
+    def floor(self, iterations=None):
+        r = subprocess.run([self.bins["floor"], str(iterations or self.a.floor_iterations)],
+                           capture_output=True, text=True)
         if r.returncode != 0:
             raise BenchError(f"bench-floor failed: {r.stderr.strip()}")
         return json.loads(r.stdout)
+
+    def floor_start(self):
+        """A short floor measurement in the background, under the run's own load."""
+        return subprocess.Popen([self.bins["floor"], str(max(100, self.a.floor_iterations // 4))],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    @staticmethod
+    def floor_collect(proc, wait=False):
+        if proc is None or (not wait and proc.poll() is None):
+            return None
+        out, _ = proc.communicate(timeout=60)
+        return json.loads(out) if proc.returncode == 0 and out.strip() else None
 
     def setup(self):
         a = self.a
@@ -220,6 +276,12 @@ class Bench:
                          "session_ms": "120000", "shutdown_ms": "10000"},
             "board": {"aws_endpoint": "bench-ats.iot.eu-west-1.amazonaws.com"},
         }
+        for item in a.conf:
+            key, _, value = item.partition("=")
+            sec, _, k = key.partition(".")
+            if not sec or not k or not _:
+                raise BenchError(f"--conf {item}: expected SECTION.KEY=VALUE")
+            conf.setdefault(sec, {})[k] = value
         with open(self.conf_path, "w") as f:
             for sec, kv in conf.items():
                 f.write(f"[{sec}]\n")
@@ -229,7 +291,8 @@ class Bench:
 
     def start_provd(self):
         self.provd_log = open(os.path.join(self.dir, "provd.log"), "w")
-        self.provd = subprocess.Popen([self.bins["provd"], "--config", self.conf_path],
+        wrapper = shlex.split(self.a.wrapper) if self.a.wrapper else []
+        self.provd = subprocess.Popen([*wrapper, self.bins["provd"], "--config", self.conf_path],
                                       stdout=self.provd_log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
@@ -255,11 +318,16 @@ class Bench:
         if self.a.strace:
             self.strace = subprocess.Popen(["strace", "-c", "-f", "-o", self.a.strace, "-p", pid],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if self.perf or self.strace:
+        if self.a.syscalls:
+            # Kernel tracepoints: exact counts per thread at a small cost, unlike strace.
+            self.pstat = subprocess.Popen(["perf", "stat", "-x,", "--per-thread", "-e", "syscalls:sys_enter_*",
+                                           "-p", pid, "-o", self.a.syscalls],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.perf or self.strace or self.pstat:
             time.sleep(1.0)     # let them attach before the first board
 
     def stop_profilers(self):
-        for p in (self.perf, self.strace):
+        for p in (self.perf, self.strace, self.pstat):
             if p and p.poll() is None:
                 p.send_signal(signal.SIGINT)
                 try:
@@ -286,16 +354,17 @@ class Bench:
         a = self.a
         res = {"config": {"ports": a.ports, "boards": a.boards, "wire_baud": a.wire_baud,
                           "genkey_ms": a.genkey_ms, "workers": a.workers, "seed": a.seed,
-                          "log_level": a.log_level}}
+                          "log_level": a.log_level, "conf": a.conf}}
         self.setup()
         res["machine"] = machine()
+        res["source"] = source_state()
         res["machine"]["db_fs"] = {"source": self.fs[0], "type": self.fs[1], "mount": self.fs[2]}
         if self.fs[1] in ("tmpfs", "ramfs"):
             log(f"warning: {self.dir} is on {self.fs[1]}: fsync is free there, the figures are not "
                 "production figures (use --dir on a disk)")
 
         log(f"measuring the crypto floor ({a.floor_iterations} iterations per operation)")
-        floor_before = self.floor()
+        floors = [self.floor() for _ in range(3)]
 
         self.start_provd()
         time.sleep(0.5)
@@ -312,6 +381,8 @@ class Bench:
         self.start_sim()
         timeout = a.timeout or (120 + a.boards * 0.02 + math.ceil(a.boards / a.ports) * 2.0)
         rss_samples = []
+        floor_proc, floor_next = None, t0 + a.floor_every
+        floors_during = []
         t_ready = None
         done_line = None
         last_progress = 0.0
@@ -334,6 +405,14 @@ class Bench:
             if now - t0 > timeout:
                 raise BenchError(f"timed out after {timeout:.0f} s; status: "
                                  f"{json.dumps(self.ctl('status', '--json').get('totals'))}")
+            # The floor under the run's load too (a few % of one core), so that provd and
+            # the floor see the same machine: its speed varies with the host's load.
+            f = self.floor_collect(floor_proc)
+            if f:
+                floors_during.append(f)
+                floor_proc = None
+            if a.floor_every and floor_proc is None and now >= floor_next:
+                floor_proc, floor_next = self.floor_start(), now + a.floor_every
             st = proc_status(self.provd.pid)
             rss_samples.append((now - t0, st["VmRSS"]))
             if now - last_progress >= a.progress:
@@ -346,6 +425,10 @@ class Bench:
 
         # The sim saw every RESULT: provd recorded every outcome before sending it.
         mc1 = machine_cpu()
+        if floor_proc is not None:
+            f = self.floor_collect(floor_proc, wait=True)
+            if f:
+                floors_during.append(f)
         rc, sim_ru = wait4(self.sim, 60)
         if rc != 0:
             raise BenchError(f"provd-boardsim exited {rc}; see {self.dir}/boardsim.log")
@@ -365,9 +448,12 @@ class Bench:
         stats = self.ctl("stats", "--json")
         db = self.db_figures()
 
-        # Floor again, now that the machine is warm; the lower of the two is used (conservative).
-        floor_after = self.floor()
-        floor = min(floor_before, floor_after, key=lambda f: f["total_us"])
+        # The floor again after the run. The figure is the median of the measurements taken
+        # during the run when there are enough of them (they saw the same machine as provd:
+        # on a shared VM its speed drifts by tens of percent), else of all of them.
+        floors += floors_during + [self.floor() for _ in range(2)]
+        pool = floors_during if len(floors_during) >= 3 else floors
+        floor = sorted(pool, key=lambda f: f["total_us"])[len(pool) // 2]
 
         self.provd.send_signal(signal.SIGTERM)
         prc, provd_ru = wait4(self.provd, 60)
@@ -388,9 +474,11 @@ class Bench:
         per_port = (peak - idle["VmRSS"]) / a.ports
         half = [r for t, r in rss_samples if t >= (rss_samples[-1][0] / 2)] if rss_samples else []
         res["dir"] = self.dir
+        res["provd_pid"] = self.provd.pid
+        res["perf"] = a.perf
         res["floor"] = floor
-        res["floor_before"] = floor_before
-        res["floor_after"] = floor_after
+        res["floor_samples_us"] = [round(f["total_us"], 1) for f in floors]
+        res["floor_samples_during_run"] = len(floors_during)
         res.update({
             "boards": M,
             "wall_s": round(wall, 3),
@@ -434,6 +522,9 @@ class Bench:
             "db": db,
             "db_stats": {k: stats.get(k) for k in ("devices", "certificates", "attempts")},
         })
+
+        if a.syscalls:
+            res["syscalls_per_board"] = syscall_counts(a.syscalls, self.provd.pid, M)
 
         # --- verdict ----------------------------------------------------------------
         problems = []
@@ -512,6 +603,9 @@ def report(r):
     p("")
     p(f"provd throughput: {c['ports']} ports, {r['boards']} boards, {wire}{gk}, {c['workers'] or 'auto'} workers")
     p(f"  machine            {m.get('cpu', '?')}, {m['cpus']} CPUs, {m.get('mem_gib', '?')} GiB, {m['openssl']}")
+    src = r["source"]
+    p(f"  source             commit {src['commit']}" +
+      (f" + local changes in {', '.join(src['modified'])}" if src["modified"] else " (clean)"))
     p(f"  database           {r['dir']}/state on {m['db_fs']['source']} ({m['db_fs']['type']}), "
       f"journal {r['db']['journal_mode']}, synchronous=FULL (group commit)")
     p(f"  boards per second  {r['boards_per_s']:.1f}  ({r['boards_per_min']} per minute; "
@@ -519,8 +613,10 @@ def report(r):
     p(f"  provd CPU / board  {r['provd_cpu_per_board_us']:.0f} us  (user {r['provd_cpu_per_board_user_us']:.0f} "
       f"+ sys {r['provd_cpu_per_board_sys_us']:.0f}; {r['provd_cores_busy']:.2f} cores busy)")
     p(f"  crypto floor       {f['total_us']:.0f} us  (CSR verify {f['csr_verify_us']:.0f} + cert sign "
-      f"{f['cert_sign_us']:.0f} + proof verify {f['proof_verify_us']:.0f}; before/after run "
-      f"{r['floor_before']['total_us']:.0f}/{r['floor_after']['total_us']:.0f})")
+      f"{f['cert_sign_us']:.0f} + proof verify {f['proof_verify_us']:.0f})")
+    nd = r["floor_samples_during_run"]
+    p(f"                     median of {'the ' + str(nd) + ' measurements during the run' if nd >= 3 else 'all'}"
+      f" ({len(r['floor_samples_us'])} taken: {', '.join(f'{x:.0f}' for x in r['floor_samples_us'])} us)")
     p(f"  ratio to floor     {r['ratio_to_floor']:.2f}x")
     ps, db = r["db"]["provd_step_ms"], r["db"]
     p(f"  added per step     p50 {ps['p50']} ms, p99 {ps['p99']} ms, max {ps['max']} ms  (provd's own steps: "
@@ -552,7 +648,18 @@ def report(r):
           f"provd CPU = {100 * r['provd_cpu_per_board_us'] / 1000 / sess:.2f} % of it")
         p("  step ms average    " + ", ".join(f"{k} {v['avg']}" for k, v in db["step_ms"].items()))
     p("  outcomes           " + ", ".join(f"{k} {v}" for k, v in r["totals"].items()))
+    for role, calls in r.get("syscalls_per_board", {}).items():
+        p(f"  syscalls {role:9s} {sum(calls.values()):.1f} per board: " +
+          ", ".join(f"{k} {v}" for k, v in list(calls.items())[:10]))
     p(f"  verdict            {'OK' if r['ok'] else 'FAILED: ' + '; '.join(r['problems'])}")
+    if r.get("perf"):
+        p(f"  profile            {r['perf']} (perf record; shares of provd's samples, times as a share of its "
+          f"{r['provd_cpu_per_board_us']:.0f} us per board):")
+        try:
+            import perfbreak
+            r["profile"] = perfbreak.report(r["perf"], r["provd_pid"], r["provd_cpu_per_board_us"])
+        except (ImportError, RuntimeError, OSError) as e:
+            p(f"  (no breakdown: {e})")
     print(json.dumps(r, sort_keys=True), flush=True)
 
 
@@ -587,8 +694,13 @@ def main():
                     help="provd [station] workers (default 0 = one per CPU, provd's default)")
     ap.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
     ap.add_argument("--log-level", default="info", help="provd log_level (default info, as in production)")
+    ap.add_argument("--conf", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a provd configuration key (repeatable), e.g. database.batch_delay_us=2000; "
+                         "the documented figures use none")
     ap.add_argument("--floor-iterations", type=int, default=2000,
                     help="crypto floor iterations per operation (default 2000)")
+    ap.add_argument("--floor-every", type=float, default=5.0,
+                    help="also measure the floor every this many seconds during the run (0 = never; default 5)")
     ap.add_argument("--build", help="meson build directory (default $PROVD_BUILD_DIR or ./build; "
                                     "configured and built when needed)")
     ap.add_argument("--no-build", action="store_true", help="do not run meson/ninja")
@@ -603,11 +715,17 @@ def main():
     ap.add_argument("--perf-freq", type=int, default=999, help="perf sampling frequency (default 999)")
     ap.add_argument("--perf-callgraph", default="dwarf,16384",
                     help="perf --call-graph mode: fp, dwarf[,size] or none (default dwarf,16384)")
+    ap.add_argument("--wrapper", metavar="CMD",
+                    help="run provd under CMD, e.g. 'valgrind --tool=callgrind --callgrind-out-file=F' "
+                         "(profiling only: the CPU figures are then the wrapper's)")
+    ap.add_argument("--syscalls", metavar="FILE",
+                    help="count provd's syscalls per thread with perf stat tracepoints into FILE; "
+                         "prints them per board")
     ap.add_argument("--strace", metavar="FILE", help="strace -c -f provd during the run into FILE (slow)")
     a = ap.parse_args()
     if a.ports < 1 or a.ports > 4096 or a.boards < 1 or a.workers < 0 or a.workers > 64:
         ap.error("need 1 <= --ports <= 4096, --boards >= 1, 0 <= --workers <= 64")
-    for opt in ("perf", "strace"):
+    for opt in ("perf", "strace", "syscalls"):
         if getattr(a, opt):
             setattr(a, opt, os.path.abspath(getattr(a, opt)))
 
