@@ -388,7 +388,7 @@ int main(int argc, char **argv) {
                 print("db: attempts row, 1 in flight (1 per commit)", &res, 1, false);
         }
         if (strstr("db: attempts row, group commit of 64", filter)) {
-                if (run_db_case(dir, 64, 64, 0, false, 64000 * scale, &res) < 0)
+                if (run_db_case(dir, 64, 64, 5000, false, 64000 * scale, &res) < 0)
                         return 1;
                 print("db: attempts row, group commit of 64", &res, 1, false);
         }
@@ -404,7 +404,7 @@ int main(int argc, char **argv) {
                 print("db: board (issue+outcome), 1 in flight", &res, 7, true);
         }
         if (strstr("db: board, group commit of 64", filter)) {
-                if (run_db_case(dir, 64, 64, 0, true, 32000 * scale, &res) < 0)
+                if (run_db_case(dir, 64, 64, 5000, true, 32000 * scale, &res) < 0)
                         return 1;
                 print("db: board, group commit of 64", &res, 7, true);
         }

@@ -15,6 +15,8 @@
  *             struct: no malloc per request). Filled in, handed to
  *             db_submit(), untouched by the caller until done() runs.
  *   writer    the one thread that owns the read-write SQLite connection.
+ *   checkpointer  a second thread and connection that copies the WAL back
+ *             into the database file (PASSIVE), so no batch waits for that.
  *   batch     what the writer took from the queue in one go (<= max_batch):
  *             BEGIN IMMEDIATE, one SAVEPOINT per request, COMMIT.
  *   done()    runs on the loop thread after the batch holding the request
@@ -359,10 +361,11 @@ struct db_metrics {
 /**
  * Opens (creating) and migrates the database at @path, resets AWS outbox
  * rows a crash left in_flight, prepares every statement and starts the
- * writer thread and a checkpoint thread (WAL copied back to the database
- * with its own connection, off the writer's path). Synchronous: call at startup. @opt may be NULL. Errors as
- * schema_open(): -EBADMSG corrupt or not a database, -EPROTONOSUPPORT
- * written by a newer provd, -EMEDIUMTYPE not a provd database.
+ * writer thread and a checkpoint thread (copies the WAL back into the
+ * database with its own connection, off the writer's path). Synchronous:
+ * call at startup. @opt may be NULL. Errors as schema_open(): -EBADMSG
+ * corrupt or not a database, -EPROTONOSUPPORT written by a newer provd,
+ * -EMEDIUMTYPE not a provd database.
  */
 int db_open(struct db **ret, uv_loop_t *loop, const char *path, const struct db_options *opt);
 
