@@ -209,8 +209,8 @@ class Bench:
         self.dir = None
 
     # helpers
-    def ctl(self, *args, timeout=60):
-        r = subprocess.run([self.bins["provctl"], "--socket", self.sock, *args],
+    def ctl(self, *args, timeout=60, sock=None):
+        r = subprocess.run([self.bins["provctl"], "--socket", sock or self.sock, *args],
                            capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
             raise BenchError(f"provctl {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
@@ -282,31 +282,80 @@ class Bench:
             if not sec or not k or not _:
                 raise BenchError(f"--conf {item}: expected SECTION.KEY=VALUE")
             conf.setdefault(sec, {})[k] = value
+        self.conf_text = "".join(f"[{sec}]\n" + "".join(f"{k} = {v}\n" for k, v in kv.items())
+                                 for sec, kv in conf.items())
         with open(self.conf_path, "w") as f:
-            for sec, kv in conf.items():
-                f.write(f"[{sec}]\n")
-                for k, v in kv.items():
-                    f.write(f"{k} = {v}\n")
+            f.write(self.conf_text)
         self.fs = fs_of(self.dir)
 
     def start_provd(self):
         self.provd_log = open(os.path.join(self.dir, "provd.log"), "w")
         wrapper = shlex.split(self.a.wrapper) if self.a.wrapper else []
-        self.provd = subprocess.Popen([*wrapper, self.bins["provd"], "--config", self.conf_path],
-                                      stdout=self.provd_log, stderr=subprocess.STDOUT)
+        self.provd = self.spawn_provd([*wrapper, self.bins["provd"], "--config", self.conf_path],
+                                      self.provd_log, self.sock)
+
+    def spawn_provd(self, cmd, logf, sock):
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
-            if self.provd.poll() is not None:
-                raise BenchError(f"provd exited at start ({self.provd.returncode}):\n{self.provd_log_tail()}")
-            if os.path.exists(self.sock):
+            if proc.poll() is not None:
+                raise BenchError(f"provd exited at start ({proc.returncode}); see {logf.name}")
+            if os.path.exists(sock):
                 try:
-                    self.ctl("ping", timeout=5)
-                    break
+                    self.ctl("ping", timeout=5, sock=sock)
+                    return proc
                 except (BenchError, json.JSONDecodeError, subprocess.TimeoutExpired):
                     pass
             if time.monotonic() > deadline:
+                proc.kill()
                 raise BenchError("provd did not open its control socket in 30 s")
             time.sleep(0.05)
+
+    def rss_probe(self):
+        """RSS per open port, apart from the database cache: a second provd on an empty
+        database opens --ports idle pseudo-terminals that never answer (no session gets
+        past HELLO, nothing is recorded); (RSS with them - RSS without) / ports."""
+        n = self.a.ports
+        pdir = os.path.join(self.dir, "rss-probe")
+        ports = os.path.join(pdir, "ports")
+        os.makedirs(ports)
+        sock = os.path.join(pdir, "provd.sock")
+        conf = self.conf_text.replace(self.boards, ports).replace(self.sock, sock).replace(
+            self.state, os.path.join(pdir, "state"))
+        conf = conf.replace("response_ms = 1000", "response_ms = 60000").replace("keygen_ms = 5000",
+                                                                                 "keygen_ms = 60000")
+        conf_path = os.path.join(pdir, "provd.conf")
+        with open(conf_path, "w") as f:
+            f.write(conf)
+        fds = []
+        logf = open(os.path.join(pdir, "provd.log"), "w")
+        proc = self.spawn_provd([self.bins["provd"], "--config", conf_path], logf, sock)
+        try:
+            time.sleep(0.5)
+            rss0 = proc_status(proc.pid)["VmRSS"]
+            for i in range(n):
+                master, slave = os.openpty()
+                fds += [master, slave]
+                os.symlink(os.ttyname(slave), os.path.join(ports, f"board-{i:03d}"))
+            deadline = time.monotonic() + 30
+            while len(self.ctl("status", "--json", sock=sock).get("ports", [])) < n:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"RSS probe: provd did not open {n} ports in 30 s")
+                time.sleep(0.2)
+            time.sleep(0.5)
+            rss1 = proc_status(proc.pid)["VmRSS"]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            logf.close()
+            for fd in fds:
+                os.close(fd)
+        return {"ports": n, "rss0_kib": rss0 // 1024, "rss1_kib": rss1 // 1024,
+                "per_port_kib": round((rss1 - rss0) / n / 1024, 1)}
 
     def start_profilers(self):
         pid = str(self.provd.pid)
@@ -457,6 +506,7 @@ class Bench:
 
         self.provd.send_signal(signal.SIGTERM)
         prc, provd_ru = wait4(self.provd, 60)
+        probe = self.rss_probe() if a.rss_probe else None
         self.provd_log.close()
         if prc != 0:
             raise BenchError(f"provd exited {prc} on SIGTERM:\n{self.provd_log_tail()}")
@@ -498,6 +548,7 @@ class Bench:
                           "per_port_kib": round(per_port / 1024, 1),
                           "second_half_min_kib": (min(half) // 1024) if half else None,
                           "second_half_max_kib": (max(half) // 1024) if half else None},
+            "rss_probe": probe,
             "provd_threads": st_end["Threads"],
             "provd_ctx_switches_per_board": round((st_end["voluntary_ctxt_switches"] +
                                                    st_end["nonvoluntary_ctxt_switches"] -
@@ -626,9 +677,14 @@ def report(r):
     p(f"  loop dispatch      p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us per step  (provd status added_latency_us: "
       f"{lat['samples']} steps, {lat['steps_per_board']} per board, response in -> next request out, "
       f"excluding the worker/DB time above)")
-    p(f"  provd RSS          peak {rss['peak_kib'] / 1024:.1f} MiB (idle {rss['idle_kib'] / 1024:.1f} MiB), "
-      f"{rss['per_port_kib']:.1f} KiB per port; second half of the run "
-      f"{(rss['second_half_min_kib'] or 0) / 1024:.1f}-{(rss['second_half_max_kib'] or 0) / 1024:.1f} MiB")
+    p(f"  provd RSS          peak {rss['peak_kib'] / 1024:.1f} MiB (idle {rss['idle_kib'] / 1024:.1f} MiB before the "
+      f"run; {rss['per_port_kib']:.1f} KiB per port if all the growth is counted against the ports); second half "
+      f"of the run {(rss['second_half_min_kib'] or 0) / 1024:.1f}-{(rss['second_half_max_kib'] or 0) / 1024:.1f} MiB")
+    if r.get("rss_probe"):
+        pr = r["rss_probe"]
+        p(f"  RSS per port       {pr['per_port_kib']:.1f} KiB  ({pr['ports']} idle ports opened by a second provd: "
+          f"{pr['rss0_kib'] / 1024:.1f} -> {pr['rss1_kib'] / 1024:.1f} MiB; the rest of the peak is the SQLite page "
+          f"cache and the threads' malloc arenas)")
     p(f"  simulator CPU      {r['sim_cpu_per_board_us']:.0f} us per board ({r['sim_cpu_s']:.1f} s: keys, CSR and "
       f"proof signatures of the boards)")
     ml = r["machine_load"]
@@ -707,6 +763,8 @@ def main():
     ap.add_argument("--dir", help="where the run directory (CA, database, logs) goes; must be a disk, "
                                   "not tmpfs (default BUILD/bench-runs)")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (database, logs)")
+    ap.add_argument("--no-rss-probe", dest="rss_probe", action="store_false",
+                    help="skip measuring RSS per port with idle ports after the run")
     ap.add_argument("--timeout", type=float, default=0, help="seconds (default: from the board count)")
     ap.add_argument("--progress", type=float, default=5.0, help="progress line period, s (default 5)")
     ap.add_argument("--max-ratio", type=float, default=0,
