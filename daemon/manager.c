@@ -26,17 +26,16 @@
 
 #define RESCAN_DEBOUNCE_MS 10
 
-static const char *const outcome_names[_OUTCOME_MAX] = {
-        [OUTCOME_PROVISIONED] = "provisioned",
-        [OUTCOME_ALREADY_PROVISIONED] = "already_provisioned",
-        [OUTCOME_FAILED] = "failed",
-        [OUTCOME_REJECTED] = "rejected",
-        [OUTCOME_CLONE_SUSPECTED] = "clone_suspected",
-        [OUTCOME_ABORTED] = "aborted",
-};
+/* The session outcome is recorded as is: one spelling, the database's. */
+_Static_assert((int)OUTCOME_PROVISIONED == (int)DB_OUTCOME_PROVISIONED &&
+               (int)OUTCOME_ALREADY_PROVISIONED == (int)DB_OUTCOME_ALREADY_PROVISIONED &&
+               (int)OUTCOME_FAILED == (int)DB_OUTCOME_FAILED && (int)OUTCOME_REJECTED == (int)DB_OUTCOME_REJECTED &&
+               (int)OUTCOME_CLONE_SUSPECTED == (int)DB_OUTCOME_CLONE_SUSPECTED &&
+               (int)OUTCOME_ABORTED == (int)DB_OUTCOME_ABORTED && (int)_OUTCOME_MAX == (int)_DB_OUTCOME_MAX,
+               "enum outcome and enum db_outcome must agree");
 
 const char *outcome_to_string(enum outcome o) {
-        return o < _OUTCOME_MAX ? outcome_names[o] : "?";
+        return o < _OUTCOME_MAX ? db_outcome_to_string((enum db_outcome)o) : "?";
 }
 
 static void notify(const char *what) {
@@ -358,7 +357,7 @@ static cJSON *status_json(struct manager *m) {
         cJSON_AddBoolToObject(o, "stopping", m->stopping);
         totals = cJSON_AddObjectToObject(o, "totals");
         for (unsigned i = 0; i < _OUTCOME_MAX; i++)
-                cJSON_AddNumberToObject(totals, outcome_names[i], (double)m->outcomes[i]);
+                cJSON_AddNumberToObject(totals, outcome_to_string(i), (double)m->outcomes[i]);
         cJSON_AddNumberToObject(totals, "certificates_issued", (double)m->certs_issued);
         cJSON_AddNumberToObject(totals, "sessions", (double)m->sessions_started);
         cJSON_AddNumberToObject(o, "per_minute", manager_rate_per_minute(m));

@@ -270,6 +270,29 @@ def test_budget_and_lock():
         env.close()
 
 
+def test_sigterm_finishes_in_flight():
+    env = Env("sigterm")
+    try:
+        env.start_sim(8, "--seed", "21", "--wire-baud", "9600")
+        env.start_provd()
+
+        def in_flight():
+            st = env.status() or {"ports": []}
+            return sum(1 for p in st["ports"] if p["state"] == "busy" and p["step"] in ("csr", "cert", "config"))
+        wait_until(lambda: in_flight() >= 2, 60, "boards in the middle of a session")
+        rc = env.stop_provd(timeout=30)
+        check(rc == 0, f"provd exited {rc} on SIGTERM")
+        db = env.db()
+        rows = db.execute("SELECT state, count(*) FROM devices GROUP BY state").fetchall()
+        states = {r[0]: r[1] for r in rows}
+        check(states.get("issued", 0) == 0, f"SIGTERM left issued-but-unproven devices: {states}")
+        check(states.get("provisioned", 0) >= 2, f"in-flight boards were not finished: {states}")
+        n = db.execute("SELECT count(*) FROM attempts").fetchone()[0]
+        check(n >= states.get("provisioned", 0), "sessions finished without an attempt record")
+    finally:
+        env.close()
+
+
 def test_session_limit():
     env = Env("session", timeouts={"session_ms": "800", "keygen_ms": "5000"})
     try:
@@ -288,4 +311,4 @@ def test_session_limit():
 if __name__ == "__main__":
     run([test_key_file_permissions, test_64_boards_at_once, test_hotplug_and_replug, test_faults_isolated,
          test_kill9_and_restart, test_reload_and_bad_reload, test_budget_and_lock,
-         test_session_limit])
+         test_session_limit, test_sigterm_finishes_in_flight])
