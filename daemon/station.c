@@ -236,15 +236,22 @@ static void send_request(struct station *st, uint8_t type, size_t payload_len) {
         arm_timeout(st, request_timeout(st));
 }
 
+/* The session is over: green or red until the board is unplugged. */
+static void result_delivered(struct station *st) {
+        enter(st, st->outcome == OUTCOME_PROVISIONED || st->outcome == OUTCOME_ALREADY_PROVISIONED
+                          ? STATION_DONE : STATION_FAILED);
+        if (st->shutting_down)
+                station_close(st, "shutting down");
+}
+
 static void on_timeout(uv_timer_t *t) {
         struct station *st = t->data;
         ssize_t n;
 
         if (st->state == STATION_RESULT) {
                 /* The verdict is recorded; telling the board is best effort. */
-                enter(st, st->outcome == OUTCOME_PROVISIONED || st->outcome == OUTCOME_ALREADY_PROVISIONED
-                                  ? STATION_DONE : STATION_FAILED);
                 st->client.pending = false;
+                result_delivered(st);
                 return;
         }
         if (!st->client.pending)
@@ -326,14 +333,15 @@ static bool ended_meanwhile(struct station *st) {
 static void session_fail(struct station *st, enum outcome o, const char *fmt, ...) {
         va_list ap;
 
+        /* The session already has its verdict: keep the first reason. */
+        if (st->state == STATION_COMMIT || st->state == STATION_RESULT ||
+            st->state == STATION_DONE || st->state == STATION_FAILED)
+                return;
         va_start(ap, fmt);
         vsnprintf(st->last_error, sizeof st->last_error, fmt, ap);
         va_end(ap);
         slog(st, o == OUTCOME_CLONE_SUSPECTED ? LOG_WARNING : LOG_ERR, 0, "%s: %s",
              outcome_to_string(o), st->last_error);
-        if (st->state == STATION_COMMIT || st->state == STATION_RESULT ||
-            st->state == STATION_DONE || st->state == STATION_FAILED)
-                return;
         session_end(st, o);
 }
 
@@ -913,10 +921,7 @@ static void on_response(struct station *st, const struct sp_frame *f) {
                 session_end(st, proven_outcome(st));
                 break;
         case STATION_RESULT:
-                enter(st, st->outcome == OUTCOME_PROVISIONED || st->outcome == OUTCOME_ALREADY_PROVISIONED
-                                  ? STATION_DONE : STATION_FAILED);
-                if (st->shutting_down)
-                        station_close(st, "shutting down");
+                result_delivered(st);
                 break;
         default:
                 break;
