@@ -407,6 +407,9 @@ class Bench:
         self.setup()
         res["machine"] = machine()
         res["source"] = source_state()
+        # Under meson the targets were rebuilt just before; otherwise only when bench.py built them.
+        res["source"]["rebuilt"] = self.bins["built"] or bool(os.environ.get("PROVD_BUILD_DIR") or
+                                                              os.environ.get("MESON_BUILD_ROOT"))
         res["machine"]["db_fs"] = {"source": self.fs[0], "type": self.fs[1], "mount": self.fs[2]}
         if self.fs[1] in ("tmpfs", "ramfs"):
             log(f"warning: {self.dir} is on {self.fs[1]}: fsync is free there, the figures are not "
@@ -656,7 +659,8 @@ def report(r):
     p(f"  machine            {m.get('cpu', '?')}, {m['cpus']} CPUs, {m.get('mem_gib', '?')} GiB, {m['openssl']}")
     src = r["source"]
     p(f"  source             commit {src['commit']}" +
-      (f" + local changes in {', '.join(src['modified'])}" if src["modified"] else " (clean)"))
+      (f" + local changes in {', '.join(src['modified'])}" if src["modified"] else " (clean)") +
+      ("" if src["rebuilt"] else "; binaries not rebuilt by this run (--no-build): check they match"))
     p(f"  database           {r['dir']}/state on {m['db_fs']['source']} ({m['db_fs']['type']}), "
       f"journal {r['db']['journal_mode']}, synchronous=FULL (group commit)")
     p(f"  boards per second  {r['boards_per_s']:.1f}  ({r['boards_per_min']} per minute; "
@@ -737,6 +741,7 @@ def locate(args):
     if missing:
         raise BenchError(f"missing {', '.join(missing)}: run `ninja -C {build}` first")
     bins["build"] = build
+    bins["built"] = may_build
     return bins
 
 
