@@ -23,6 +23,7 @@ static const char *const fault_names[_FAULT_KIND_MAX] = {
         [FAULT_SILENT] = "silent",
         [FAULT_OVERSIZE] = "oversize",
         [FAULT_GARBAGE] = "garbage",
+        [FAULT_BADPROOF] = "badproof",
 };
 
 static const struct {

@@ -24,6 +24,7 @@ enum fault_kind {
         FAULT_SILENT,           /* never answers */
         FAULT_OVERSIZE,         /* GET_CSR answered with a frame over 4096 decoded bytes */
         FAULT_GARBAGE,          /* garbage[:BYTES] random flood before each response */
+        FAULT_BADPROOF,         /* PROOF signature invalid (the key or stored certificate is not what it claims) */
         _FAULT_KIND_MAX,
 };
 

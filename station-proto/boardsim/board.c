@@ -474,6 +474,8 @@ int board_prove(struct board *b, const uint8_t nonce[SP_NONCE_LEN], uint8_t ret_
         if (BN_bn2binpad(r, ret_sig, 32) != 32 || BN_bn2binpad(s, ret_sig + 32, 32) != 32)
                 goto fail;
         memcpy(ret_hash, b->cert_hash, SP_SHA256_LEN);
+        if (b->fault_badproof)
+                ret_sig[SP_SIG_LEN - 1] ^= 0x01;        /* a well-formed signature that does not verify */
         return 0;
 fail:
         ERR_clear_error();

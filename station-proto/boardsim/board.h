@@ -56,7 +56,7 @@ struct board {
         struct board_cfg cfg[BOARD_CFG_MAX];
 
         /* CSR faults (decided by the simulator when the board is plugged) */
-        bool fault_badsig, fault_cn, fault_ca;
+        bool fault_badsig, fault_cn, fault_ca, fault_badproof;
 
         const struct seed *seed;        /* borrowed, outlives the board */
         char *state_path;               /* DIR/board-XXX or NULL: no persistence */

@@ -231,7 +231,7 @@ static void apply_faults(struct slot *s) {
         s->corrupt = 0;
         s->drop_step = 0;
         s->garbage = 0;
-        b->fault_badsig = b->fault_cn = b->fault_ca = false;
+        b->fault_badsig = b->fault_cn = b->fault_ca = b->fault_badproof = false;
         for (size_t i = 0; i < sim->opt.n_faults; i++) {
                 const struct fault_spec *f = &sim->opt.faults[i];
 
@@ -243,6 +243,7 @@ static void apply_faults(struct slot *s) {
                 case FAULT_BADSIG: b->fault_badsig = true; break;
                 case FAULT_CN: b->fault_cn = true; break;
                 case FAULT_CA: b->fault_ca = true; break;
+                case FAULT_BADPROOF: b->fault_badproof = true; break;
                 case FAULT_SILENT: s->silent = true; break;
                 case FAULT_OVERSIZE: s->oversize = true; break;
                 case FAULT_GARBAGE: s->garbage = f->arg; break;
@@ -1115,7 +1116,7 @@ static void usage(void) {
                "  --wire-baud B        emulate an 8N1 serial line at B baud (both directions)\n"
                "  --genkey-ms M        key generation delays the CSR answer by M ms\n"
                "  --fault KIND[:ARG][@BOARDS]   repeatable; KIND: corrupt:RATE drop:STEP badsig cn ca\n"
-               "                       clone:IDX silent oversize garbage[:BYTES]; BOARDS: 3 | 0-7,12 | 0.1\n"
+               "                       clone:IDX silent oversize garbage[:BYTES] badproof; BOARDS: 3 | 0-7,12 | 0.1\n"
                "  --cycles K           K boards per slot: after each RESULT, swap in a fresh board\n"
                "  --total T            at most T boards in all (with or without --cycles)\n"
                "  --exit-when-done     exit 0 after the \"done\" line\n"

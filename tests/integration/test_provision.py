@@ -112,6 +112,7 @@ FAULTS = [
     ("oversize", {"failed"}, True),
     ("drop:csr", {"aborted", "failed"}, True),
     ("garbage", {"provisioned", "failed"}, False),
+    ("badproof", {"failed"}, False),
     ("corrupt:0.002", {"provisioned", "failed"}, False),
 ]
 
@@ -161,6 +162,15 @@ def test_faults_isolated():
         check(clone >= 1, "clone not recorded as clone_suspected")
         audit = db.execute("SELECT count(*) FROM audit_log WHERE action = 'device.clone_suspected'").fetchone()[0]
         check(audit >= 1, "clone not audited")
+        # A board whose PROOF does not verify is not provisioned: its certificate stays unproven.
+        idx = n_good + [f[0] for f in FAULTS].index("badproof")
+        serial = env.board_file(idx, "serial").decode().strip().lower()
+        row = db.execute("SELECT d.state, c.status, c.proven_at FROM devices d JOIN certificates c "
+                         "ON c.id = d.current_cert_id WHERE d.serial = ?", (serial,)).fetchone()
+        check(row and row["state"] == "issued" and row["proven_at"] is None,
+              f"bad proof accepted: {row and dict(row)}")
+        err = db.execute("SELECT error FROM attempts WHERE serial = ?", (serial,)).fetchone()[0]
+        check("proof of possession failed" in err, f"bad proof not explained: {err}")
         # Every good board is provisioned despite its noisy neighbours.
         for i in range(n_good):
             check(env.board_file(i, "device.der") is not None, f"good board {i} not provisioned")
