@@ -120,12 +120,21 @@ def syscall_counts(path, pid, boards):
         return {}
     res = {}
     total = {}
-    for tid, calls in out.items():
+    # Name the threads by what they do: the loop is the main thread; of the threads that write
+    # files, the one with the most pwrite() is the DB writer, another one the checkpointer.
+    writers = sorted((t for t, c in out.items() if t != pid and c.get("pwrite64")),
+                     key=lambda t: -out[t]["pwrite64"])
+    for tid, calls in sorted(out.items()):
         if not sum(calls.values()):
             continue
-        # Name the threads by what they do: the loop is the main thread, the writer fsyncs.
-        role = ("loop" if tid == pid else "db-writer" if calls.get("fdatasync") or calls.get("pwrite64")
-                else f"worker-{tid}")
+        if tid == pid:
+            role = "loop"
+        elif writers and tid == writers[0]:
+            role = "db-writer"
+        elif tid in writers:
+            role = "db-ckpt" if len(writers) == 2 else f"db-{tid}"
+        else:
+            role = f"thread-{tid}"
         res[role] = {k: round(n / boards, 2) for k, n in sorted(calls.items(), key=lambda x: -x[1]) if n}
         for k, n in calls.items():
             total[k] = total.get(k, 0) + n
