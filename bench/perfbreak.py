@@ -21,18 +21,19 @@ FRAME = re.compile(r"\s*([0-9a-f]+) (.*) \((.*)\)$")
 
 
 def samples(perf_data):
-    """Yields (pid, tid, [function names, innermost first]) for each sample."""
+    """Yields (pid, tid, [function names, innermost first], leaf dso) for each sample."""
     out = subprocess.run(["perf", "script", "-i", perf_data, "-F", "pid,tid,ip,sym,dso"],
                          capture_output=True, text=True, errors="replace")
     if out.returncode != 0:
         raise RuntimeError(f"perf script failed: {out.stderr.strip()[:500]}")
     pid = tid = None
     frames = []
+    leaf = None
     for line in out.stdout.splitlines():
         if not line.strip():
             if tid is not None:
-                yield pid, tid, frames
-            pid = tid = None
+                yield pid, tid, frames, leaf
+            pid = tid = leaf = None
             frames = []
             continue
         if not line[0].isspace():
@@ -42,12 +43,14 @@ def samples(perf_data):
             continue
         m = FRAME.match(line)
         if m:
+            if leaf is None and m.group(3) != "inlined":
+                leaf = m.group(3).rsplit("/", 1)[-1]
             sym = m.group(2)
             if sym == "[unknown]":
                 sym = "[" + m.group(3).rsplit("/", 1)[-1] + "]"
             frames.append(sym)
     if tid is not None:
-        yield pid, tid, frames
+        yield pid, tid, frames, leaf
 
 
 def any_of(names, *keys):
@@ -138,21 +141,78 @@ def category(r, names):
     return "other"
 
 
+LIBC_GROUPS = (
+    ("malloc/free", ("malloc", "free", "_int_malloc", "_int_free", "calloc", "realloc", "cfree",
+                     "malloc_consolidate", "unlink_chunk", "__libc_malloc", "__libc_free", "__GI___libc_malloc")),
+    ("printf family", ("vfprintf", "__vfprintf_internal", "printf_fp", "__printf_fp_l", "vsnprintf",
+                       "__vsnprintf_internal", "snprintf", "fprintf", "hack_digit", "buffered_vfprintf")),
+    ("mutex/futex", ("pthread_mutex", "__pthread_mutex", "pthread_cond", "__pthread_cond", "lll_", "futex",
+                     "pthread_rwlock", "__pthread_rwlock")),
+    ("mem*/str*", ("memcpy", "memmove", "memset", "memcmp", "strlen", "strcmp", "strchr", "__mem", "__str")),
+)
+
+
+def component(frames, leaf):
+    """What the innermost frame belongs to: a library, provd's own code, or the kernel by syscall."""
+    leaf = leaf or "?"
+    top = frames[0] if frames else "?"
+    if leaf.endswith("kernel.kallsyms]") or leaf == "[kernel.kallsyms]":
+        for n in frames:
+            if n.startswith(("__x64_sys_", "__do_sys_", "__se_sys_")):
+                return "kernel: " + n.split("sys_", 1)[1]
+        for n in frames:
+            if n in ("ksys_read", "vfs_read"):
+                return "kernel: read"
+            if n in ("ksys_write", "vfs_write"):
+                return "kernel: write"
+        return "kernel: other (faults, interrupts, scheduling)"
+    if leaf.startswith("libcrypto"):
+        # libcrypto has no debug information: classify by provd's caller where the unwinder got there.
+        if any_of(frames, "certs_ec_key_from_point", "EC_KEY_oct2key", "EC_POINT_oct2point"):
+            return "OpenSSL: public key from the point (decode, on-curve check)"
+        if any_of(frames, "certs_ec_key_verify", "file_sign", "signer_sign", "ECDSA_do_verify", "ECDSA_do_sign_ex",
+                  "ECDSA_sign_ex", "EC_POINT_mul") or has_prefix(frames, "ossl_ecdsa"):
+            return "OpenSSL: ECDSA sign/verify (P-256 arithmetic, digest)"
+        if any_of(frames, "hash_fields", "audit_hash", "db_sha256_hex", "SHA256", "EVP_Digest", "EVP_Q_digest"):
+            return "OpenSSL: SHA-256 (certificate id, audit chain)"
+        if any_of(frames, "RAND_bytes", "RAND_bytes_ex", "random_serial", "RAND_priv_bytes_ex"):
+            return "OpenSSL: random numbers (serials, nonces)"
+        return "OpenSSL: other (ASN.1, fetches, locks, allocation)"
+    if leaf.startswith("libsqlite3"):
+        return "SQLite"
+    if leaf.startswith("libuv"):
+        return "libuv"
+    if leaf.startswith("libcjson"):
+        return "cJSON"
+    if leaf.startswith("libc.so"):
+        for name, keys in LIBC_GROUPS:
+            if any(k in top for k in keys):
+                return "libc: " + name
+        return "libc: other"
+    if leaf == "provd":
+        if top.startswith(("sp_", "spc_", "spb_")):
+            return "provd: station protocol (parser, TLV, COBS, CRC)"
+        return "provd: own code"
+    return leaf
+
+
 def breakdown(perf_data, pid=None):
-    """{role: {category: samples}}, total samples."""
+    """{role: {category: samples}}, {component: samples}, total samples."""
     out = collections.defaultdict(collections.Counter)
+    comp = collections.Counter()
     total = 0
-    for p, tid, frames in samples(perf_data):
+    for p, tid, frames, leaf in samples(perf_data):
         if pid is not None and p != pid:
             continue
         r = role(p, tid, frames)
         out[r][category(r, frames)] += 1
+        comp[component(frames, leaf)] += 1
         total += 1
-    return out, total
+    return out, comp, total
 
 
 def report(perf_data, pid=None, us_per_board=None, file=sys.stdout):
-    out, total = breakdown(perf_data, pid)
+    out, comp, total = breakdown(perf_data, pid)
     if not total:
         print("  (no samples)", file=file)
         return {}
@@ -168,6 +228,14 @@ def report(perf_data, pid=None, us_per_board=None, file=sys.stdout):
                 continue
             us = f" {us_per_board * k / total:6.0f} us" if us_per_board else ""
             print(f"      {100 * k / total:5.1f} %{us}  {c}", file=file)
+    print("  by the code the samples landed in (all threads):", file=file)
+    res["components"] = {}
+    for c, k in comp.most_common():
+        res["components"][c] = round(k / total, 4)
+        if k / total < 0.003:
+            continue
+        us = f" {us_per_board * k / total:6.0f} us" if us_per_board else ""
+        print(f"      {100 * k / total:5.1f} %{us}  {c}", file=file)
     return res
 
 
