@@ -153,6 +153,13 @@ bool manager_serial_in_use(struct manager *m, const struct station *self) {
 
 static void rescan_soon(struct manager *m);
 
+bool manager_rdev_in_use(struct manager *m, dev_t rdev) {
+        for (size_t i = 0; i < m->n_stations; i++)
+                if (station_rdev(m->stations[i]) == rdev && !station_is_closing(m->stations[i]))
+                        return true;
+        return false;
+}
+
 void manager_station_gone(struct manager *m, struct station *st) {
         ssize_t i = find_station(m, station_path(st), NULL);
 
@@ -181,9 +188,8 @@ static void consider_port(struct manager *m, const char *path, const char *usb_l
         if (stat(path, &s) < 0 || !S_ISCHR(s.st_mode))
                 return;
         /* The same device through another path (a symlink, a reused pty number). */
-        for (size_t i = 0; i < m->n_stations; i++)
-                if (station_rdev(m->stations[i]) == s.st_rdev && !station_is_closing(m->stations[i]))
-                        return;
+        if (manager_rdev_in_use(m, s.st_rdev))
+                return;
         if (m->n_stations >= m->conf.max_ports) {
                 if (now_usec() - last_full_warning > 10000000) {
                         last_full_warning = now_usec();

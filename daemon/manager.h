@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "conf.h"
@@ -95,6 +96,8 @@ void manager_station_gone(struct manager *m, struct station *st);
 void manager_record_latency(struct manager *m, uint64_t usec);
 /** Is @serial in an active session on a port other than @self? */
 bool manager_serial_in_use(struct manager *m, const struct station *self);
+/** Is the device @rdev open on a port that is not closing? */
+bool manager_rdev_in_use(struct manager *m, dev_t rdev);
 /** Boards provisioned in the last minute. */
 unsigned manager_rate_per_minute(struct manager *m);
 

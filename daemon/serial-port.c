@@ -49,7 +49,14 @@ int serial_port_open(const char *path, unsigned baud, dev_t *ret_rdev) {
         t.c_cflag &= ~(CSTOPB | PARENB | CRTSCTS | CSIZE);
         t.c_cflag |= CS8 | CLOCAL | CREAD;
         t.c_iflag &= ~(IXON | IXOFF | IXANY);
-        t.c_cc[VMIN] = 0;
+        /*
+         * VMIN=1, VTIME=0: a non-blocking read() with nothing to read fails
+         * with EAGAIN, so read() == 0 means exactly one thing, a hangup (the
+         * USB device went away, the pty master closed). With VMIN=0 the
+         * kernel returns 0 for "no data" too, and a buffer-sized read followed
+         * by an empty one would look like an unplugged board.
+         */
+        t.c_cc[VMIN] = 1;
         t.c_cc[VTIME] = 0;
         if (cfsetispeed(&t, speed) < 0 || cfsetospeed(&t, speed) < 0)
                 return -errno;

@@ -1103,6 +1103,15 @@ int station_new(struct station **ret, struct manager *m, const struct station_in
         if (r < 0)
                 goto fail;
         st->fd = r;
+        /*
+         * The path may have been re-pointed between resolving and opening it
+         * (a udev or simulator symlink): talk only to the device it names now.
+         */
+        struct stat now;
+        if (stat(st->path, &now) < 0 || now.st_rdev != st->rdev || manager_rdev_in_use(m, st->rdev)) {
+                r = -ESTALE;
+                goto fail;
+        }
 
         uint16_t seq;
         if (RAND_bytes((uint8_t *)&seq, sizeof seq) != 1)

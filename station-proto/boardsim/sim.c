@@ -821,7 +821,12 @@ static void check_done(struct sim *sim) {
 static int slot_swap(struct slot *s, const char *reason) {
         int r;
 
-        slot_unplug(s, reason, false);
+        /*
+         * Remove the link before closing the pty: a link left pointing at a
+         * closed /dev/pts/N would lead a station to another slot's board as
+         * soon as the kernel hands N to the next new pty.
+         */
+        slot_unplug(s, reason, true);
         r = new_identity(s, s->board.gen + 1, false);
         if (r < 0)
                 return r;
