@@ -224,7 +224,7 @@ static void consider_port(struct manager *m, const char *path, const char *usb_l
         memmove(m->stations + pos + 1, m->stations + pos, (m->n_stations - pos) * sizeof(*m->stations));
         m->stations[pos] = st;
         m->n_stations++;
-        log_info("slot %s: port %s opened", info.slot, path);
+        log_debug("slot %s: port %s opened", info.slot, path);
 }
 
 /* USB bus location ("1-1.4") of a tty from sysfs, the stable key for slot labels. */
@@ -288,11 +288,19 @@ static void rescan(struct manager *m) {
                                 if (find_station(m, g.gl_pathv[k], NULL) >= 0)
                                         continue;
                                 consider_port(m, g.gl_pathv[k],
-                                              usb_location_of(g.gl_pathv[k], loc, sizeof loc) ? loc : NULL);
+                                              m->usb_labels && usb_location_of(g.gl_pathv[k], loc, sizeof loc)
+                                                      ? loc : NULL);
                         }
                 globfree(&g);
         }
         scan_usb(m);
+}
+
+static bool conf_has_usb_labels(const struct conf *c) {
+        for (size_t i = 0; i < c->n_slots; i++)
+                if (c->slots[i].key[0] != '/')
+                        return true;
+        return false;
 }
 
 static void on_rescan(uv_timer_t *t) {
@@ -641,6 +649,7 @@ int manager_new(struct manager **ret, uv_loop_t *loop, const char *config_path) 
                 }
         }
         log_set_max_level(m->conf.log_level);
+        m->usb_labels = conf_has_usb_labels(&m->conf);
         *ret = m;
         return 0;
 }
@@ -848,6 +857,7 @@ int manager_reload(struct manager *m) {
         }
         conf_deinit(&m->conf);
         m->conf = n;
+        m->usb_labels = conf_has_usb_labels(&m->conf);
         log_set_max_level(m->conf.log_level);
         if (!m->stopping) {
                 watches_stop(m);

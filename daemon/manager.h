@@ -33,6 +33,7 @@ struct manager {
         uv_loop_t *loop;
         char *config_path;
         struct conf conf;
+        bool usb_labels;                /* some [slots] label is keyed by USB bus location */
         struct db *db;
         struct issuer *issuer;
         char *signer_uri_public;        /* the URI without any PIN: safe to log and store */

@@ -708,7 +708,7 @@ static void on_issuance_done(struct db_req *req) {
                              req->errmsg);
                 return;
         }
-        slog(st, LOG_INFO, 0, "certificate %s recorded%s", st->job.cert.sha256_hex,
+        slog(st, LOG_DEBUG, 0, "certificate %s recorded%s", st->job.cert.sha256_hex,
              req->issuance.superseded_cert_id ? " (supersedes the previous one)" : "");
         send_put_cert(st);
 }
@@ -764,8 +764,11 @@ static void on_outcome_done(struct db_req *req) {
         st->session_end_us = now_usec();
         manager_session_done(st->m, st->outcome);
         if (st->outcome == OUTCOME_PROVISIONED)
-                slog(st, LOG_NOTICE, 0, "provisioned as %s in %.0f ms", st->thing_name,
-                     (double)(now_usec() - st->session_start_us) / 1000.0);
+                slog(st, LOG_NOTICE, 0, "provisioned as %s, certificate %s, in %.0f ms", st->thing_name,
+                     st->job.cert.sha256_hex, (double)(now_usec() - st->session_start_us) / 1000.0);
+        else if (st->outcome == OUTCOME_ALREADY_PROVISIONED)
+                slog(st, LOG_NOTICE, 0, "already provisioned as %s: it proved its certificate %s; nothing issued",
+                     st->thing_name, st->job.cert.sha256_hex);
         if (db_returned(st))
                 return;
         send_result(st);
@@ -847,7 +850,7 @@ static void on_ident(struct station *st, const struct sp_frame *f) {
         }
         st->ident = id;
         st->have_ident = true;
-        slog(st, LOG_INFO, 0, "board %s firmware %s%s", id.model, id.fw_version,
+        slog(st, LOG_DEBUG, 0, "board %s firmware %s%s", id.model, id.fw_version,
              id.has_pubkey ? ", has a key" : "");
         if (manager_serial_in_use(st->m, st)) {
                 session_fail(st, OUTCOME_CLONE_SUSPECTED,
@@ -1046,7 +1049,8 @@ void station_close(struct station *st, const char *why) {
         if (station_is_active(st) && st->state != STATION_COMMIT && st->have_ident)
                 snprintf(st->last_error, sizeof st->last_error, "session aborted at step %s: %s",
                          state_names[st->state], why);
-        slog(st, station_is_active(st) ? LOG_WARNING : LOG_INFO, 0, "port %s closed: %s", st->path, why);
+        slog(st, station_is_active(st) && st->have_ident ? LOG_WARNING : LOG_DEBUG, 0, "port %s closed: %s",
+             st->path, why);
         st->closing = true;
         if (station_is_active(st) && st->state != STATION_COMMIT && st->state != STATION_RESULT &&
             st->have_ident && !st->session_recorded) {
