@@ -3,6 +3,7 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -75,6 +76,11 @@ int main(int argc, char **argv) {
         uv_loop_t loop;
         int r;
 
+        /*
+         * Before SQLite initialises: no global allocation statistics, whose
+         * mutex every SQLite malloc would otherwise take (docs/PERFORMANCE.md).
+         */
+        (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
         log_open();
         r = parse_argv(argc, argv);
         if (r <= 0)

@@ -126,8 +126,14 @@ const char *station_state_to_string(enum station_state s) {
         return s < _STATION_STATE_MAX ? state_names[s] : "?";
 }
 
-#define slog(st, level, error, ...) \
-        log_internal(level, error, (st)->slot, (st)->serial[0] ? (st)->serial : NULL, __VA_ARGS__)
+#define slog(st, level, error, ...)                                                                     \
+        ({                                                                                              \
+                int _lvl = (level);                                                                     \
+                _lvl <= log_get_max_level()                                                             \
+                        ? log_internal(_lvl, error, (st)->slot, (st)->serial[0] ? (st)->serial : NULL,  \
+                                       __VA_ARGS__)                                                     \
+                        : 0;                                                                            \
+        })
 
 static void session_fail(struct station *st, enum outcome o, const char *fmt, ...) _printf_(3, 4);
 static void send_request(struct station *st, uint8_t type, size_t payload_len);

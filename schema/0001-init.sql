@@ -18,6 +18,10 @@
 --   * Changing a CHECK later means rebuilding the table in a new migration
 --     (SQLite cannot ALTER a constraint), so the value sets below are meant to
 --     be complete for the design in DESIGN.md.
+--   * Value sets are written `x = 'a' OR x = 'b'`, not `x IN ('a', 'b')`:
+--     SQLite 3.40 evaluates a constant IN list in a CHECK or trigger by
+--     building a temporary index on every insert and update, which was a
+--     third of the writer thread's instructions per board (docs/PERFORMANCE.md).
 
 -- 0x70726f76 = 'prov': lets schema_open() tell a provd database from any
 -- other SQLite file before it migrates anything into it.
@@ -50,7 +54,7 @@ CREATE TABLE signers (
     not_after   INTEGER NOT NULL                -- ms, from the certificate
                 CHECK (not_after >= not_before),
     state       TEXT NOT NULL DEFAULT 'active'  -- retired: kept for the record, issues nothing new
-                CHECK (state IN ('active', 'retired')),
+                CHECK ((state = 'active' OR state = 'retired')),
     created_at  INTEGER NOT NULL,               -- ms, first seen by provd
     retired_at  INTEGER,                        -- ms, set exactly when state = 'retired'
     CHECK ((state = 'retired') = (retired_at IS NOT NULL))
@@ -70,9 +74,9 @@ CREATE TABLE devices (
     state             TEXT NOT NULL             -- issued: certificate signed, not yet proven;
                                                 -- provisioned: board proved it holds it;
                                                 -- clone_suspected: same serial showed another key
-                      CHECK (state IN ('issued', 'provisioned', 'clone_suspected')),
+                      CHECK ((state = 'issued' OR state = 'provisioned' OR state = 'clone_suspected')),
     reissue_requested INTEGER NOT NULL DEFAULT 0 -- operator asked for a new certificate next time
-                      CHECK (reissue_requested IN (0, 1)),
+                      CHECK ((reissue_requested = 0 OR reissue_requested = 1)),
     first_seen        INTEGER NOT NULL,         -- ms, first issuance
     provisioned_at    INTEGER,                  -- ms, last successful proof
     updated_at        INTEGER NOT NULL,         -- ms, last change of this row (query cursor)
@@ -108,7 +112,7 @@ CREATE TABLE certificates (
                   -- issued: signed, sent or about to be; active: proven on the board;
                   -- superseded: replaced by a newer certificate for the device;
                   -- revoked: withdrawn by an operator
-                  CHECK (status IN ('issued', 'active', 'superseded', 'revoked')),
+                  CHECK ((status = 'issued' OR status = 'active' OR status = 'superseded' OR status = 'revoked')),
     status_at     INTEGER NOT NULL,             -- ms, last status change
     CHECK (status <> 'active' OR proven_at IS NOT NULL)
 ) STRICT;
@@ -129,8 +133,8 @@ CREATE TABLE attempts (
     started_at  INTEGER NOT NULL,               -- ms (no ordering CHECK against finished_at:
     finished_at INTEGER NOT NULL,               -- ms  a wall-clock step must not lose a record)
     outcome     TEXT NOT NULL
-                CHECK (outcome IN ('provisioned', 'already_provisioned', 'failed', 'rejected',
-                                   'clone_suspected', 'aborted')),
+                CHECK ((outcome = 'provisioned' OR outcome = 'already_provisioned' OR outcome = 'failed'
+                        OR outcome = 'rejected' OR outcome = 'clone_suspected' OR outcome = 'aborted')),
     step        TEXT NOT NULL                   -- last step reached (identify, csr, write, prove, ...)
                 CHECK (length(step) BETWEEN 1 AND 63),
     error       TEXT                            -- operator-readable reason; NULL when none
@@ -152,7 +156,7 @@ CREATE TABLE aws_outbox (
                     -- register_cert: MAR (certificate, thing, policy, attach) for cert_id;
                     -- register_ca: JITR/JITP CA registration of signer_id;
                     -- revoke_cert: deactivate/revoke cert_id in AWS
-                    CHECK (kind IN ('register_cert', 'register_ca', 'revoke_cert')),
+                    CHECK ((kind = 'register_cert' OR kind = 'register_ca' OR kind = 'revoke_cert')),
     cert_id         INTEGER REFERENCES certificates (id),
     signer_id       INTEGER REFERENCES signers (id),
     payload         TEXT NOT NULL DEFAULT '{}'  -- JSON object: what the call needs beyond the ids
@@ -160,14 +164,14 @@ CREATE TABLE aws_outbox (
     state           TEXT NOT NULL DEFAULT 'pending'
                     -- pending: due at next_attempt_at; in_flight: claimed by the AWS worker
                     -- (reset to pending when provd starts); done; failed: permanent error
-                    CHECK (state IN ('pending', 'in_flight', 'done', 'failed')),
+                    CHECK ((state = 'pending' OR state = 'in_flight' OR state = 'done' OR state = 'failed')),
     attempts        INTEGER NOT NULL DEFAULT 0  -- times claimed
                     CHECK (attempts >= 0),
     next_attempt_at INTEGER NOT NULL,           -- ms
     last_error      TEXT,                       -- last failure, for `provctl aws status`
     created_at      INTEGER NOT NULL,           -- ms
     done_at         INTEGER,                    -- ms, set exactly when state = 'done'
-    CHECK ((kind IN ('register_cert', 'revoke_cert') AND cert_id IS NOT NULL AND signer_id IS NULL)
+    CHECK (((kind = 'register_cert' OR kind = 'revoke_cert') AND cert_id IS NOT NULL AND signer_id IS NULL)
            OR (kind = 'register_ca' AND signer_id IS NOT NULL AND cert_id IS NULL)),
     CHECK ((state = 'done') = (done_at IS NOT NULL))
 ) STRICT;
@@ -266,7 +270,8 @@ END;
 
 CREATE TRIGGER certificates_count_insert AFTER INSERT ON certificates
 BEGIN
-    UPDATE counters SET n = n + 1 WHERE name IN ('certificates.total', 'certificates.' || NEW.status);
+    UPDATE counters SET n = n + 1 WHERE name = 'certificates.total';
+    UPDATE counters SET n = n + 1 WHERE name = 'certificates.' || NEW.status;
 END;
 CREATE TRIGGER certificates_count_update AFTER UPDATE OF status ON certificates
 WHEN OLD.status IS NOT NEW.status
