@@ -152,6 +152,7 @@ bool manager_serial_in_use(struct manager *m, const struct station *self) {
 }
 
 static void rescan_soon(struct manager *m);
+static void consider_path(struct manager *m, const char *path);
 
 bool manager_rdev_in_use(struct manager *m, dev_t rdev) {
         for (size_t i = 0; i < m->n_stations; i++)
@@ -168,11 +169,13 @@ void manager_station_gone(struct manager *m, struct station *st) {
                 memmove(m->stations + i, m->stations + i + 1, (m->n_stations - (size_t)i - 1) * sizeof(*m->stations));
                 m->n_stations--;
         }
+        char *path = strdup(station_path(st));
         station_free(st);
         if (m->stopping)
                 manager_stop(m);        /* re-evaluate: maybe everything is done now */
-        else
-                rescan_soon(m);         /* the path may already point at a new board */
+        else if (path)
+                consider_path(m, path); /* it may already name a new board */
+        free(path);
 }
 
 static void consider_port(struct manager *m, const char *path, const char *usb_location) {
@@ -313,8 +316,31 @@ static void rescan_soon(struct manager *m) {
         (void)uv_timer_start(&m->rescan_soon, on_rescan, RESCAN_DEBOUNCE_MS, 0);
 }
 
+/* A port path that matches a configured pattern: open it now (hotplug without a full rescan). */
+static void consider_path(struct manager *m, const char *path) {
+        char loc[64];
+
+        if (m->stopping || find_station(m, path, NULL) >= 0)
+                return;
+        for (size_t i = 0; i < m->conf.n_globs; i++)
+                if (fnmatch(m->conf.globs[i], path, FNM_PATHNAME | FNM_PERIOD) == 0) {
+                        consider_port(m, path, m->usb_labels && usb_location_of(path, loc, sizeof loc) ? loc : NULL);
+                        return;
+                }
+}
+
 static void on_dir_event(uv_fs_event_t *h, const char *filename, int events, int status) {
-        rescan_soon(h->data);
+        struct manager *m = h->data;
+        char dir[PATH_MAX], path[PATH_MAX];
+        size_t len = sizeof dir;
+
+        /* The name inotify reports is the one to look at; anything unclear: rescan everything. */
+        if (status < 0 || !filename || uv_fs_event_getpath(h, dir, &len) < 0 ||
+            (size_t)snprintf(path, sizeof path, "%s/%s", dir, filename) >= sizeof path) {
+                rescan_soon(m);
+                return;
+        }
+        consider_path(m, path);
 }
 
 static void on_watch_closed(uv_handle_t *h) {
