@@ -187,7 +187,12 @@ static const char *const stmt_sql[_STMT_MAX] = {
                 "c.serial_hex, c.not_after, c.status, c.der "
                 "FROM devices d LEFT JOIN certificates c ON c.id = d.current_cert_id "
                 "WHERE d.updated_at >= ?1 ORDER BY d.updated_at, d.serial LIMIT ?2",
-        [STMT_STATS] = "SELECT name, n FROM counters",
+        /* Counted on demand: an operator query, kept off the per-board write path. */
+        [STMT_STATS] = "SELECT 'devices.' || state, count(*) FROM devices GROUP BY state "
+                       "UNION ALL SELECT 'certificates.total', count(*) FROM certificates "
+                       "UNION ALL SELECT 'certificates.' || status, count(*) FROM certificates GROUP BY status "
+                       "UNION ALL SELECT 'attempts.' || outcome, count(*) FROM attempts GROUP BY outcome "
+                       "UNION ALL SELECT 'aws_outbox.' || state, count(*) FROM aws_outbox GROUP BY state",
 };
 
 /* --- the object ----------------------------------------------------------- */

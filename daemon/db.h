@@ -268,7 +268,7 @@ struct db_query_devices {
         struct cJSON *devices;                  /* array; caller cJSON_Delete()s */
 };
 
-/* DB_QUERY_STATS: exact counts, O(1) (trigger-maintained counters). */
+/* DB_QUERY_STATS: exact counts by GROUP BY (scans the tables: an operator query, not for the hot path). */
 struct db_stats {
         uint64_t devices[_DB_DEVICE_STATE_MAX];
         uint64_t certificates;                  /* ever issued */

@@ -1,6 +1,9 @@
 -- SPDX-License-Identifier: MIT
 -- provd schema 1: signers, devices, certificates, provisioning attempts, the
--- AWS outbox, the hash-chained audit log and the statistics counters.
+-- AWS outbox and the hash-chained audit log.
+--
+-- No counter tables or triggers: `provctl stats` counts with GROUP BY when an
+-- operator asks, so the per-board writes (the hot path) stay as few as possible.
 --
 -- Conventions, for every table:
 --   * Times are INTEGER milliseconds since 1970-01-01T00:00:00Z (UTC). Columns
@@ -235,81 +238,5 @@ BEGIN
     SELECT RAISE(ABORT, 'audit_log: row does not extend the hash chain');
 END;
 
--- Row counts per table and state, kept exact by the triggers below, so that
--- `provctl status` costs a 20-row read instead of scanning millions of rows
--- on the writer thread. name = '<table>.<state>'; 'certificates.total' counts
--- every certificate ever inserted.
-CREATE TABLE counters (
-    name TEXT PRIMARY KEY NOT NULL,
-    n    INTEGER NOT NULL DEFAULT 0
-) STRICT, WITHOUT ROWID;
 
-INSERT INTO counters (name) VALUES
-    ('devices.issued'), ('devices.provisioned'), ('devices.clone_suspected'),
-    ('certificates.total'),
-    ('certificates.issued'), ('certificates.active'), ('certificates.superseded'),
-    ('certificates.revoked'),
-    ('attempts.provisioned'), ('attempts.already_provisioned'), ('attempts.failed'),
-    ('attempts.rejected'), ('attempts.clone_suspected'), ('attempts.aborted'),
-    ('aws_outbox.pending'), ('aws_outbox.in_flight'), ('aws_outbox.done'), ('aws_outbox.failed');
 
-CREATE TRIGGER devices_count_insert AFTER INSERT ON devices
-BEGIN
-    UPDATE counters SET n = n + 1 WHERE name = 'devices.' || NEW.state;
-END;
-CREATE TRIGGER devices_count_update AFTER UPDATE OF state ON devices
-WHEN OLD.state IS NOT NEW.state
-BEGIN
-    UPDATE counters SET n = n - 1 WHERE name = 'devices.' || OLD.state;
-    UPDATE counters SET n = n + 1 WHERE name = 'devices.' || NEW.state;
-END;
-CREATE TRIGGER devices_count_delete AFTER DELETE ON devices
-BEGIN
-    UPDATE counters SET n = n - 1 WHERE name = 'devices.' || OLD.state;
-END;
-
-CREATE TRIGGER certificates_count_insert AFTER INSERT ON certificates
-BEGIN
-    UPDATE counters SET n = n + 1 WHERE name = 'certificates.total';
-    UPDATE counters SET n = n + 1 WHERE name = 'certificates.' || NEW.status;
-END;
-CREATE TRIGGER certificates_count_update AFTER UPDATE OF status ON certificates
-WHEN OLD.status IS NOT NEW.status
-BEGIN
-    UPDATE counters SET n = n - 1 WHERE name = 'certificates.' || OLD.status;
-    UPDATE counters SET n = n + 1 WHERE name = 'certificates.' || NEW.status;
-END;
-CREATE TRIGGER certificates_count_delete AFTER DELETE ON certificates
-BEGIN
-    UPDATE counters SET n = n - 1 WHERE name = 'certificates.' || OLD.status;
-END;
-
-CREATE TRIGGER attempts_count_insert AFTER INSERT ON attempts
-BEGIN
-    UPDATE counters SET n = n + 1 WHERE name = 'attempts.' || NEW.outcome;
-END;
-CREATE TRIGGER attempts_count_update AFTER UPDATE OF outcome ON attempts
-WHEN OLD.outcome IS NOT NEW.outcome
-BEGIN
-    UPDATE counters SET n = n - 1 WHERE name = 'attempts.' || OLD.outcome;
-    UPDATE counters SET n = n + 1 WHERE name = 'attempts.' || NEW.outcome;
-END;
-CREATE TRIGGER attempts_count_delete AFTER DELETE ON attempts
-BEGIN
-    UPDATE counters SET n = n - 1 WHERE name = 'attempts.' || OLD.outcome;
-END;
-
-CREATE TRIGGER aws_outbox_count_insert AFTER INSERT ON aws_outbox
-BEGIN
-    UPDATE counters SET n = n + 1 WHERE name = 'aws_outbox.' || NEW.state;
-END;
-CREATE TRIGGER aws_outbox_count_update AFTER UPDATE OF state ON aws_outbox
-WHEN OLD.state IS NOT NEW.state
-BEGIN
-    UPDATE counters SET n = n - 1 WHERE name = 'aws_outbox.' || OLD.state;
-    UPDATE counters SET n = n + 1 WHERE name = 'aws_outbox.' || NEW.state;
-END;
-CREATE TRIGGER aws_outbox_count_delete AFTER DELETE ON aws_outbox
-BEGIN
-    UPDATE counters SET n = n - 1 WHERE name = 'aws_outbox.' || OLD.state;
-END;
