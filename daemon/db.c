@@ -1420,15 +1420,19 @@ static unsigned run_batch(struct db *db, struct db_req *list, bool *ret_commit_f
                 uint8_t saved_hash[AUDIT_HASH_LEN];
                 int64_t now = now_ms();
 
+                /* Reads write nothing that would need rolling back: no savepoint for them. */
+                bool read_only = req->type == DB_LOOKUP_DEVICE || req->type == DB_QUERY_DEVICES ||
+                                 req->type == DB_QUERY_STATS;
+
                 memcpy(saved_hash, db->audit_hash, AUDIT_HASH_LEN);
-                r = exec_stmt(db, STMT_SAVEPOINT);
+                r = read_only ? 0 : exec_stmt(db, STMT_SAVEPOINT);
                 if (r >= 0) {
                         if ((unsigned)req->type < _DB_REQ_TYPE_MAX && handlers[req->type])
                                 r = handlers[req->type](db, req, now);
                         else
                                 r = fail(req, -EINVAL, "unknown request type %d", (int)req->type);
                 }
-                if (r >= 0) {
+                if (r >= 0 && !read_only) {
                         r = exec_stmt(db, STMT_RELEASE);
                         if (r < 0)
                                 (void)fail_sql(db, req, sqlite3_errcode(db->conn), "release");
@@ -1443,6 +1447,8 @@ static unsigned run_batch(struct db *db, struct db_req *list, bool *ret_commit_f
                 db->audit_id = saved_id;
                 memcpy(db->audit_hash, saved_hash, AUDIT_HASH_LEN);
 
+                if (read_only && !sqlite3_get_autocommit(db->conn))
+                        continue;       /* a failed read: only this request fails */
                 if (sqlite3_get_autocommit(db->conn) ||
                     exec_stmt(db, STMT_ROLLBACK_TO) < 0 || exec_stmt(db, STMT_RELEASE) < 0) {
                         /* SQLite rolled back the whole transaction (I/O error, disk full). */
