@@ -150,7 +150,7 @@ struct sim {
 
 static void slot_flush(struct slot *s);
 static int slot_plug(struct slot *s);
-static void slot_unplug(struct slot *s, const char *reason, bool unlink_path);
+static void slot_unplug(struct slot *s, const char *reason);
 static void sim_stop(struct sim *sim, const char *reason);
 
 /* --- output lines ---------------------------------------------------------- */
@@ -792,11 +792,19 @@ static int slot_plug(struct slot *s) {
         return 0;
 }
 
-static void slot_unplug(struct slot *s, const char *reason, bool unlink_path) {
+/*
+ * Closes the slot's pty. The link goes first, every time: a link naming a
+ * closed /dev/pts/N is a trap, because the kernel frees N as soon as the
+ * station's fd on it is closed and hands it to the next new pty, which may
+ * well be another process's (a second simulator on the machine, a test): a
+ * station opening the link then talks to that process's board. Without the
+ * link, an open() in between fails with ENOENT until slot_plug() makes the
+ * new one.
+ */
+static void slot_unplug(struct slot *s, const char *reason) {
         if (!s->link)
                 return;
-        if (unlink_path)
-                (void)unlink(s->link_path);
+        (void)unlink(s->link_path);
         link_free(TAKE_PTR(s->link));
         out_clear(s);
         uv_timer_stop(&s->aux_timer);
@@ -821,12 +829,7 @@ static void check_done(struct sim *sim) {
 static int slot_swap(struct slot *s, const char *reason) {
         int r;
 
-        /*
-         * Remove the link before closing the pty: a link left pointing at a
-         * closed /dev/pts/N would lead a station to another slot's board as
-         * soon as the kernel hands N to the next new pty.
-         */
-        slot_unplug(s, reason, true);
+        slot_unplug(s, reason);        /* the link goes before the pty */
         r = new_identity(s, s->board.gen + 1, false);
         if (r < 0)
                 return r;
@@ -851,7 +854,7 @@ static void after_flush(struct slot *s) {
         if (dropped) {
                 event("fault %s drop after=%s", s->name, step_name(s->drop_pending_type));
                 if (!cycling || s->finished) {
-                        slot_unplug(s, "drop", true);
+                        slot_unplug(s, "drop");
                         return;
                 }
                 if (!s->result_seen) {
@@ -868,7 +871,7 @@ static void after_flush(struct slot *s) {
                 return;
         }
         if (dropped)
-                slot_unplug(s, "drop", true);
+                slot_unplug(s, "drop");
         s->finished = true;
         check_done(sim);
 }
@@ -953,7 +956,7 @@ static void sim_remove(struct sim *sim, uint32_t idx) {
         sim->slots[idx] = NULL;
         sim->live--;
         if (s->link)
-                slot_unplug(s, "remove", true);
+                slot_unplug(s, "remove");
         else {
                 (void)unlink(s->link_path);
                 event("unplug %s reason=remove", s->name);
@@ -997,7 +1000,7 @@ static void control_line(struct sim *sim, const char *line, size_t len) {
                 sim_remove(sim, req.arg);
                 break;
         case CONTROL_REPLUG:
-                slot_unplug(s, "replug", false);
+                slot_unplug(s, "replug");   /* the link goes before the pty */
                 r = slot_plug(s);
                 if (r < 0)
                         event("error %s plug failed: %s", s->name, strerror(-r));

@@ -5,8 +5,10 @@
 # Covers: full sessions (HELLO..RESULT) verified on the host side, state files,
 # LOCK, faults (oversize, badsig, silent, drop), the control FIFO (add, remove,
 # replug, swap), hangup on pty close, station open/close without hangup,
-# restart with --state-dir, --seed determinism, --cycles, SIGTERM cleanup.
+# restart with --state-dir, --seed determinism, --cycles, SIGTERM cleanup,
+# the link deleted before its pty is hung up.
 
+import ctypes
 import hashlib
 import os
 import queue
@@ -15,6 +17,7 @@ import select
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -290,13 +293,101 @@ def test_cycles(tmp):
         sim.stop()
 
 
+class DirWatch:
+    """inotify on a directory: the names deleted from it since the last call (never blocks)."""
+    IN_DELETE = 0x200
+
+    def __init__(self, path):
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        check(self.fd >= 0, 'inotify_init1: errno %d' % ctypes.get_errno())
+        check(libc.inotify_add_watch(self.fd, path.encode(), self.IN_DELETE) >= 0,
+              'inotify_add_watch: errno %d' % ctypes.get_errno())
+
+    def deleted(self):
+        names = []
+        while True:
+            try:
+                buf = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return names
+            off = 0
+            while off + 16 <= len(buf):
+                _, mask, _, n = struct.unpack_from('iIII', buf, off)
+                if mask & self.IN_DELETE:
+                    names.append(buf[off + 16:off + 16 + n].rstrip(b'\0').decode())
+                off += 16 + n
+
+    def close(self):
+        os.close(self.fd)
+
+
+def wait_hangup(fd, what):
+    po = select.poll()
+    po.register(fd, select.POLLIN)
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        ev = po.poll(WAIT * 1000)
+        if ev and ev[0][1] & (select.POLLHUP | select.POLLERR):
+            return
+        if ev:
+            try:
+                os.read(fd, 4096)       # a late answer nobody else read: not the hangup yet
+            except BlockingIOError:
+                pass
+    raise Fail('%s: no hangup' % what)
+
+
+def test_link_gone_before_hangup(tmp):
+    """A link must never name a closed pty: once the station's fd is closed, the kernel gives its
+    number to the next new pty, which may be another process's (a second simulator on the machine),
+    and a station opening the link would then talk to that process's board. So the simulator
+    deletes the link before it closes the master: when the station sees the hangup, the deletion
+    has happened (inotify has queued it), whatever the scheduling."""
+    links = os.path.join(tmp, 'hangup')
+    os.mkdir(links)
+    sim = Sim(links, '--count', '2', '--cycles', '2', '--seed', 'hangup')
+    watch = DirWatch(links)
+    try:
+        plugs(sim, 2)
+        sim.expect(r'ready 2')
+        for name, line, reason in (('board-000', 'swap 0', 'swap'), ('board-000', 'replug 0', 'replug'),
+                                   ('board-001', None, 'cycle')):
+            link = os.path.join(links, name)
+            old = os.readlink(link)
+            fd = os.open(link, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            try:
+                watch.deleted()
+                if line:
+                    sim.control(line)
+                else:
+                    # A whole session: its RESULT ends the cycle and the next board is swapped in.
+                    res, rc = host(link)
+                    check(rc == 0, '%s session: %s' % (name, res))
+                wait_hangup(fd, '%s (%s)' % (name, reason))
+                check(name in watch.deleted(), '%s (%s): the link was still there at the hangup' % (name, reason))
+                try:
+                    now = os.readlink(link)
+                except FileNotFoundError:
+                    now = None
+                check(now != old, '%s (%s) still names the closed %s' % (name, reason, old))
+            finally:
+                os.close(fd)
+            sim.expect(r'unplug %s reason=%s' % (name, reason))
+            m = sim.expect(r'plug %s (/dev/pts/\d+) serial=\w+' % name)
+            check(os.readlink(link) == m.group(1), '%s made again for %s' % (link, m.group(1)))
+    finally:
+        watch.close()
+        sim.stop()
+
+
 def main():
     if not os.access(SIM, os.X_OK) or not os.access(HOST, os.X_OK):
         print('missing %s or %s (PROVD_BUILD_DIR)' % (SIM, HOST))
         return 1
     tmp = tempfile.mkdtemp(prefix='boardsim-it-')
     try:
-        for t in (test_main, test_cycles):
+        for t in (test_main, test_cycles, test_link_gone_before_hangup):
             t(tmp)
             print('ok - %s' % t.__name__)
     except Fail as e:
