@@ -994,7 +994,9 @@ def conformance_receive_rules(path, label):
 
         # 2. COBS block running past the delimiter -> dropped
         good = cobs_encode(make_frame(PING, seq).encode())
-        link.write(b"\0" + good[:-1] + b"\x30" + b"\0")   # last code byte claims more than is there
+        # A trailing code byte 0x30 promises 47 more bytes before the delimiter: always invalid
+        # (overwriting the last byte instead was a no-op whenever that byte already was 0x30).
+        link.write(b"\0" + good + b"\x30" + b"\0")
         bad = bytearray(good)
         bad[0] = 0xF0
         link.write(b"\0" + bytes(bad) + b"\0")
