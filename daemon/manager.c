@@ -3,6 +3,7 @@
 
 #include <fnmatch.h>
 #include <glob.h>
+#include <inttypes.h>
 #include <grp.h>
 #include <libgen.h>
 #include <libserialport.h>
@@ -13,6 +14,7 @@
 #include "config.h"
 #include "certs-hsm/cert.h"
 #include "certs-hsm/signer.h"
+#include "audit.h"
 #include "control.h"
 #include "db.h"
 #include "log.h"
@@ -516,6 +518,35 @@ static void control_db_request(struct manager *m, struct control_client *c, cons
 
 static void start_serving(struct manager *m);
 
+/*
+ * The audit chain's head in the journal, at start and at exit: an outside copy
+ * that `provctl audit verify` cannot give by itself (someone who can write the
+ * database file could rebuild the whole chain after an edit).
+ */
+static void log_audit_head(struct manager *m, const char *when) {
+        static const char hex[] = "0123456789abcdef";
+        uint8_t hash[AUDIT_HASH_LEN];
+        char text[2 * AUDIT_HASH_LEN + 1];
+        sqlite3 *db = NULL;
+        int64_t id = 0;
+        int r;
+
+        r = db_open_readonly(&db, m->conf.database);
+        if (r >= 0)
+                r = audit_head(db, NULL, &id, hash);
+        sqlite3_close(db);
+        if (r < 0) {
+                log_warning_errno(r, "audit log head %s: cannot read it: %m", when);
+                return;
+        }
+        for (size_t i = 0; i < AUDIT_HASH_LEN; i++) {
+                text[2 * i] = hex[hash[i] >> 4];
+                text[2 * i + 1] = hex[hash[i] & 15];
+        }
+        text[2 * AUDIT_HASH_LEN] = 0;
+        log_notice("audit log head %s: row %" PRId64 ", hash %s", when, id, text);
+}
+
 static void on_signer_ensured(struct db_req *req) {
         struct manager *m = req->userdata;
 
@@ -536,6 +567,7 @@ static void on_signer_ensured(struct db_req *req) {
                 manager_stop(m);
                 return;
         }
+        log_audit_head(m, "at start");
         start_serving(m);
 }
 
@@ -812,6 +844,8 @@ static void close_handle(uv_handle_t *h) {
 static void on_db_closed(struct db *db, void *userdata) {
         struct manager *m = userdata;
 
+        if (db)
+                log_audit_head(m, "at exit");
         m->db = NULL;
         m->db_closed = true;
         control_free(m->control);

@@ -90,7 +90,11 @@ def test_hotplug_and_replug():
         check(r.stdout.count("cert.issue") == 7, "audit export lacks the 7 issuances")
         check(env.stop_provd() == 0, "provd did not stop cleanly")
         db.close()
+        # The chain head goes to the journal at exit: an outside copy of the last hash.
         raw = __import__("sqlite3").connect(env.db_path)
+        last_id, last_hash = raw.execute("SELECT id, hex(hash) FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+        check(f"audit log head at exit: row {last_id}, hash {last_hash.lower()}" in env.log_tail(400),
+              "the audit chain head was not logged at exit")
         trig = [r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'")]
         for t in trig:
             raw.execute(f"DROP TRIGGER {t}")
