@@ -288,23 +288,13 @@ finish:
         return r;
 }
 
-static void hex(const uint8_t *p, size_t n, char *out) {
-        static const char digits[] = "0123456789abcdef";
-
-        for (size_t i = 0; i < n; i++) {
-                out[2 * i] = digits[p[i] >> 4];
-                out[2 * i + 1] = digits[p[i] & 15];
-        }
-        out[2 * n] = 0;
-}
-
 static void col_hex(sqlite3_stmt *st, int i, char out[2 * AUDIT_HASH_LEN + 1]) {
         const uint8_t *p = sqlite3_column_blob(st, i);
         int n = sqlite3_column_bytes(st, i);
 
         if (!p || n != AUDIT_HASH_LEN)
                 n = 0;
-        hex(p, (size_t)n, out);
+        hex_encode(p, (size_t)n, out, false);
 }
 
 #define RFC3339_MAX 48

@@ -310,16 +310,6 @@ int db_errno(int sqlite_rc) {
         return schema_errno(sqlite_rc);
 }
 
-static void to_hex(const uint8_t *p, size_t n, char *out) {
-        static const char digits[] = "0123456789abcdef";
-
-        for (size_t i = 0; i < n; i++) {
-                out[2 * i] = digits[p[i] >> 4];
-                out[2 * i + 1] = digits[p[i] & 15];
-        }
-        out[2 * n] = 0;
-}
-
 void db_sha256_hex(const void *data, size_t len, char ret[DB_SHA256_HEX_MAX]) {
         uint8_t md[32];
         unsigned md_len = 0;
@@ -328,7 +318,7 @@ void db_sha256_hex(const void *data, size_t len, char ret[DB_SHA256_HEX_MAX]) {
                 ret[0] = 0;
                 return;
         }
-        to_hex(md, sizeof(md), ret);
+        hex_encode(md, sizeof(md), ret, false);
 }
 
 char *db_der_to_pem(const uint8_t *der, size_t len) {

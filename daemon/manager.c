@@ -524,7 +524,6 @@ static void start_serving(struct manager *m);
  * database file could rebuild the whole chain after an edit).
  */
 static void log_audit_head(struct manager *m, const char *when) {
-        static const char hex[] = "0123456789abcdef";
         uint8_t hash[AUDIT_HASH_LEN];
         char text[2 * AUDIT_HASH_LEN + 1];
         sqlite3 *db = NULL;
@@ -539,11 +538,7 @@ static void log_audit_head(struct manager *m, const char *when) {
                 log_warning_errno(r, "audit log head %s: cannot read it: %m", when);
                 return;
         }
-        for (size_t i = 0; i < AUDIT_HASH_LEN; i++) {
-                text[2 * i] = hex[hash[i] >> 4];
-                text[2 * i + 1] = hex[hash[i] & 15];
-        }
-        text[2 * AUDIT_HASH_LEN] = 0;
+        hex_encode(hash, AUDIT_HASH_LEN, text, false);
         log_notice("audit log head %s: row %" PRId64 ", hash %s", when, id, text);
 }
 

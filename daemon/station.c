@@ -719,16 +719,6 @@ static void on_issuance_done(struct db_req *req) {
         send_put_cert(st);
 }
 
-static void hex_lower(const uint8_t *b, size_t n, char *out) {
-        static const char hex[] = "0123456789abcdef";
-
-        for (size_t i = 0; i < n; i++) {
-                out[2 * i] = hex[b[i] >> 4];
-                out[2 * i + 1] = hex[b[i] & 15];
-        }
-        out[2 * n] = 0;
-}
-
 static void copy_label(char *dst, size_t size, const char *src) {
         snprintf(dst, size, "%s", src ? src : "");
 }
@@ -745,7 +735,7 @@ static void submit_issuance(struct station *st) {
         memcpy(r->pubkey, c->pubkey, DB_PUBKEY_LEN);
         r->cert_der = c->der;
         r->cert_der_len = c->der_len;
-        hex_lower(c->serial, CERT_SERIAL_LEN, r->cert_serial);
+        hex_encode(c->serial, CERT_SERIAL_LEN, r->cert_serial, false);
         strcpy(r->cert_sha256, c->sha256_hex);
         r->not_before_ms = (int64_t)c->not_before * 1000;
         r->not_after_ms = (int64_t)c->not_after * 1000;
@@ -824,15 +814,9 @@ static void closing_progress(struct station *st) {
 /* --- input ---------------------------------------------------------------- */
 
 static bool printable_serial(const struct sp_ident *id, char *out, size_t outlen) {
-        static const char hex[] = "0123456789ABCDEF";
-
         if (id->serial_len == 0 || id->serial_len * 2 + 1 > outlen)
                 return false;
-        for (size_t i = 0; i < id->serial_len; i++) {
-                out[2 * i] = hex[id->serial[i] >> 4];
-                out[2 * i + 1] = hex[id->serial[i] & 15];
-        }
-        out[id->serial_len * 2] = 0;
+        hex_encode(id->serial, id->serial_len, out, true);
         return true;
 }
 

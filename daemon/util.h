@@ -71,6 +71,19 @@ static inline int64_t wallclock_msec(void) {
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Hex of @n bytes into @out (2n + 1 bytes, NUL-terminated); returns @out. */
+static inline char *hex_encode(const void *p, size_t n, char *out, bool upper) {
+        const char *digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+        const uint8_t *b = p;
+
+        for (size_t i = 0; i < n; i++) {
+                out[2 * i] = digits[b[i] >> 4];
+                out[2 * i + 1] = digits[b[i] & 15];
+        }
+        out[2 * n] = 0;
+        return out;
+}
+
 /* "Cannot happen" runtime states: log once with the location and recover the one object. */
 #define CHECK_FAILED(cond) _unlikely_(check_failed(!(cond), #cond, __FILE__, __LINE__))
 bool check_failed(bool failed, const char *expr, const char *file, int line);
