@@ -8,6 +8,14 @@
  *   SCALE  multiplies the request counts (default 1).
  *   FILTER runs only the cases whose name contains it.
  *
+ * Environment, for experiments:
+ *   BENCH_DB_SQL     SQL run on each fresh database before a case (e.g. "DROP INDEX x")
+ *   BENCH_DB_BOARDS  boards for the "like provd" case (default 20,000 x SCALE)
+ *   BENCH_DB_DELAY   batch_delay_us for the "like provd" case (default 0)
+ * Instructions per board (steady, unlike CPU time on a shared VM):
+ *   BENCH_DB_BOARDS=3000 valgrind --tool=callgrind bench-db /var/tmp 1 "like provd"
+ *   and divide the summary by 3000.
+ *
  * Prints one line per case: units (requests, or boards), commits, average
  * batch, requests/s, rows/s, process CPU time (both threads) per unit and,
  * for the per-board cases, boards/s. On a shared or virtual disk fsync time
@@ -41,9 +49,11 @@ struct slot {
         struct db_req req;
         uint64_t submitted_ns;
         struct bench *b;
-        uint8_t der[64];
+        uint8_t der[560];
         int64_t cert_id;
-        bool outcome_next;
+        int phase;                      /* per board: 0 lookup, 1 issuance, 2 outcome */
+        struct db_record_issuance issuance;     /* the board's issuance, kept for the later phases */
+        uv_timer_t board_time;          /* the board's own time between two steps */
 };
 
 struct bench {
@@ -54,7 +64,10 @@ struct bench {
         unsigned long submitted, completed;
         unsigned long errors;
         bool per_board;                 /* issuance + outcome per unit */
+        bool like_provd;                /* lookup + issuance + outcome, random keys, board time */
+        unsigned board_ms;              /* like_provd: time the board takes between two steps */
         uint64_t next_serial;
+        uint64_t rng;
         int64_t signer_id;
         struct slot *slots;
         uint32_t *latency_us;           /* submit -> done() of every request */
@@ -95,36 +108,45 @@ static void fill_attempt(struct slot *s) {
         s->req.outcome.timings_json = "{\"hello_ms\":1000}";
 }
 
+static uint64_t rnd(struct bench *b) {
+        /* xorshift64*: deterministic, spread like real serials and fingerprints */
+        b->rng ^= b->rng >> 12;
+        b->rng ^= b->rng << 25;
+        b->rng ^= b->rng >> 27;
+        return b->rng * 2685821657736338717ULL;
+}
+
 static void fill_issuance(struct slot *s) {
         struct bench *b = s->b;
-        uint64_t n = b->next_serial++;
+        uint64_t n = b->next_serial++, k = b->like_provd ? rnd(b) : n, c = b->like_provd ? rnd(b) : n;
 
         memset(&s->req, 0, sizeof(s->req));
         s->req.type = DB_RECORD_ISSUANCE;
-        snprintf(s->req.issuance.serial, sizeof(s->req.issuance.serial), "01%016llx", (unsigned long long)n);
+        snprintf(s->req.issuance.serial, sizeof(s->req.issuance.serial), "01%016llx", (unsigned long long)k);
         snprintf(s->req.issuance.model, sizeof(s->req.issuance.model), "ATECC608B");
         snprintf(s->req.issuance.fw_version, sizeof(s->req.issuance.fw_version), "1.0.0");
         s->req.issuance.pubkey[0] = 0x04;
         memcpy(s->req.issuance.pubkey + 1, &n, sizeof(n));
         memset(s->der, 0x30, sizeof(s->der));
         memcpy(s->der + 8, &n, sizeof(n));
+        memcpy(s->der + 16, &c, sizeof(c));
         s->req.issuance.cert_der = s->der;
-        s->req.issuance.cert_der_len = sizeof(s->der);
-        snprintf(s->req.issuance.cert_serial, sizeof(s->req.issuance.cert_serial), "7f%030llx",
-                 (unsigned long long)n);
+        s->req.issuance.cert_der_len = b->like_provd ? sizeof(s->der) : 64;
+        snprintf(s->req.issuance.cert_serial, sizeof(s->req.issuance.cert_serial), "7f%016llx%014llx",
+                 (unsigned long long)c, (unsigned long long)(n & 0xffffffffffffffULL));
         s->req.issuance.not_before_ms = 1700000000000;
         s->req.issuance.not_after_ms = 253402300799000;
         s->req.issuance.signer_id = b->signer_id;
-        snprintf(s->req.issuance.thing_name, sizeof(s->req.issuance.thing_name), "01%016llx", (unsigned long long)n);
-        snprintf(s->req.issuance.port, sizeof(s->req.issuance.port), "/dev/ttyACM0");
-        snprintf(s->req.issuance.slot, sizeof(s->req.issuance.slot), "hub-0");
+        snprintf(s->req.issuance.thing_name, sizeof(s->req.issuance.thing_name), "%s", s->req.issuance.serial);
+        snprintf(s->req.issuance.port, sizeof(s->req.issuance.port), "/dev/ttyACM%u", (unsigned)(s - b->slots));
+        snprintf(s->req.issuance.slot, sizeof(s->req.issuance.slot), "hub-%u", (unsigned)(s - b->slots));
 }
 
 static void fill_provisioned(struct slot *s) {
         char serial[DB_SERIAL_MAX];
-        int64_t cert_id = s->req.issuance.cert_id;
+        int64_t cert_id = s->issuance.cert_id;
 
-        memcpy(serial, s->req.issuance.serial, sizeof(serial));
+        memcpy(serial, s->issuance.serial, sizeof(serial));
         fill_attempt(s);
         memcpy(s->req.outcome.serial, serial, sizeof(serial));
         s->req.outcome.outcome = DB_OUTCOME_PROVISIONED;
@@ -140,14 +162,38 @@ static void next(struct slot *s) {
         if (b->submitted >= b->target)
                 return;
         b->submitted++;
+        s->phase = 1;
         if (b->per_board) {
                 fill_issuance(s);
-                s->outcome_next = true;
+                s->issuance = s->req.issuance;
         } else
                 fill_attempt(s);
+        if (b->like_provd) {
+                /* HELLO answered: the station looks the serial up first */
+                s->phase = 0;
+                memset(&s->req, 0, sizeof(s->req));
+                s->req.type = DB_LOOKUP_DEVICE;
+                memcpy(s->req.lookup.serial, s->issuance.serial, sizeof(s->req.lookup.serial));
+        }
         s->req.done = on_done;
         s->req.userdata = s;
         submit_timed(s);
+}
+
+static void submit_phase(struct slot *s) {
+        if (s->phase == 1) {
+                memset(&s->req, 0, sizeof(s->req));
+                s->req.type = DB_RECORD_ISSUANCE;
+                s->req.issuance = s->issuance;
+        } else
+                fill_provisioned(s);
+        s->req.done = on_done;
+        s->req.userdata = s;
+        submit_timed(s);
+}
+
+static void on_board_time(uv_timer_t *t) {
+        submit_phase(t->data);
 }
 
 static void on_done(struct db_req *req) {
@@ -160,12 +206,17 @@ static void on_done(struct db_req *req) {
         if (req->result < 0) {
                 if (b->errors++ < 5)
                         fprintf(stderr, "request failed: %s\n", req->errmsg);
-        } else if (b->per_board && s->outcome_next) {
-                s->outcome_next = false;
-                fill_provisioned(s);
-                s->req.done = on_done;
-                s->req.userdata = s;
-                submit_timed(s);
+        } else if (b->per_board && s->phase < 2) {
+                if (s->phase == 0 && req->lookup.found && b->errors++ < 5)
+                        fprintf(stderr, "random serial %s already known\n", req->lookup.serial);
+                if (s->phase == 1)
+                        s->issuance.cert_id = req->issuance.cert_id;
+                s->phase++;
+                if (b->board_ms) {
+                        s->board_time.data = s;
+                        uv_timer_start(&s->board_time, on_board_time, b->board_ms, 0);
+                } else
+                        submit_phase(s);
                 return;
         }
         b->completed++;
@@ -226,11 +277,17 @@ struct result {
         struct db_metrics m;
 };
 
+static void on_timer_closed(uv_handle_t *h) {
+        (void)h;
+}
+
 static int run_db_case(const char *dir, unsigned in_flight, unsigned max_batch, unsigned delay_us,
-                       bool per_board, unsigned long units, struct result *ret) {
+                       bool per_board, unsigned board_ms, unsigned long units, struct result *ret) {
         char path[512], err[600] = "";
         uv_loop_t loop;
-        struct bench b = { .loop = &loop, .in_flight = in_flight, .target = units, .per_board = per_board };
+        struct bench b = { .loop = &loop, .in_flight = in_flight, .target = units, .per_board = per_board,
+                           .like_provd = per_board && board_ms > 0, .board_ms = board_ms,
+                           .rng = 0x9e3779b97f4a7c15ULL };
         struct db_metrics m0;
         bool closed = false;
         uint64_t t0;
@@ -245,6 +302,14 @@ static int run_db_case(const char *dir, unsigned in_flight, unsigned max_batch, 
         if (r < 0) {
                 fprintf(stderr, "db_open %s: %s\n", path, err);
                 return r;
+        }
+        if (getenv("BENCH_DB_SQL")) {
+                sqlite3 *c;
+                char *e = NULL;
+                sqlite3_open(path, &c);
+                if (sqlite3_exec(c, getenv("BENCH_DB_SQL"), NULL, NULL, &e) != SQLITE_OK)
+                        fprintf(stderr, "BENCH_DB_SQL: %s\n", e);
+                sqlite3_close(c);
         }
         r = ensure_signer(&b);
         if (r < 0) {
@@ -262,6 +327,7 @@ static int run_db_case(const char *dir, unsigned in_flight, unsigned max_batch, 
         cpu0 = cpu_now();
         for (unsigned i = 0; i < in_flight; i++) {
                 b.slots[i].b = &b;
+                uv_timer_init(&loop, &b.slots[i].board_time);
                 next(&b.slots[i]);
         }
         while (b.completed < b.target)
@@ -278,6 +344,8 @@ static int run_db_case(const char *dir, unsigned in_flight, unsigned max_batch, 
         ret->m.batches -= m0.batches;
         ret->m.requests -= m0.requests;
 
+        for (unsigned i = 0; i < in_flight; i++)
+                uv_close((uv_handle_t *)&b.slots[i].board_time, on_timer_closed);
         db_close(b.db, on_closed, &closed);
         while (!closed)
                 uv_run(&loop, UV_RUN_ONCE);
@@ -364,6 +432,8 @@ int main(int argc, char **argv) {
 
         if (scale == 0)
                 scale = 1;
+        /* as provd's main() does, before SQLite initialises */
+        (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
         if (statfs(dir, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC_)
                 fprintf(stderr, "warning: %s is tmpfs; fsync costs nothing there\n", dir);
 
@@ -383,35 +453,46 @@ int main(int argc, char **argv) {
         }
 
         if (strstr("db: attempts row, 1 in flight (1 per commit)", filter)) {
-                if (run_db_case(dir, 1, 1, 0, false, 2000 * scale, &res) < 0)
+                if (run_db_case(dir, 1, 1, 0, false, 0, 2000 * scale, &res) < 0)
                         return 1;
                 print("db: attempts row, 1 in flight (1 per commit)", &res, 1, false);
         }
         if (strstr("db: attempts row, group commit of 64", filter)) {
-                if (run_db_case(dir, 64, 64, 5000, false, 64000 * scale, &res) < 0)
+                if (run_db_case(dir, 64, 64, 5000, false, 0, 64000 * scale, &res) < 0)
                         return 1;
                 print("db: attempts row, group commit of 64", &res, 1, false);
         }
         if (strstr("db: attempts row, 256 in flight, natural", filter)) {
-                if (run_db_case(dir, 256, 256, 0, false, 128000 * scale, &res) < 0)
+                if (run_db_case(dir, 256, 256, 0, false, 0, 128000 * scale, &res) < 0)
                         return 1;
                 print("db: attempts row, 256 in flight, natural", &res, 1, false);
         }
 
         if (strstr("db: board (issue+outcome), 1 in flight", filter)) {
-                if (run_db_case(dir, 1, 1, 0, true, 1000 * scale, &res) < 0)
+                if (run_db_case(dir, 1, 1, 0, true, 0, 1000 * scale, &res) < 0)
                         return 1;
                 print("db: board (issue+outcome), 1 in flight", &res, 7, true);
         }
         if (strstr("db: board, group commit of 64", filter)) {
-                if (run_db_case(dir, 64, 64, 5000, true, 32000 * scale, &res) < 0)
+                if (run_db_case(dir, 64, 64, 5000, true, 0, 32000 * scale, &res) < 0)
                         return 1;
                 print("db: board, group commit of 64", &res, 7, true);
         }
         if (strstr("db: board, 256 ports in flight, natural", filter)) {
-                if (run_db_case(dir, 256, 256, 0, true, 64000 * scale, &res) < 0)
+                if (run_db_case(dir, 256, 256, 0, true, 0, 64000 * scale, &res) < 0)
                         return 1;
                 print("db: board, 256 ports in flight, natural", &res, 7, true);
+        }
+        if (strstr("db: board like provd, 256 ports, 40 ms steps", filter)) {
+                /* lookup + issuance + outcome with random serials and fingerprints and a
+                 * 560-byte certificate, the board taking 40 ms between two steps (~2,000 boards/s): the
+                 * batch sizes provd sees at 256 ports */
+                const char *boards = getenv("BENCH_DB_BOARDS"), *delay = getenv("BENCH_DB_DELAY");
+
+                if (run_db_case(dir, 256, 256, delay ? (unsigned)strtoul(delay, NULL, 10) : 0, true, 40,
+                                boards ? strtoul(boards, NULL, 10) : 20000 * scale, &res) < 0)
+                        return 1;
+                print("db: board like provd, 256 ports, 40 ms steps", &res, 7, true);
         }
         return 0;
 }

@@ -40,6 +40,7 @@
 
 #include "audit.h"
 #include "db.h"
+#include "json-writer.h"
 #include "schema/schema.h"
 #include "util.h"
 
@@ -47,6 +48,9 @@
 #define MAX_MAX_BATCH 65536
 #define DEFAULT_QUERY_LIMIT 1000
 #define MAX_DER_LEN 16384
+/* Audit details and outbox payloads built per board: every field is bounded
+ * (db.h) and fits several times over even escaped. */
+#define JSON_RECORD_MAX 4096
 /* WAL frames after a commit that wake the checkpointer (SQLite's own default threshold). */
 #define CHECKPOINT_PAGES 1000
 /* A WAL file larger than this is truncated when it restarts. */
@@ -578,7 +582,8 @@ static int do_lookup(struct db *db, struct db_req *req, int64_t now) {
 static int do_issuance(struct db *db, struct db_req *req, int64_t now) {
         struct db_record_issuance *q = &req->issuance;
         char serial[DB_SERIAL_MAX], cert_serial[DB_CERT_SERIAL_MAX], sha[DB_SHA256_HEX_MAX];
-        _cleanup_free_ char *details = NULL;
+        char details_buf[JSON_RECORD_MAX];
+        const char *details;
         int64_t old_cert = 0, superseded = 0, cert_id;
         bool exists = false;
         int r, rc;
@@ -701,26 +706,25 @@ static int do_issuance(struct db *db, struct db_req *req, int64_t now) {
         }
 
         {
-                _cleanup_(cJSON_Deletep) cJSON *o = cJSON_CreateObject();
+                struct json_writer w;
 
-                if (!o)
-                        return fail(req, -ENOMEM, "out of memory");
-                json_add_int(o, "cert_id", cert_id);
-                cJSON_AddStringToObject(o, "cert_serial", cert_serial);
-                cJSON_AddStringToObject(o, "cert_sha256", sha);
-                json_add_int(o, "signer_id", q->signer_id);
-                cJSON_AddStringToObject(o, "thing_name", q->thing_name);
-                json_add_int(o, "not_before", q->not_before_ms);
-                json_add_int(o, "not_after", q->not_after_ms);
+                json_writer_init(&w, details_buf, sizeof(details_buf));
+                json_writer_int(&w, "cert_id", cert_id);
+                json_writer_str(&w, "cert_serial", cert_serial);
+                json_writer_str(&w, "cert_sha256", sha);
+                json_writer_int(&w, "signer_id", q->signer_id);
+                json_writer_str(&w, "thing_name", q->thing_name);
+                json_writer_int(&w, "not_before", q->not_before_ms);
+                json_writer_int(&w, "not_after", q->not_after_ms);
                 if (q->port[0])
-                        cJSON_AddStringToObject(o, "port", q->port);
+                        json_writer_str(&w, "port", q->port);
                 if (q->slot[0])
-                        cJSON_AddStringToObject(o, "slot", q->slot);
+                        json_writer_str(&w, "slot", q->slot);
                 if (superseded)
-                        json_add_int(o, "superseded_cert_id", superseded);
-                details = json_print(o);
+                        json_writer_int(&w, "superseded_cert_id", superseded);
+                details = json_writer_finish(&w);
                 if (!details)
-                        return fail(req, -ENOMEM, "out of memory");
+                        return fail(req, -E2BIG, "audit details do not fit in %zu bytes", sizeof(details_buf));
         }
         r = append_audit(db, req, now, "provd", "cert.issue", serial, details, NULL);
         if (r < 0)
@@ -737,7 +741,8 @@ static int do_issuance(struct db *db, struct db_req *req, int64_t now) {
 static int outcome_provisioned(struct db *db, struct db_req *req, int64_t now, const char *serial,
                                int64_t finished) {
         struct db_record_outcome *q = &req->outcome;
-        _cleanup_free_ char *payload = NULL;
+        char payload_buf[JSON_RECORD_MAX];
+        const char *payload;
         enum db_cert_status status;
         int64_t signer_id;
         int r, rc;
@@ -747,7 +752,7 @@ static int outcome_provisioned(struct db *db, struct db_req *req, int64_t now, c
 
         {
                 _cleanup_reset_ sqlite3_stmt *st = use(db, STMT_CERT_GET);
-                _cleanup_(cJSON_Deletep) cJSON *o = NULL;
+                struct json_writer w;
 
                 sqlite3_bind_int64(st, 1, q->cert_id);
                 rc = sqlite3_step(st);
@@ -767,16 +772,14 @@ static int outcome_provisioned(struct db *db, struct db_req *req, int64_t now, c
                                     cert_status_names[status]);
                 signer_id = sqlite3_column_int64(st, 4);
 
-                o = cJSON_CreateObject();
-                if (!o)
-                        return fail(req, -ENOMEM, "out of memory");
-                cJSON_AddStringToObject(o, "serial", serial);
-                cJSON_AddStringToObject(o, "thing_name", (const char *)sqlite3_column_text(st, 2));
-                cJSON_AddStringToObject(o, "certificate_id", (const char *)sqlite3_column_text(st, 3));
-                json_add_int(o, "signer_id", signer_id);
-                payload = json_print(o);
+                json_writer_init(&w, payload_buf, sizeof(payload_buf));
+                json_writer_str(&w, "serial", serial);
+                json_writer_str(&w, "thing_name", (const char *)sqlite3_column_text(st, 2));
+                json_writer_str(&w, "certificate_id", (const char *)sqlite3_column_text(st, 3));
+                json_writer_int(&w, "signer_id", signer_id);
+                payload = json_writer_finish(&w);
                 if (!payload)
-                        return fail(req, -ENOMEM, "out of memory");
+                        return fail(req, -E2BIG, "outbox payload does not fit in %zu bytes", sizeof(payload_buf));
         }
 
         if (status == DB_CERT_ISSUED) {
@@ -1339,6 +1342,24 @@ static void reset_outputs(struct db_req *req) {
         case DB_OUTBOX_CLAIM:
                 req->claim.items = NULL;
                 break;
+        /* Outputs a first pass set before the batch was run again (run_fast()). */
+        case DB_RECORD_ISSUANCE:
+                req->issuance.cert_id = 0;
+                req->issuance.superseded_cert_id = 0;
+                break;
+        case DB_RECORD_OUTCOME:
+                req->outcome.attempt_id = 0;
+                req->outcome.outbox_id = 0;
+                break;
+        case DB_AUDIT:
+                req->audit.id = 0;
+                break;
+        case DB_SIGNER_ENSURE:
+                req->signer.signer_id = 0;
+                req->signer.created = false;
+                req->signer.retired = false;
+                req->signer.cert_sha256[0] = 0;
+                break;
         default:
                 break;
         }
@@ -1379,20 +1400,29 @@ static void fail_batch(struct db_req *list, int r, const char *why) {
         }
 }
 
-/* Runs one batch; returns the number of requests that failed, *ret_commit_failed if COMMIT did. */
-static unsigned run_batch(struct db *db, struct db_req *list, bool *ret_commit_failed) {
-        char why[DB_ERRMSG_MAX];
-        unsigned failed = 0;
-        int r;
+static bool is_read_only(const struct db_req *req) {
+        return req->type == DB_LOOKUP_DEVICE || req->type == DB_QUERY_DEVICES || req->type == DB_QUERY_STATS;
+}
 
-        *ret_commit_failed = false;
-        db->batch_seq++;
+static int run_handler(struct db *db, struct db_req *req) {
+        if ((unsigned)req->type < _DB_REQ_TYPE_MAX && handlers[req->type])
+                return handlers[req->type](db, req, now_ms());
+        return fail(req, -EINVAL, "unknown request type %d", (int)req->type);
+}
+
+static void begin_pass(struct db *db, struct db_req *list) {
         for (struct db_req *req = list; req; req = req->queue_next) {
                 req->batch = db->batch_seq;
                 req->result = 0;
                 req->errmsg[0] = 0;
                 reset_outputs(req);
         }
+}
+
+/* BEGIN and the audit chain head; on failure the whole batch fails. */
+static int begin(struct db *db, struct db_req *list) {
+        char why[DB_ERRMSG_MAX];
+        int r;
 
         r = exec_stmt(db, STMT_BEGIN);
         if (r >= 0)
@@ -1402,26 +1432,77 @@ static unsigned run_batch(struct db *db, struct db_req *list, bool *ret_commit_f
                 if (!sqlite3_get_autocommit(db->conn))
                         (void)exec_stmt(db, STMT_ROLLBACK);
                 fail_batch(list, r, why);
-                goto count;
         }
+        return r;
+}
 
+static void commit(struct db *db, struct db_req *list, bool *ret_commit_failed) {
+        char why[DB_ERRMSG_MAX];
+        int r;
+
+        r = exec_stmt(db, STMT_COMMIT);
+        if (r < 0) {
+                snprintf(why, sizeof(why), "commit: %s", sqlite3_errmsg(db->conn));
+                if (!sqlite3_get_autocommit(db->conn))
+                        (void)exec_stmt(db, STMT_ROLLBACK);
+                fail_batch(list, r, why);
+                *ret_commit_failed = true;
+        }
+}
+
+/*
+ * The common case: every request of the batch succeeds. No savepoints: one
+ * BEGIN, the handlers, one COMMIT. Returns -EAGAIN, with the transaction
+ * rolled back, as soon as a request that writes fails: its statements may
+ * have left half of its rows, so the batch is run again by run_isolated().
+ * A read that fails wrote nothing; only that request fails.
+ */
+static int run_fast(struct db *db, struct db_req *list, bool *ret_commit_failed) {
+        int r;
+
+        begin_pass(db, list);
+        r = begin(db, list);
+        if (r < 0)
+                return 0;
+        for (struct db_req *req = list; req; req = req->queue_next) {
+                r = run_handler(db, req);
+                if (r >= 0)
+                        continue;
+                if (is_read_only(req) && !sqlite3_get_autocommit(db->conn)) {
+                        req->result = r;
+                        if (!req->errmsg[0])
+                                snprintf(req->errmsg, sizeof(req->errmsg), "%s", sqlite3_errmsg(db->conn));
+                        free_outputs(req);
+                        continue;
+                }
+                if (!sqlite3_get_autocommit(db->conn))
+                        (void)exec_stmt(db, STMT_ROLLBACK);
+                for (struct db_req *q = list; q; q = q->queue_next)
+                        free_outputs(q);
+                return -EAGAIN;
+        }
+        commit(db, list, ret_commit_failed);
+        return 0;
+}
+
+/* One SAVEPOINT per request that writes: a request that fails is rolled back alone. */
+static void run_isolated(struct db *db, struct db_req *list, bool *ret_commit_failed) {
+        char why[DB_ERRMSG_MAX];
+        int r;
+
+        begin_pass(db, list);
+        r = begin(db, list);
+        if (r < 0)
+                return;
         for (struct db_req *req = list; req; req = req->queue_next) {
                 int64_t saved_id = db->audit_id;
                 uint8_t saved_hash[AUDIT_HASH_LEN];
-                int64_t now = now_ms();
-
-                /* Reads write nothing that would need rolling back: no savepoint for them. */
-                bool read_only = req->type == DB_LOOKUP_DEVICE || req->type == DB_QUERY_DEVICES ||
-                                 req->type == DB_QUERY_STATS;
+                bool read_only = is_read_only(req);
 
                 memcpy(saved_hash, db->audit_hash, AUDIT_HASH_LEN);
                 r = read_only ? 0 : exec_stmt(db, STMT_SAVEPOINT);
-                if (r >= 0) {
-                        if ((unsigned)req->type < _DB_REQ_TYPE_MAX && handlers[req->type])
-                                r = handlers[req->type](db, req, now);
-                        else
-                                r = fail(req, -EINVAL, "unknown request type %d", (int)req->type);
-                }
+                if (r >= 0)
+                        r = run_handler(db, req);
                 if (r >= 0 && !read_only) {
                         r = exec_stmt(db, STMT_RELEASE);
                         if (r < 0)
@@ -1446,20 +1527,27 @@ static unsigned run_batch(struct db *db, struct db_req *list, bool *ret_commit_f
                         if (!sqlite3_get_autocommit(db->conn))
                                 (void)exec_stmt(db, STMT_ROLLBACK);
                         fail_batch(list, r, why);
-                        goto count;
+                        return;
                 }
         }
+        commit(db, list, ret_commit_failed);
+}
 
-        r = exec_stmt(db, STMT_COMMIT);
-        if (r < 0) {
-                snprintf(why, sizeof(why), "commit: %s", sqlite3_errmsg(db->conn));
-                if (!sqlite3_get_autocommit(db->conn))
-                        (void)exec_stmt(db, STMT_ROLLBACK);
-                fail_batch(list, r, why);
-                *ret_commit_failed = true;
+/*
+ * Runs one batch; returns the number of requests that failed, *ret_commit_failed
+ * if COMMIT did, *ret_isolated if a failing request made it run the batch a
+ * second time with savepoints.
+ */
+static unsigned run_batch(struct db *db, struct db_req *list, bool *ret_commit_failed, bool *ret_isolated) {
+        unsigned failed = 0;
+
+        *ret_commit_failed = false;
+        *ret_isolated = false;
+        db->batch_seq++;
+        if (run_fast(db, list, ret_commit_failed) == -EAGAIN) {
+                *ret_isolated = true;
+                run_isolated(db, list, ret_commit_failed);
         }
-
-count:
         for (struct db_req *req = list; req; req = req->queue_next)
                 if (req->result < 0)
                         failed++;
@@ -1571,7 +1659,7 @@ static void writer_main(void *arg) {
         for (;;) {
                 struct db_req *head, *tail, *req;
                 unsigned n = 0, failed;
-                bool commit_failed;
+                bool commit_failed, isolated;
 
                 uv_mutex_lock(&db->lock);
                 while (!db->queue_head && !db->stopping)
@@ -1603,7 +1691,7 @@ static void writer_main(void *arg) {
                 tail->queue_next = NULL;
                 uv_mutex_unlock(&db->lock);
 
-                failed = run_batch(db, head, &commit_failed);
+                failed = run_batch(db, head, &commit_failed, &isolated);
 
                 uv_mutex_lock(&db->lock);
                 if (db->done_tail)
@@ -1615,6 +1703,7 @@ static void writer_main(void *arg) {
                 db->metrics.requests += n;
                 db->metrics.requests_failed += failed;
                 db->metrics.commit_failures += commit_failed;
+                db->metrics.isolated_batches += isolated;
                 db->metrics.max_batch_seen = MAX(db->metrics.max_batch_seen, n);
                 uv_mutex_unlock(&db->lock);
                 uv_async_send(&db->async);

@@ -351,6 +351,7 @@ struct db_metrics {
         uint64_t requests;                      /* completed */
         uint64_t requests_failed;
         uint64_t commit_failures;               /* batches whose COMMIT failed */
+        uint64_t isolated_batches;              /* run again with a savepoint per request after one failed */
         uint64_t checkpoints;                   /* WAL checkpoints run by the checkpoint thread */
         uint64_t checkpoint_retries;            /* found the WAL busy, tried again */
         uint64_t checkpoint_failures;           /* any other error */

@@ -2,6 +2,7 @@
 /* Unit tests for db.c: every request type on a temporary file, savepoint isolation, crash durability. */
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -692,10 +693,53 @@ static void test_savepoint_isolation(void **state) {
         /* And the audit chain skipped it without a gap. */
         verify_chain(c, 3);
 
+        /* The ids handed back are those of the pass that committed. */
+        char q[160];
+        snprintf(q, sizeof(q), "SELECT count(*) FROM certificates WHERE id = %" PRId64 " AND device_serial = '1111'",
+                 req[0].issuance.cert_id);
+        assert_int_equal(sql_int(c, q), 1);
+        snprintf(q, sizeof(q), "SELECT count(*) FROM certificates WHERE id = %" PRId64 " AND device_serial = '3333'",
+                 req[2].issuance.cert_id);
+        assert_int_equal(sql_int(c, q), 1);
+        assert_int_equal(req[1].issuance.cert_id, 0);
+
         struct db_metrics m;
         db_get_metrics(c->db, &m);
         assert_int_equal(m.max_batch_seen, 3);
         assert_int_equal(m.requests_failed, 1);
+        /* The batch ran without savepoints first, then again with one per request. */
+        assert_int_equal(m.isolated_batches, 1);
+}
+
+/* A batch where nothing fails commits in one pass; a failing read does not make it run again. */
+static void test_batch_fast_path(void **state) {
+        struct ctx *c = *state;
+        struct db_req req[3];
+        uint8_t der[2][64];
+        unsigned target;
+        struct db_metrics m;
+
+        close_db(c);
+        open_db(c, &(struct db_options){ .max_batch = 3, .batch_delay_us = 60 * 1000 * 1000 });
+
+        make_issuance(&req[0], c, "4444", 1, "bb01", der[0]);
+        req[1] = (struct db_req){ .type = DB_LOOKUP_DEVICE };
+        snprintf(req[1].lookup.serial, sizeof(req[1].lookup.serial), "not hex");
+        make_issuance(&req[2], c, "5555", 2, "bb02", der[1]);
+        target = c->done_count + 3;
+        for (int i = 0; i < 3; i++)
+                submit(c, &req[i]);
+        wait_done(c, target);
+
+        assert_int_equal(req[0].batch, req[2].batch);
+        assert_int_equal(req[0].result, 0);
+        assert_int_equal(req[1].result, -EINVAL);
+        assert_int_equal(req[2].result, 0);
+        assert_int_equal(sql_int(c, "SELECT count(*) FROM devices WHERE serial IN ('4444', '5555')"), 2);
+        verify_chain(c, 3);     /* signer.add, two cert.issue */
+        db_get_metrics(c->db, &m);
+        assert_int_equal(m.requests_failed, 1);
+        assert_int_equal(m.isolated_batches, 0);
 }
 
 static void test_query_devices(void **state) {
@@ -1072,6 +1116,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_clone, setup_open, teardown),
                 cmocka_unit_test_setup_teardown(test_audit_request, setup_open, teardown),
                 cmocka_unit_test_setup_teardown(test_savepoint_isolation, setup_open, teardown),
+                cmocka_unit_test_setup_teardown(test_batch_fast_path, setup_open, teardown),
                 cmocka_unit_test_setup_teardown(test_query_devices, setup_open, teardown),
                 cmocka_unit_test_setup_teardown(test_outbox, setup_open, teardown),
                 cmocka_unit_test_setup_teardown(test_submit_after_close, setup_open, teardown),
