@@ -246,7 +246,7 @@ class Bench:
 
     def floor_start(self):
         """A short floor measurement in the background, under the run's own load."""
-        return subprocess.Popen([self.bins["floor"], str(max(100, self.a.floor_iterations // 4))],
+        return subprocess.Popen([self.bins["floor"], str(self.a.floor_iterations_during)],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
     @staticmethod
@@ -535,6 +535,7 @@ class Bench:
         sim_cpu = sim_ru.ru_utime + sim_ru.ru_stime
         totals = status["totals"]
         lat = status["added_latency_us"]
+        res["provd_database"] = status.get("database")
         peak = st_end["VmHWM"]
         per_port = (peak - idle["VmRSS"]) / a.ports
         half = [r for t, r in rss_samples if t >= (rss_samples[-1][0] / 2)] if rss_samples else []
@@ -696,6 +697,11 @@ def report(r):
     p(f"  loop dispatch      p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us per step  (provd status added_latency_us: "
       f"{lat['samples']} steps, {lat['steps_per_board']} per board, response in -> next request out, "
       f"excluding the worker/DB time above)")
+    dbm = r.get("provd_database")
+    if dbm and dbm.get("batches"):
+        p(f"  group commit       {dbm['requests'] / dbm['batches']:.1f} requests per commit on average "
+          f"({dbm['batches']} commits, largest {dbm['max_batch']}); {dbm['isolated_batches']} batches run again "
+          f"with savepoints after a failed request, {dbm['requests_failed']} requests failed")
     p(f"  provd RSS          peak {rss['peak_kib'] / 1024:.1f} MiB (idle {rss['idle_kib'] / 1024:.1f} MiB before the "
       f"run; {rss['per_port_kib']:.1f} KiB per port if all the growth is counted against the ports); second half "
       f"of the run {(rss['second_half_min_kib'] or 0) / 1024:.1f}-{(rss['second_half_max_kib'] or 0) / 1024:.1f} MiB")
@@ -775,8 +781,11 @@ def main():
                          "the documented figures use none")
     ap.add_argument("--floor-iterations", type=int, default=2000,
                     help="crypto floor iterations per operation (default 2000)")
-    ap.add_argument("--floor-every", type=float, default=5.0,
-                    help="also measure the floor every this many seconds during the run (0 = never; default 5)")
+    ap.add_argument("--floor-every", type=float, default=1.0,
+                    help="also measure the floor every this many seconds during the run (0 = never; default 1)")
+    ap.add_argument("--floor-iterations-during", type=int, default=200,
+                    help="iterations per operation of each floor measurement during the run (default 200: "
+                         "~60-90 ms of one core, so ~6-9 %% of a core at the default --floor-every)")
     ap.add_argument("--build", help="meson build directory (default $PROVD_BUILD_DIR or ./build; "
                                     "configured and built when needed)")
     ap.add_argument("--no-build", action="store_true", help="do not run meson/ninja")

@@ -18,6 +18,8 @@ import subprocess
 import sys
 
 FRAME = re.compile(r"\s*([0-9a-f]+) (.*) \((.*)\)$")
+# "pid/tid" heading each sample; perf right-aligns it, so it may start with spaces.
+HEAD = re.compile(r"\s*(\d+)/(\d+)\s*$")
 
 
 def samples(perf_data):
@@ -36,10 +38,9 @@ def samples(perf_data):
             pid = tid = leaf = None
             frames = []
             continue
-        if not line[0].isspace():
-            head = line.split()[0]
-            p, _, t = head.partition("/")
-            pid, tid = int(p), int(t or p)
+        h = HEAD.match(line)
+        if h:
+            pid, tid = int(h.group(1)), int(h.group(2))
             continue
         m = FRAME.match(line)
         if m:

@@ -373,6 +373,7 @@ void conf_init(struct conf *c) {
                 .session_ms = 120000,
                 .shutdown_ms = 10000,
                 .batch_max = 256,
+                .batch_delay_us = 2000,
         };
         c->name = strdup("station");
         c->state_dir = strdup("/var/lib/provd");

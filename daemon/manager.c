@@ -414,6 +414,20 @@ static cJSON *status_json(struct manager *m) {
                 active += station_is_active(m->stations[i]);
         }
         cJSON_AddNumberToObject(o, "active", active);
+        if (m->db) {
+                struct db_metrics dm;
+                cJSON *d = cJSON_AddObjectToObject(o, "database");
+
+                db_get_metrics(m->db, &dm);
+                cJSON_AddNumberToObject(d, "batches", (double)dm.batches);
+                cJSON_AddNumberToObject(d, "requests", (double)dm.requests);
+                cJSON_AddNumberToObject(d, "requests_failed", (double)dm.requests_failed);
+                cJSON_AddNumberToObject(d, "isolated_batches", (double)dm.isolated_batches);
+                cJSON_AddNumberToObject(d, "commit_failures", (double)dm.commit_failures);
+                cJSON_AddNumberToObject(d, "checkpoints", (double)dm.checkpoints);
+                cJSON_AddNumberToObject(d, "max_batch", dm.max_batch_seen);
+                cJSON_AddNumberToObject(d, "queued", dm.queued);
+        }
         return o;
 }
 
