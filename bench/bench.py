@@ -85,6 +85,13 @@ def proc_cpu(pid):
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
+def proc_minflt(pid):
+    """Minor page faults of the whole process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    return int(s[s.rindex(")") + 2:].split()[7])
+
+
 def proc_status(pid):
     out = {}
     with open(f"/proc/{pid}/status") as f:
@@ -433,6 +440,7 @@ class Bench:
         idle = proc_status(self.provd.pid)
         self.start_profilers()
         u0, s0 = proc_cpu(self.provd.pid)
+        flt0 = proc_minflt(self.provd.pid)
         io0 = proc_io(self.provd.pid)
         log(f"provd pid {self.provd.pid} up (RSS {idle['VmRSS'] / 1048576:.1f} MiB, "
             f"{idle['Threads']} threads); starting {a.ports} boards, {a.boards} in all, in {self.dir}")
@@ -503,6 +511,7 @@ class Bench:
             time.sleep(0.1)
         time.sleep(0.3)
         u1, s1 = proc_cpu(self.provd.pid)
+        flt1 = proc_minflt(self.provd.pid)
         io1 = proc_io(self.provd.pid)
         st_end = proc_status(self.provd.pid)
         self.stop_profilers()
@@ -536,6 +545,7 @@ class Bench:
         totals = status["totals"]
         lat = status["added_latency_us"]
         res["provd_database"] = status.get("database")
+        res["provd_minor_faults_per_board"] = round((flt1 - flt0) / M, 2)
         peak = st_end["VmHWM"]
         per_port = (peak - idle["VmRSS"]) / a.ports
         half = [r for t, r in rss_samples if t >= (rss_samples[-1][0] / 2)] if rss_samples else []
@@ -717,6 +727,7 @@ def report(r):
       f"steal {ml['steal_cores']:.2f}, load average {ml['loadavg_before']:.1f} before it")
     p(f"  per board          {r['provd_syscalls_per_board']} provd syscalls (read+write class), "
       f"{r['provd_ctx_switches_per_board']} context switches, "
+      f"{r['provd_minor_faults_per_board']} page faults, "
       f"{r['provd_disk_write_per_board_b']} B written to disk")
     sess = db["session_ms_avg"]
     own = db["provd_steps_ms_per_board"]["avg"]

@@ -38,12 +38,13 @@ int serial_port_open(const char *path, unsigned baud, dev_t *ret_rdev) {
                 return -errno;
         if (fstat(fd, &st) < 0)
                 return -errno;
-        if (!S_ISCHR(st.st_mode) || !isatty(fd))
+        if (!S_ISCHR(st.st_mode))
                 return -ENOTTY;
+        /* Fails with ENOTTY for a character device that is not a terminal. */
+        if (tcgetattr(fd, &t) < 0)
+                return -errno;
         /* Nobody else (ModemManager, a second provd) may open it while we own it. */
         if (ioctl(fd, TIOCEXCL) < 0)
-                return -errno;
-        if (tcgetattr(fd, &t) < 0)
                 return -errno;
         cfmakeraw(&t);
         t.c_cflag &= ~(CSTOPB | PARENB | CRTSCTS | CSIZE);
