@@ -25,6 +25,7 @@
 
 #include "certs-hsm/cert.h"
 #include "certs-hsm/csr.h"
+#include "certs-hsm/digest.h"
 #include "signer-internal.h"
 
 struct issuer {
@@ -368,7 +369,9 @@ int issuer_issue_at(struct issuer *is, const struct csr_info *csr, const char *c
                 return r;
         memcpy(c.pubkey, csr->pubkey, sizeof(c.pubkey));
         /* RFC 5280 4.2.1.2 (1): SHA-1 of the subjectPublicKey BIT STRING value. */
-        SHA1(c.pubkey, sizeof(c.pubkey), c.ski);
+        r = certs_sha1(c.pubkey, sizeof(c.pubkey), c.ski);
+        if (r < 0)
+                return r;
 
         cn_len = strlen(cn);
         subj_content = is->subj_prefix_len + rdn_size(sizeof(certs_oid_common_name), cn_len);
@@ -401,8 +404,9 @@ int issuer_issue_at(struct issuer *is, const struct csr_info *csr, const char *c
                 return -EINVAL; /* cannot happen: sizes above are exact */
         }
 
-        SHA256(tbs, tbs_len, digest);
-        r = signer_sign(is->signer, digest, sig, &sig_len);
+        r = certs_sha256(tbs, tbs_len, digest);
+        if (r >= 0)
+                r = signer_sign(is->signer, digest, sig, &sig_len);
         if (r < 0 || sig_len == 0 || sig_len > SIGNER_SIG_MAX) {
                 free(buf);
                 return r < 0 ? r : -EIO;
@@ -424,7 +428,11 @@ int issuer_issue_at(struct issuer *is, const struct csr_info *csr, const char *c
 
         c.der = buf;
         c.der_len = total;
-        SHA256(c.der, c.der_len, c.sha256);
+        r = certs_sha256(c.der, c.der_len, c.sha256);
+        if (r < 0) {
+                free(buf);
+                return r;
+        }
         certs_hex_encode(c.sha256_hex, c.sha256, sizeof(c.sha256));
         certs_hex_encode(c.ski_hex, c.ski, sizeof(c.ski));
         *ret = c;

@@ -20,6 +20,7 @@
 #include <openssl/sha.h>
 
 #include "certs-hsm/csr.h"
+#include "certs-hsm/digest.h"
 #include "certs-internal.h"
 
 /* How deep opaque values (attribute values, extension contents) may nest. */
@@ -313,7 +314,11 @@ int csr_parse_validate(const uint8_t *der, size_t len, const char *expected_cn, 
         if (r < 0)
                 return r;
 
-        SHA256(ps.info_tlv.p, ps.info_tlv.len, digest);
+        r = certs_sha256(ps.info_tlv.p, ps.info_tlv.len, digest);
+        if (r < 0) {
+                certs_ec_key_free(key);
+                return r;
+        }
         r = certs_ec_key_verify(key, digest, sig_r.p, sig_r.len, sig_s.p, sig_s.len);
         if (r <= 0) {
                 certs_ec_key_free(key);

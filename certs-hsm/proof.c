@@ -4,6 +4,7 @@
 #include <openssl/sha.h>
 
 #include "certs-hsm/csr.h"
+#include "certs-hsm/digest.h"
 #include "certs-hsm/proof.h"
 #include "certs-internal.h"
 
@@ -14,7 +15,9 @@ static int verify_with(const struct csr_key *key, const uint8_t nonce[PROOF_NONC
 
         memcpy(msg, nonce, PROOF_NONCE_LEN);
         memcpy(msg + PROOF_NONCE_LEN, cert_hash, PROOF_HASH_LEN);
-        SHA256(msg, sizeof(msg), digest);
+        r = certs_sha256(msg, sizeof(msg), digest);
+        if (r < 0)
+                return r;
         r = certs_ec_key_verify(key, digest, sig, 32, sig + 32, 32);
         if (r < 0)
                 return r;

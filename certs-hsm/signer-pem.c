@@ -2,6 +2,7 @@
 /* The file: signer backend: an EC P-256 private key in a PEM file only its owner can read. */
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <openssl/err.h>
@@ -9,24 +10,65 @@
 
 #include "signer-internal.h"
 
+/* Signing contexts kept for reuse: one is only ever used by one thread at a
+ * time, and as many exist as threads ever signed at once. */
+#define FILE_SIGNER_POOL 16
+
 struct file_signer {
         EVP_PKEY *key;
+        pthread_mutex_t lock;
+        EVP_PKEY_CTX *pool[FILE_SIGNER_POOL];
+        size_t n_pool;
 };
+
+/* A context initialised for signing with the key: from the pool, or new.
+ * Setting one up (EVP_PKEY_CTX_new_from_pkey + EVP_PKEY_sign_init fetch the
+ * algorithm from the provider) costs ~3 µs, a tenth of the signature. */
+static EVP_PKEY_CTX *take_ctx(struct file_signer *fs) {
+        EVP_PKEY_CTX *ctx = NULL;
+
+        pthread_mutex_lock(&fs->lock);
+        if (fs->n_pool > 0)
+                ctx = fs->pool[--fs->n_pool];
+        pthread_mutex_unlock(&fs->lock);
+        if (ctx)
+                return ctx;
+        /* The EVP_PKEY is shared read-only between threads, which OpenSSL 3
+         * supports for provider keys; each context is used by one thread. */
+        ctx = EVP_PKEY_CTX_new_from_pkey(NULL, fs->key, NULL);
+        if (ctx && EVP_PKEY_sign_init(ctx) != 1) {
+                EVP_PKEY_CTX_free(ctx);
+                ctx = NULL;
+        }
+        return ctx;
+}
+
+static void give_ctx(struct file_signer *fs, EVP_PKEY_CTX *ctx) {
+        pthread_mutex_lock(&fs->lock);
+        if (fs->n_pool < FILE_SIGNER_POOL) {
+                fs->pool[fs->n_pool++] = ctx;
+                ctx = NULL;
+        }
+        pthread_mutex_unlock(&fs->lock);
+        EVP_PKEY_CTX_free(ctx);
+}
 
 static int file_sign(void *userdata, const uint8_t digest[32], uint8_t sig[SIGNER_SIG_MAX], size_t *ret_len) {
         struct file_signer *fs = userdata;
-        _cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
+        EVP_PKEY_CTX *ctx = take_ctx(fs);
         size_t len = SIGNER_SIG_MAX;
 
-        /* One EVP_PKEY_CTX per call: the EVP_PKEY itself is shared read-only
-         * between threads, which OpenSSL 3 supports for provider keys. */
-        ctx = EVP_PKEY_CTX_new_from_pkey(NULL, fs->key, NULL);
-        if (!ctx)
+        if (!ctx) {
+                ERR_clear_error();
                 return -ENOMEM;
-        if (EVP_PKEY_sign_init(ctx) != 1 || EVP_PKEY_sign(ctx, sig, &len, digest, 32) != 1) {
+        }
+        if (EVP_PKEY_sign(ctx, sig, &len, digest, 32) != 1) {
+                /* A context that failed is not reused. */
+                EVP_PKEY_CTX_free(ctx);
                 ERR_clear_error();
                 return -EIO;
         }
+        give_ctx(fs, ctx);
         *ret_len = len;
         return 0;
 }
@@ -35,6 +77,9 @@ static void file_free(void *userdata) {
         struct file_signer *fs = userdata;
         if (!fs)
                 return;
+        for (size_t i = 0; i < fs->n_pool; i++)
+                EVP_PKEY_CTX_free(fs->pool[i]);
+        pthread_mutex_destroy(&fs->lock);
         EVP_PKEY_free(fs->key);
         free(fs);
 }
@@ -102,6 +147,7 @@ int signer_file_open(const char *path, const char *passphrase, void **ret_userda
         fs = calloc(1, sizeof(*fs));
         if (!fs)
                 return -ENOMEM;
+        pthread_mutex_init(&fs->lock, NULL);
         fs->key = TAKE_PTR(key);
         *ret_userdata = fs;
         *ret_ops = &file_ops;

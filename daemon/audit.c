@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 
 #include "audit.h"
+#include "certs-hsm/digest.h"
 #include "schema/schema.h"
 #include "util.h"
 
@@ -54,7 +55,7 @@ static void hash_fields(const uint8_t prev[AUDIT_HASH_LEN], int64_t id, int64_t 
 
         put_be64(num, (uint64_t)id);
         put_be64(num + 8, (uint64_t)ts);
-        ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+        ok = ctx && EVP_DigestInit_ex(ctx, certs_md_sha256(), NULL) &&
              EVP_DigestUpdate(ctx, hash_domain, sizeof(hash_domain)) &&
              EVP_DigestUpdate(ctx, prev, AUDIT_HASH_LEN) &&
              EVP_DigestUpdate(ctx, num, sizeof(num));

@@ -39,6 +39,7 @@
 #include <openssl/x509.h>
 
 #include "audit.h"
+#include "certs-hsm/digest.h"
 #include "db.h"
 #include "json-writer.h"
 #include "schema/schema.h"
@@ -326,9 +327,8 @@ int db_errno(int sqlite_rc) {
 
 void db_sha256_hex(const void *data, size_t len, char ret[DB_SHA256_HEX_MAX]) {
         uint8_t md[32];
-        unsigned md_len = 0;
 
-        if (!EVP_Digest(data, len, md, &md_len, EVP_sha256(), NULL) || md_len != sizeof(md)) {
+        if (certs_sha256(data, len, md) < 0) {
                 ret[0] = 0;
                 return;
         }
