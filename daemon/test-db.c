@@ -737,6 +737,11 @@ static void test_batch_fast_path(void **state) {
         assert_int_equal(req[2].result, 0);
         assert_int_equal(sql_int(c, "SELECT count(*) FROM devices WHERE serial IN ('4444', '5555')"), 2);
         verify_chain(c, 3);     /* signer.add, two cert.issue */
+        /* The new device points at its certificate. */
+        char q[160];
+        snprintf(q, sizeof(q), "SELECT count(*) FROM devices WHERE serial = '4444' AND state = 'issued' "
+                               "AND current_cert_id = %" PRId64, req[0].issuance.cert_id);
+        assert_int_equal(sql_int(c, q), 1);
         db_get_metrics(c->db, &m);
         assert_int_equal(m.requests_failed, 1);
         assert_int_equal(m.isolated_batches, 0);
