@@ -63,6 +63,23 @@ static void test_crc_matches_bitwise(void **state) {
                 uint8_t x = (uint8_t)b;
                 assert_int_equal(spc_crc32(0, &x, 1), crc_bitwise(&x, 1));
         }
+        /* every byte value at each position of a 4-byte step (each entry of the
+         * slicing tables), at every alignment, followed by 0..3 bytes of tail */
+        for (unsigned b = 0; b < 256; b++)
+                for (size_t pos = 0; pos < 4; pos++)
+                        for (size_t off = 0; off < 4; off++) {
+                                size_t n = 4 + (b + pos) % 4;
+
+                                for (size_t i = 0; i < n; i++)
+                                        buf[off + i] = (uint8_t)prng();
+                                buf[off + pos] = (uint8_t)b;
+                                assert_int_equal(spc_crc32(0, buf + off, n), crc_bitwise(buf + off, n));
+                        }
+        /* chaining at every split point */
+        for (size_t i = 0; i < 64; i++)
+                buf[i] = (uint8_t)prng();
+        for (size_t k = 0; k <= 64; k++)
+                assert_int_equal(spc_crc32(spc_crc32(0, buf, k), buf + k, 64 - k), crc_bitwise(buf, 64));
 }
 
 /* --- COBS ----------------------------------------------------------------- */

@@ -22,6 +22,13 @@ for f in $board_files; do
                 fail=1
         fi
 done
+# The small CRC (bytewise table only) for boards short of flash.
+if "$@" -std=c99 -ffreestanding -Wall -Wextra -Werror -pedantic -DSPC_CRC_SMALL -Iinclude -I. -c crc.c -o "$out/crc-small.o"; then
+        echo "ok: crc.c with -DSPC_CRC_SMALL"
+else
+        echo "FAILED: crc.c with -DSPC_CRC_SMALL"
+        fail=1
+fi
 for f in $board_files $headers; do
         bad=$(grep -E '^[[:space:]]*#[[:space:]]*include[[:space:]]*<' "$f" |
               grep -vE '<(stdint|stddef|stdbool|string)\.h>' || true)
