@@ -51,28 +51,41 @@ static bool enc_reserve(struct spc_cobs_enc *e) {
 }
 
 void spc_cobs_enc_put(struct spc_cobs_enc *e, const uint8_t *in, size_t len) {
-        for (size_t i = 0; i < len && e->error == SPC_OK; i++) {
-                /* Read before any write: the input may sit behind the output
-                 * in the same buffer (client.c re-encodes in place). */
-                uint8_t b = in[i];
+        size_t i = 0;
+
+        while (i < len && e->error == SPC_OK) {
+                size_t n = 0, max;
 
                 if (!e->open && !enc_reserve(e))
                         return;
-                if (b == 0) {
+                if (in[i] == 0) {
                         e->out[e->code_pos] = e->code;
                         e->open = false;
+                        i++;
                         /* A zero always starts a new block, even at the end:
                          * that block carries the zero as its implied byte. */
                         if (!enc_reserve(e))
                                 return;
                         continue;
                 }
-                if (e->pos >= e->cap) {
+                /* A run of non-zero bytes, as many as the open block still takes. */
+                max = (size_t)(0xff - e->code);
+                if (max > len - i)
+                        max = len - i;
+                while (n < max && in[i + n] != 0)
+                        n++;
+                if (n > e->cap - e->pos) {
                         e->error = SPC_E_NOBUFS;
                         return;
                 }
-                e->out[e->pos++] = b;
-                if (++e->code == 0xff) {
+                /* memmove: the input may sit behind the output in the same
+                 * buffer (client.c re-encodes in place); the output never
+                 * overtakes the input it has not read yet. */
+                memmove(e->out + e->pos, in + i, n);
+                e->pos += n;
+                i += n;
+                e->code = (uint8_t)(e->code + n);
+                if (e->code == 0xff) {
                         /* Full block: no implied zero. The next block is
                          * opened lazily so a final full block gets no
                          * trailing 0x01 (canonical form). */
@@ -192,14 +205,34 @@ size_t spc_rx_feed(struct spc_rx *rx, const uint8_t *in, size_t len, int *ret_ev
                         rx->left = (uint8_t)(b - 1);
                         rx->state = rx->left ? SPC_RX_DATA : SPC_RX_CODE;
                         break;
-                case SPC_RX_DATA:
-                        rx->wire++;
-                        rx_store(rx, b);
-                        if (rx->state == SPC_RX_DISCARD)
+                case SPC_RX_DATA: {
+                        /* The rest of the block at once, up to a delimiter or
+                         * the end of the input; byte by byte only when the
+                         * buffer is about to overflow. */
+                        size_t n = 1, max = len - i;
+
+                        if (max > rx->left)
+                                max = rx->left;
+                        while (n < max && in[i + n] != 0)
+                                n++;
+                        if (n > rx->cap - rx->len) {
+                                rx->wire++;
+                                rx_store(rx, b);
+                                if (rx->state == SPC_RX_DISCARD)
+                                        break;
+                                if (--rx->left == 0)
+                                        rx->state = SPC_RX_CODE;
                                 break;
-                        if (--rx->left == 0)
+                        }
+                        memcpy(rx->buf + rx->len, in + i, n);
+                        rx->len += n;
+                        rx->wire += n;
+                        rx->left = (uint8_t)(rx->left - n);
+                        i += n - 1;
+                        if (rx->left == 0)
                                 rx->state = SPC_RX_CODE;
                         break;
+                }
                 default:
                         rx->wire++;
                         break;
