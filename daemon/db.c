@@ -1462,10 +1462,13 @@ static void commit(struct db *db, struct db_req *list, bool *ret_commit_failed) 
 
 /*
  * The common case: every request of the batch succeeds. No savepoints: one
- * BEGIN, the handlers, one COMMIT. Returns -EAGAIN, with the transaction
- * rolled back, as soon as a request that writes fails: its statements may
- * have left half of its rows, so the batch is run again by run_isolated().
- * A read that fails wrote nothing; only that request fails.
+ * BEGIN, the handlers, one COMMIT. A request that fails before any of its
+ * statements changed a row (a read, a refused field, a clone found by the
+ * device lookup) fails alone: a statement that fails is undone by SQLite
+ * itself, and the count of changed rows shows whether an earlier one of the
+ * request's statements completed. Otherwise its rows are half written:
+ * -EAGAIN, with the transaction rolled back, and run_isolated() runs the
+ * batch again.
  */
 static int run_fast(struct db *db, struct db_req *list, bool *ret_commit_failed) {
         int r;
@@ -1475,10 +1478,12 @@ static int run_fast(struct db *db, struct db_req *list, bool *ret_commit_failed)
         if (r < 0)
                 return 0;
         for (struct db_req *req = list; req; req = req->queue_next) {
+                int64_t changes = sqlite3_total_changes64(db->conn);
+
                 r = run_handler(db, req);
                 if (r >= 0)
                         continue;
-                if (is_read_only(req) && !sqlite3_get_autocommit(db->conn)) {
+                if (sqlite3_total_changes64(db->conn) == changes && !sqlite3_get_autocommit(db->conn)) {
                         req->result = r;
                         if (!req->errmsg[0])
                                 snprintf(req->errmsg, sizeof(req->errmsg), "%s", sqlite3_errmsg(db->conn));

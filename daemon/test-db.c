@@ -747,6 +747,48 @@ static void test_batch_fast_path(void **state) {
         assert_int_equal(m.isolated_batches, 0);
 }
 
+/* A request refused before it changed a row (a clone found by the device lookup) fails alone, in one pass. */
+static void test_batch_refusal_without_writes(void **state) {
+        struct ctx *c = *state;
+        struct db_req req[3];
+        uint8_t der[3][64];
+        unsigned target;
+        struct db_metrics m;
+
+        close_db(c);
+        open_db(c, &(struct db_options){ .max_batch = 3, .batch_delay_us = 60 * 1000 * 1000 });
+        /* Alone first (max_batch 3 would wait for two more: fill the batch with reads). */
+        make_issuance(&req[0], c, "9999", 1, "dd00", der[0]);
+        req[1] = (struct db_req){ .type = DB_LOOKUP_DEVICE };
+        snprintf(req[1].lookup.serial, sizeof(req[1].lookup.serial), "9999");
+        req[2] = req[1];
+        target = c->done_count + 3;
+        for (int i = 0; i < 3; i++)
+                submit(c, &req[i]);
+        wait_done(c, target);
+        assert_int_equal(req[0].result, 0);
+
+        make_issuance(&req[0], c, "aaaa", 2, "dd01", der[0]);
+        make_issuance(&req[1], c, "9999", 3, "dd02", der[1]);   /* same serial, another key */
+        make_issuance(&req[2], c, "bbbb", 4, "dd03", der[2]);
+        target = c->done_count + 3;
+        for (int i = 0; i < 3; i++)
+                submit(c, &req[i]);
+        wait_done(c, target);
+
+        assert_int_equal(req[0].batch, req[2].batch);
+        assert_int_equal(req[0].result, 0);
+        assert_int_equal(req[1].result, -EKEYREJECTED);
+        assert_non_null(strstr(req[1].errmsg, "clone suspected"));
+        assert_int_equal(req[2].result, 0);
+        assert_int_equal(sql_int(c, "SELECT count(*) FROM devices WHERE serial IN ('9999', 'aaaa', 'bbbb')"), 3);
+        assert_int_equal(sql_int(c, "SELECT count(*) FROM certificates WHERE serial_hex = 'dd02'"), 0);
+        verify_chain(c, 4);     /* signer.add, three cert.issue */
+        db_get_metrics(c->db, &m);
+        assert_int_equal(m.requests_failed, 1);
+        assert_int_equal(m.isolated_batches, 0);
+}
+
 static void test_query_devices(void **state) {
         struct ctx *c = *state;
         struct db_req req = { .type = DB_QUERY_DEVICES };
@@ -1122,6 +1164,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_audit_request, setup_open, teardown),
                 cmocka_unit_test_setup_teardown(test_savepoint_isolation, setup_open, teardown),
                 cmocka_unit_test_setup_teardown(test_batch_fast_path, setup_open, teardown),
+                cmocka_unit_test_setup_teardown(test_batch_refusal_without_writes, setup_open, teardown),
                 cmocka_unit_test_setup_teardown(test_query_devices, setup_open, teardown),
                 cmocka_unit_test_setup_teardown(test_outbox, setup_open, teardown),
                 cmocka_unit_test_setup_teardown(test_submit_after_close, setup_open, teardown),
