@@ -141,31 +141,54 @@ static ssize_t find_station(struct manager *m, const char *path, size_t *ret_pos
         return -1;
 }
 
-bool manager_serial_in_use(struct manager *m, const struct station *self) {
-        const char *serial = station_serial(self);
+static bool claims(const struct station *st, const void *serial) {
+        return streq(station_claimed_serial(st), serial);
+}
 
-        for (size_t i = 0; i < m->n_stations; i++) {
-                struct station *st = m->stations[i];
-                if (st != self && !station_is_closing(st) && station_is_active(st) &&
-                    streq(station_serial(st), serial))
-                        return true;
-        }
-        return false;
+static bool in_session_with(const struct station *st, const void *serial) {
+        return claims(st, serial) && !station_is_closing(st) && station_is_active(st) &&
+               streq(station_serial(st), serial);
+}
+
+static void release_serial(struct manager *m, struct station *st) {
+        const char *claimed = station_claimed_serial(st);
+
+        if (!claimed[0])
+                return;
+        (void)station_map_del(&m->by_serial, station_map_hash_str(claimed), st);
+        station_set_claimed_serial(st, "");
+}
+
+bool manager_serial_in_use(struct manager *m, struct station *self) {
+        const char *serial = station_serial(self);
+        uint64_t key = station_map_hash_str(serial);
+        bool in_use;
+
+        release_serial(m, self);
+        in_use = station_map_find(&m->by_serial, key, in_session_with, serial) != NULL;
+        if (station_map_put(&m->by_serial, key, self) >= 0)
+                station_set_claimed_serial(self, serial);
+        else
+                log_warning("port %s: out of memory indexing serial %s", station_path(self), serial);
+        return in_use;
 }
 
 static void rescan_soon(struct manager *m);
 static void consider_path(struct manager *m, const char *path);
 
+static bool not_closing(const struct station *st, const void *arg) {
+        return !station_is_closing(st);
+}
+
 bool manager_rdev_in_use(struct manager *m, dev_t rdev) {
-        for (size_t i = 0; i < m->n_stations; i++)
-                if (station_rdev(m->stations[i]) == rdev && !station_is_closing(m->stations[i]))
-                        return true;
-        return false;
+        return station_map_find(&m->by_rdev, (uint64_t)rdev, not_closing, NULL) != NULL;
 }
 
 void manager_station_gone(struct manager *m, struct station *st) {
         ssize_t i = find_station(m, station_path(st), NULL);
 
+        (void)station_map_del(&m->by_rdev, (uint64_t)station_rdev(st), st);
+        release_serial(m, st);
         /* A new station for the same path may already exist only if this one is gone from the set. */
         if (i >= 0 && m->stations[i] == st) {
                 memmove(m->stations + i, m->stations + i + 1, (m->n_stations - (size_t)i - 1) * sizeof(*m->stations));
@@ -224,6 +247,10 @@ static void consider_port(struct manager *m, const char *path, const char *usb_l
         /* station_new() may have re-entered the set? No: it only sends HELLO. Re-find the spot. */
         if (find_station(m, path, &pos) >= 0) {
                 station_close(st, "duplicate");
+                return;
+        }
+        if (station_map_put(&m->by_rdev, (uint64_t)station_rdev(st), st) < 0) {
+                station_close(st, "out of memory");
                 return;
         }
         memmove(m->stations + pos + 1, m->stations + pos, (m->n_stations - pos) * sizeof(*m->stations));
@@ -727,6 +754,8 @@ struct manager *manager_free(struct manager *m) {
         for (size_t i = 0; i < m->n_stations; i++)
                 station_free(m->stations[i]);
         free(m->stations);
+        station_map_done(&m->by_rdev);
+        station_map_done(&m->by_serial);
         for (size_t i = 0; i < m->n_watches; i++)
                 free(m->watches[i]);
         free(m->watches);

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "conf.h"
+#include "station-map.h"
 
 struct station;
 struct db;
@@ -46,6 +47,10 @@ struct manager {
         struct station **stations;
         size_t n_stations;
         size_t cap_stations;
+        /* The same stations by device number and by the serial of their board:
+         * the in-use checks on every port open and every HELLO are O(1). */
+        struct station_map by_rdev;
+        struct station_map by_serial;
 
         uv_timer_t rescan_timer;
         uv_timer_t rescan_soon;         /* debounces directory events */
@@ -95,8 +100,11 @@ bool manager_take_issuance_token(struct manager *m);
 void manager_station_gone(struct manager *m, struct station *st);
 /** Adds one "time added by provd" sample (response received → next request sent). */
 void manager_record_latency(struct manager *m, uint64_t usec);
-/** Is @serial in an active session on a port other than @self? */
-bool manager_serial_in_use(struct manager *m, const struct station *self);
+/**
+ * Is @self's serial in an active session on another port? Also indexes @self
+ * under that serial (called once per IDENT, with station_serial() set).
+ */
+bool manager_serial_in_use(struct manager *m, struct station *self);
 /** Is the device @rdev open on a port that is not closing? */
 bool manager_rdev_in_use(struct manager *m, dev_t rdev);
 /** Boards provisioned in the last minute. */

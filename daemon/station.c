@@ -94,6 +94,7 @@ struct station {
         struct sp_ident ident;
         bool have_ident;
         char serial[SERIAL_HEX_MAX + 1];
+        char claimed_serial[SERIAL_HEX_MAX + 1];        /* its key in the manager's serial index; "" = none */
         bool reissue;                   /* DB asked for a new certificate */
         bool existing;                  /* proving/rewriting the recorded certificate, no issuance */
         bool was_provisioned;           /* existing: the DB already had it provisioned */
@@ -153,6 +154,14 @@ dev_t station_rdev(const struct station *st) {
 
 const char *station_serial(const struct station *st) {
         return st->serial;
+}
+
+const char *station_claimed_serial(const struct station *st) {
+        return st->claimed_serial;
+}
+
+void station_set_claimed_serial(struct station *st, const char *serial) {
+        snprintf(st->claimed_serial, sizeof st->claimed_serial, "%s", serial);
 }
 
 bool station_is_active(const struct station *st) {

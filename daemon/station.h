@@ -58,6 +58,9 @@ void station_abort(struct station *st, const char *why);
 const char *station_path(const struct station *st);
 dev_t station_rdev(const struct station *st);
 const char *station_serial(const struct station *st);   /* "" before IDENT */
+/* The serial under which the manager indexes the station (manager_serial_in_use()); "" = none. */
+const char *station_claimed_serial(const struct station *st);
+void station_set_claimed_serial(struct station *st, const char *serial);
 bool station_is_active(const struct station *st);      /* a session in flight */
 bool station_is_closing(const struct station *st);
 /** Adds one JSON object describing the slot to @array. */
