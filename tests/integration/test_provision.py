@@ -41,6 +41,13 @@ def test_64_boards_at_once():
         check(n == 64, f"{n} AWS registrations queued")
         st = env.status()
         check(all(p["state"] == "done" for p in st["ports"]), "a port is not green")
+        # The writer's own figures: every board's lookup, issuance and outcome went
+        # through it, grouped, and nothing failed or had to be run again.
+        dbm = st.get("database") or {}
+        check(dbm.get("requests", 0) >= 3 * 64, f"database requests {dbm.get('requests')} for 64 boards")
+        check(0 < dbm.get("batches", 0) <= dbm.get("requests", 0), f"database batches {dbm.get('batches')}")
+        check(dbm.get("requests_failed") == 0 and dbm.get("isolated_batches") == 0
+              and dbm.get("commit_failures") == 0, f"database failures: {dbm}")
         rc = env.stop_provd()
         check(rc == 0, f"provd exited {rc} on SIGTERM")
     finally:
