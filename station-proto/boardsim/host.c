@@ -206,7 +206,7 @@ static int conn_send(struct conn *c, uint8_t type, const void *payload, size_t l
         c->deadline = now_ms() + g.timeout_ms;
         /* A pty takes a whole request at once unless the station side is full; good enough for a test tool. */
         if (write(c->fd, c->client.buf, (size_t)n) != n)
-                return -EIO;
+                return errno == EIO ? -EIO : -EPROTO;
         return 0;
 }
 
@@ -248,6 +248,17 @@ static void fail(struct conn *c, const char *reason, const char *fmt, ...) {
                 end_session(c);
 }
 
+/*
+ * A failed write: EIO on a tty means the other side hung up, which read()
+ * would report next; say so, whichever of the two the host saw first.
+ */
+static void fail_write(struct conn *c, int r) {
+        if (r == -EIO)
+                fail(c, "hangup", "write: the board hung up");
+        else
+                fail(c, "io", "write failed");
+}
+
 static void start_session(struct conn *c) {
         uint8_t buf[16], seq[2];
         struct sp_tlv_writer w;
@@ -262,8 +273,9 @@ static void start_session(struct conn *c) {
         c->step = ST_HELLO;
         c->start = now_ms();
         g.started++;
-        if (conn_send(c, SP_MSG_HELLO, buf, w.len) < 0)
-                fail(c, "io", "write: %s", strerror(errno));
+        int r = conn_send(c, SP_MSG_HELLO, buf, w.len);
+        if (r < 0)
+                fail_write(c, r);
 }
 
 static int open_port(struct conn *c) {
@@ -430,7 +442,7 @@ static void next_request(struct conn *c) {
         if (w.error < 0)
                 fail(c, "encode", "%s", strerror(-w.error));
         else if (r < 0)
-                fail(c, "io", "write failed");
+                fail_write(c, r);
 }
 
 static void handle_response(struct conn *c, const struct sp_frame *f) {
@@ -609,7 +621,7 @@ static void on_timeout(struct conn *c) {
         c->tries++;
         c->deadline = now_ms() + g.timeout_ms;
         if (n > 0 && write(c->fd, c->client.buf, (size_t)n) != n)
-                fail(c, "io", "write failed");
+                fail_write(c, errno == EIO ? -EIO : -EPROTO);
 }
 
 static void on_readable(struct conn *c, short revents) {
