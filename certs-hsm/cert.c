@@ -309,19 +309,18 @@ static int encode_time(uint8_t *p, time_t t, size_t *ret_len) {
         return 0;
 }
 
-static int random_serial(uint8_t serial[CERT_SERIAL_LEN]) {
-        if (RAND_bytes(serial, CERT_SERIAL_LEN) != 1) {
+static int make_serial(uint8_t serial[CERT_SERIAL_LEN]) {
+        struct timespec ts;
+        uint64_t ms = 0;
+
+        if (clock_gettime(CLOCK_REALTIME, &ts) == 0 && ts.tv_sec >= 0)
+                ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+        serial[0] = CERT_SERIAL_TAG;
+        for (size_t i = 0; i < CERT_SERIAL_TIME_LEN; i++)
+                serial[1 + i] = (uint8_t)(ms >> (8 * (CERT_SERIAL_TIME_LEN - 1 - i)));
+        if (RAND_bytes(serial + 1 + CERT_SERIAL_TIME_LEN, CERT_SERIAL_RANDOM_LEN) != 1) {
                 ERR_clear_error();
                 return -EIO;
-        }
-        /* Positive (RFC 5280 4.1.2.2) and exactly 16 octets in DER: first octet 0x01..0x7f. */
-        serial[0] &= 0x7f;
-        while (serial[0] == 0) {
-                if (RAND_bytes(serial, 1) != 1) {
-                        ERR_clear_error();
-                        return -EIO;
-                }
-                serial[0] &= 0x7f;
         }
         return 0;
 }
@@ -364,7 +363,7 @@ int issuer_issue_at(struct issuer *is, const struct csr_info *csr, const char *c
         validity[1] = (uint8_t)(nb_len + na_len);
         validity_len = 2 + nb_len + na_len;
 
-        r = random_serial(c.serial);
+        r = make_serial(c.serial);
         if (r < 0)
                 return r;
         memcpy(c.pubkey, csr->pubkey, sizeof(c.pubkey));

@@ -165,6 +165,14 @@ static void check_extensions(struct fixture *f, X509 *x, const struct issued_cer
         assert_null(X509_get0_authority_serial(x));
 }
 
+static int64_t serial_ms(const struct issued_cert *c) {
+        int64_t ms = 0;
+
+        for (size_t i = 0; i < CERT_SERIAL_TIME_LEN; i++)
+                ms = ms << 8 | c->serial[1 + i];
+        return ms;
+}
+
 static void check_cert(struct fixture *f, const struct issued_cert *c, const char *cn) {
         X509 *x = decode(c);
         const ASN1_INTEGER *serial;
@@ -182,7 +190,7 @@ static void check_cert(struct fixture *f, const struct issued_cert *c, const cha
         assert_int_equal(ASN1_STRING_type(serial), V_ASN1_INTEGER); /* positive */
         assert_int_equal(ASN1_STRING_length(serial), 16);
         assert_memory_equal(ASN1_STRING_get0_data(serial), c->serial, 16);
-        assert_true(c->serial[0] >= 0x01 && c->serial[0] <= 0x7f);
+        assert_int_equal(c->serial[0], CERT_SERIAL_TAG);
 
         assert_int_equal(X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, buf, sizeof(buf)),
                          (int)strlen(cn));
@@ -220,9 +228,16 @@ static void test_issue_default(void **state) {
         assert_true(c.not_after - c.not_before ==
                     (time_t)CERT_DEFAULT_VALIDITY_DAYS * 86400 + CERT_DEFAULT_BACKDATE_SECONDS);
 
-        /* Same CSR again: a different certificate with a different serial. */
+        /* The serial starts with the issuance time in ms (the clock's). */
+        int64_t ms = serial_ms(&c);
+        assert_true(ms >= (int64_t)now * 1000 - 5000 && ms <= (int64_t)time(NULL) * 1000 + 5000);
+
+        /* Same CSR again: a different certificate with a different serial, in time order. */
         assert_int_equal(issuer_issue(f->issuer, &f->csr, "sn-01234567", &c2), 0);
         assert_memory_not_equal(c.serial, c2.serial, 16);
+        assert_true(serial_ms(&c2) >= ms);
+        assert_memory_not_equal(c.serial + 1 + CERT_SERIAL_TIME_LEN, c2.serial + 1 + CERT_SERIAL_TIME_LEN,
+                                CERT_SERIAL_RANDOM_LEN);
         assert_memory_not_equal(c.sha256, c2.sha256, 32);
         issued_cert_done(&c);
         issued_cert_done(&c2);

@@ -58,7 +58,7 @@
  * table pages shared by many boards) is copied back once per checkpoint, so a
  * longer interval writes less per board (bench: 42 -> 35 KB per board).
  */
-#define CHECKPOINT_PAGES 4000
+#define DEFAULT_CHECKPOINT_PAGES 4000
 /* A WAL file larger than this is truncated when it restarts. */
 #define CHECKPOINT_RETRY_NS (50 * 1000 * 1000)
 #define WAL_SIZE_LIMIT 67108864 /* 64 MiB */
@@ -251,6 +251,7 @@ struct db {
         sqlite3_stmt *stmts[_STMT_MAX];
         unsigned max_batch;
         uint64_t batch_delay_ns;
+        unsigned checkpoint_pages;
         uint64_t batch_seq;
         int64_t audit_id;               /* chain head within the current batch */
         uint8_t audit_hash[AUDIT_HASH_LEN];
@@ -1587,7 +1588,7 @@ static int open_error(const struct db_options *opt, int r, const char *fmt, ...)
 static int on_wal_commit(void *userdata, sqlite3 *conn, const char *name, int pages) {
         struct db *db = userdata;
 
-        if (pages >= CHECKPOINT_PAGES) {
+        if (pages >= (int)db->checkpoint_pages) {
                 uv_mutex_lock(&db->lock);
                 if (!db->ckpt_wanted) {
                         db->ckpt_wanted = true;
@@ -1897,6 +1898,7 @@ int db_open(struct db **ret, uv_loop_t *loop, const char *path, const struct db_
         db->loop = loop;
         db->max_batch = opt && opt->max_batch ? MIN(opt->max_batch, (unsigned)MAX_MAX_BATCH) : DEFAULT_MAX_BATCH;
         db->batch_delay_ns = opt ? (uint64_t)opt->batch_delay_us * 1000u : 0;
+        db->checkpoint_pages = opt && opt->checkpoint_pages ? opt->checkpoint_pages : DEFAULT_CHECKPOINT_PAGES;
 
         r = uv_mutex_init(&db->lock);
         if (r < 0)

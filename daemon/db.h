@@ -342,6 +342,7 @@ struct db_options {
         unsigned max_batch;                     /* requests per transaction; 0 = 256 */
         unsigned batch_delay_us;                /* wait this long for a batch to fill; 0 = never */
         unsigned busy_timeout_ms;               /* another process holding the lock; 0 = 5000 */
+        unsigned checkpoint_pages;              /* WAL pages after a commit that start a checkpoint; 0 = 4000 */
         char *errbuf;                           /* optional: db_open() failure reason */
         size_t errbuf_size;
 };

@@ -942,7 +942,9 @@ static void test_checkpoint_thread(void **state) {
         char serial[16], wal[160];
         struct stat st;
 
-        /* One issuance per commit, each some WAL frames: well past the 1000-frame threshold. */
+        /* One issuance per commit, each a few WAL frames: well past a 500-frame threshold. */
+        close_db(c);
+        open_db(c, &(struct db_options){ .checkpoint_pages = 500 });
         for (unsigned i = 0; i < 400; i++) {
                 snprintf(serial, sizeof(serial), "%08x", i);
                 assert_int_equal(issue(c, serial, (uint8_t)(i | 1), serial, NULL), 0);

@@ -288,6 +288,101 @@ static void test_old_file_migrates(void **state) {
         sqlite3_close(db);
 }
 
+#define Z32 "0000000000000000000000000000000000000000000000000000000000000000"
+#define PK04 "x'04" Z32 Z32 "'"
+#define PK02 "x'02" Z32 "'"
+
+static int count_rows(sqlite3 *db, const char *sql) {
+        return (int)query_int(db, sql);
+}
+
+/*
+ * A schema-1 database with one board's full history (signer, device,
+ * certificate, attempt, outbox row): migration 2 rebuilds certificates and
+ * drops two indexes; every row, id and reference survives, and the rebuilt
+ * table enforces what the old one did except the dropped UNIQUE(sha256).
+ */
+static void test_v1_data_migrates(void **state) {
+        struct fixture *f = *state;
+        const struct schema_migration *m;
+        char sql[512], buf[64];
+        sqlite3 *db = NULL;
+        unsigned v;
+        size_t n;
+
+        m = schema_migrations(&n);
+        if (n < 2)
+                skip();
+        assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, m[0].sql, NULL, NULL, NULL), SQLITE_OK);
+        snprintf(sql, sizeof(sql), "INSERT INTO schema_history VALUES (1, '%s', '%s', 1700000000000); "
+                                   "PRAGMA user_version = 1", m[0].name, m[0].sha256);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db,
+                "INSERT INTO signers (id, name, key_uri, cert_der, cert_sha256, subject, not_before, not_after, "
+                "  created_at) VALUES (7, 's', 'file:/k.pem', x'30', '" Z32 "', 'CN=s', 0, 1, 0);"
+                "INSERT INTO devices (serial, model, fw_version, pubkey, state, first_seen, provisioned_at, "
+                "  updated_at) VALUES ('0123ab', 'm', '1', " PK04 ", 'provisioned', 5, 6, 6);"
+                "INSERT INTO certificates (id, device_serial, signer_id, serial_hex, sha256, der, thing_name, "
+                "  not_before, not_after, issued_at, proven_at, status, status_at) VALUES (42, '0123ab', 7, "
+                "  '4001', '" Z32 "', x'3082', 'thing-0123ab', 1, 2, 5, 6, 'active', 6);"
+                "UPDATE devices SET current_cert_id = 42;"
+                "INSERT INTO attempts (port, slot, serial, started_at, finished_at, outcome, step, cert_id) "
+                "  VALUES ('/dev/ttyACM0', 'a', '0123ab', 4, 6, 'provisioned', 'done', 42);"
+                "INSERT INTO aws_outbox (kind, cert_id, next_attempt_at, created_at) "
+                "  VALUES ('register_cert', 42, 5, 5);"
+                "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+
+        db = NULL;
+        assert_int_equal(schema_open(&db, f->path, NULL, NULL, 0), 0);
+        assert_int_equal(schema_version(db, &v), 0);
+        assert_int_equal(v, schema_version_latest());
+        assert_int_equal(count_rows(db, "SELECT count(*) FROM schema_history"), schema_version_latest());
+
+        /* Every row and reference kept. */
+        assert_int_equal(count_rows(db, "SELECT count(*) FROM certificates WHERE id = 42 AND device_serial = "
+                                        "'0123ab' AND signer_id = 7 AND serial_hex = '4001' AND sha256 = '" Z32 "' "
+                                        "AND der = x'3082' AND thing_name = 'thing-0123ab' AND not_before = 1 "
+                                        "AND not_after = 2 AND issued_at = 5 AND proven_at = 6 AND status = "
+                                        "'active' AND status_at = 6"), 1);
+        assert_int_equal(count_rows(db, "SELECT count(*) FROM devices d JOIN certificates c "
+                                        "ON c.id = d.current_cert_id"), 1);
+        assert_int_equal(count_rows(db, "SELECT count(*) FROM attempts WHERE cert_id = 42"), 1);
+        assert_int_equal(count_rows(db, "SELECT count(*) FROM aws_outbox WHERE cert_id = 42"), 1);
+        assert_int_equal(count_rows(db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+        query_text(db, "PRAGMA integrity_check", buf, sizeof(buf));
+        assert_string_equal(buf, "ok");
+
+        /* The indexes: serial_hex is the only unique one left on certificates. */
+        assert_int_equal(count_rows(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN "
+                                        "('attempts_serial', 'certificates_device')"), 0);
+        assert_int_equal(count_rows(db, "SELECT count(*) FROM pragma_index_list('certificates') WHERE \"unique\""),
+                         1);
+        assert_int_equal(count_rows(db, "SELECT count(*) FROM pragma_index_list('certificates') "
+                                        "WHERE name = 'certificates_signer'"), 1);
+        assert_int_equal(count_rows(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'certificates_v2'"), 0);
+
+#define CERT_ROW(id, serial_hex, sha, dev) \
+        "INSERT INTO certificates (id, device_serial, signer_id, serial_hex, sha256, der, thing_name, not_before, " \
+        "not_after, issued_at, status_at) VALUES (" id ", " dev ", 7, '" serial_hex "', '" sha "', x'30', 't', 1, " \
+        "2, 5, 5)"
+        /* Same fingerprint, another serial: allowed now (a real certificate cannot do that). */
+        assert_int_equal(sqlite3_exec(db, CERT_ROW("43", "4002", Z32, "'0123ab'"), NULL, NULL, NULL), SQLITE_OK);
+        /* Still refused: a duplicate serial, upper-case hex, an unknown device. */
+        assert_int_equal(sqlite3_exec(db, CERT_ROW("44", "4002", Z32, "'0123ab'"), NULL, NULL, NULL),
+                         SQLITE_CONSTRAINT_UNIQUE);
+        assert_int_equal(sqlite3_exec(db, CERT_ROW("44", "4003", "A" Z32, "'0123ab'"), NULL, NULL, NULL),
+                         SQLITE_CONSTRAINT_CHECK);
+        assert_int_equal(sqlite3_exec(db, CERT_ROW("44", "4003", Z32, "'ffff'"), NULL, NULL, NULL),
+                         SQLITE_CONSTRAINT_FOREIGNKEY);
+        assert_int_equal(sqlite3_exec(db, "UPDATE certificates SET status = 'lost' WHERE id = 42", NULL, NULL, NULL),
+                         SQLITE_CONSTRAINT_CHECK);
+#undef CERT_ROW
+        sqlite3_close(db);
+}
+
 static void test_failed_migration_is_atomic(void **state) {
         struct fixture *f = *state;
         char err[256] = "";
@@ -308,10 +403,6 @@ static void test_failed_migration_is_atomic(void **state) {
         assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_schema"), 1);
         sqlite3_close(db);
 }
-
-#define Z32 "0000000000000000000000000000000000000000000000000000000000000000"
-#define PK04 "x'04" Z32 Z32 "'"
-#define PK02 "x'02" Z32 "'"
 
 static void test_constraints(void **state) {
         struct fixture *f = *state;
@@ -397,6 +488,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_foreign_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_old_file_migrates, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_v1_data_migrates, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failed_migration_is_atomic, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_constraints, setup, teardown),
                 cmocka_unit_test(test_errno_map),

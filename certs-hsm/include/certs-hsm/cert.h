@@ -21,9 +21,23 @@ struct csr_info;
 #define CERT_THING_NAME_MAX 128                /* AWS IoT thing name limit */
 
 /*
+ * Serial numbers are 16 bytes, positive, and exactly 16 bytes in DER:
+ *   byte 0       CERT_SERIAL_TAG (0x40: top bit clear, not zero)
+ *   bytes 1..6   issuance time, milliseconds since 1970 (UTC), big endian
+ *   bytes 7..15  72 bits from the CSPRNG (RAND_bytes)
+ * The random part is more than the 64 bits the CA/Browser Forum asks for, so
+ * serials stay unpredictable; the time in front makes them sort in issuance
+ * order, so the database's unique index on them grows at its end instead of
+ * taking a random page per certificate (schema/0002-append-only-indexes.sql).
+ * The time is the clock's, not issuer_issue_at()'s @now.
+ */
+#define CERT_SERIAL_TAG 0x40
+#define CERT_SERIAL_TIME_LEN 6
+#define CERT_SERIAL_RANDOM_LEN (CERT_SERIAL_LEN - 1 - CERT_SERIAL_TIME_LEN)
+
+/*
  * The profile is what a device certificate contains. Fixed by design (not
- * configurable): X.509 v3; a random positive 16-byte serial (first byte in
- * 0x01..0x7f, so the DER INTEGER is exactly 16 bytes); signature
+ * configurable): X.509 v3; a positive 16-byte serial (above); signature
  * ecdsa-with-SHA256; issuer = the signer certificate's subject (copied
  * byte-exact); subject = [O=org] [OU=org_unit] CN=<board identity>
  * (UTF8String); extensions, in this order:
