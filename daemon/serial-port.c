@@ -1,10 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /* Opening and configuring a serial port (USB CDC-ACM, USB-serial or pty) through one code path. */
 
+/*
+ * The kernel's termios, not glibc's: glibc 2.36's tcsetattr() brackets the
+ * TCSETS with two TCGETS of its own, which made four ioctls of what takes
+ * two. This file therefore includes <asm/termbits.h> (struct termios as the
+ * kernel takes it, the flag and speed constants) and never <termios.h>, whose
+ * struct of the same name has another layout.
+ */
+#include <asm/termbits.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <termios.h>
 
 #include "serial-port.h"
 #include "util.h"
@@ -25,6 +32,25 @@ unsigned serial_port_speed(unsigned baud) {
         return 0;
 }
 
+/* What cfmakeraw() does, plus 8N1, no flow control, modem lines ignored, @speed both ways. */
+static void make_raw(struct termios *t, unsigned speed) {
+        t->c_iflag &= ~(tcflag_t)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON | IXOFF | IXANY);
+        t->c_oflag &= ~(tcflag_t)OPOST;
+        t->c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
+        t->c_cflag &= ~(tcflag_t)(CSIZE | CSTOPB | PARENB | CRTSCTS | CBAUD | (CBAUD << IBSHIFT));
+        /* Input speed 0 in the IBAUD bits means "same as output". */
+        t->c_cflag |= CS8 | CLOCAL | CREAD | speed;
+        /*
+         * VMIN=1, VTIME=0: a non-blocking read() with nothing to read fails
+         * with EAGAIN, so read() == 0 means exactly one thing, a hangup (the
+         * USB device went away, the pty master closed). With VMIN=0 the
+         * kernel returns 0 for "no data" too, and a buffer-sized read followed
+         * by an empty one would look like an unplugged board.
+         */
+        t->c_cc[VMIN] = 1;
+        t->c_cc[VTIME] = 0;
+}
+
 int serial_port_open(const char *path, unsigned baud, dev_t *ret_rdev) {
         _cleanup_close_ int fd = -EBADF;
         struct termios t;
@@ -41,29 +67,15 @@ int serial_port_open(const char *path, unsigned baud, dev_t *ret_rdev) {
         if (!S_ISCHR(st.st_mode))
                 return -ENOTTY;
         /* Fails with ENOTTY for a character device that is not a terminal. */
-        if (tcgetattr(fd, &t) < 0)
+        if (ioctl(fd, TCGETS, &t) < 0)
                 return -errno;
         /* Nobody else (ModemManager, a second provd) may open it while we own it. */
         if (ioctl(fd, TIOCEXCL) < 0)
                 return -errno;
-        cfmakeraw(&t);
-        t.c_cflag &= ~(CSTOPB | PARENB | CRTSCTS | CSIZE);
-        t.c_cflag |= CS8 | CLOCAL | CREAD;
-        t.c_iflag &= ~(IXON | IXOFF | IXANY);
-        /*
-         * VMIN=1, VTIME=0: a non-blocking read() with nothing to read fails
-         * with EAGAIN, so read() == 0 means exactly one thing, a hangup (the
-         * USB device went away, the pty master closed). With VMIN=0 the
-         * kernel returns 0 for "no data" too, and a buffer-sized read followed
-         * by an empty one would look like an unplugged board.
-         */
-        t.c_cc[VMIN] = 1;
-        t.c_cc[VTIME] = 0;
-        if (cfsetispeed(&t, speed) < 0 || cfsetospeed(&t, speed) < 0)
+        make_raw(&t, speed);
+        if (ioctl(fd, TCSETS, &t) < 0)
                 return -errno;
-        if (tcsetattr(fd, TCSANOW, &t) < 0)
-                return -errno;
-        (void)tcflush(fd, TCIOFLUSH);
+        (void)ioctl(fd, TCFLSH, TCIOFLUSH);
 
         if (ret_rdev)
                 *ret_rdev = st.st_rdev;
