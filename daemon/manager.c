@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <libgen.h>
 #include <libserialport.h>
+#include <openssl/rand.h>
 #include <limits.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -180,6 +181,21 @@ static bool not_closing(const struct station *st, const void *arg) {
         return !station_is_closing(st);
 }
 
+/*
+ * splitmix64 (Steele, Lea, Flood 2014), seeded from the CSPRNG in
+ * manager_new(). PROTOCOL.md §8.1 wants a random first seq per session so a
+ * board's response cache is unlikely to match a stale (seq, type) after a
+ * reconnection; nothing depends on it being unpredictable, so it does not
+ * cost a trip through the DRBG (and its fork check) on every port open.
+ */
+uint16_t manager_session_seq(struct manager *m) {
+        uint64_t z = (m->seq_state += UINT64_C(0x9e3779b97f4a7c15));
+
+        z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+        return (uint16_t)((z ^ (z >> 31)) >> 48);
+}
+
 bool manager_rdev_in_use(struct manager *m, dev_t rdev) {
         return station_map_find(&m->by_rdev, (uint64_t)rdev, not_closing, NULL) != NULL;
 }
@@ -237,6 +253,7 @@ static void consider_port(struct manager *m, const char *path, const char *usb_l
                 .path = path,
                 .slot = conf_slot_label(&m->conf, path, usb_location),
                 .usb_location = usb_location,
+                .rdev = s.st_rdev,
         };
         r = station_new(&st, m, &info);
         if (r < 0) {
@@ -723,6 +740,8 @@ int manager_new(struct manager **ret, uv_loop_t *loop, const char *config_path) 
         if (!m)
                 return -ENOMEM;
         m->loop = loop;
+        if (RAND_bytes((uint8_t *)&m->seq_state, sizeof m->seq_state) != 1)
+                m->seq_state = now_usec() ^ ((uint64_t)getpid() << 32);
         m->config_path = strdup(config_path);
         m->latency = calloc(LATENCY_BUCKETS, sizeof(*m->latency));
         conf_init(&m->conf);

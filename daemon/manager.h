@@ -77,6 +77,7 @@ struct manager {
         uint32_t *latency;
         uint64_t latency_count;
 
+        uint64_t seq_state;             /* manager_session_seq() */
         unsigned jobs_in_flight;        /* worker jobs + DB requests, for shutdown */
         bool stopping;
         bool db_closing;
@@ -107,6 +108,8 @@ void manager_record_latency(struct manager *m, uint64_t usec);
 bool manager_serial_in_use(struct manager *m, struct station *self);
 /** Is the device @rdev open on a port that is not closing? */
 bool manager_rdev_in_use(struct manager *m, dev_t rdev);
+/** A first sequence number for a new session (PROTOCOL.md §8.1): random, not secret. */
+uint16_t manager_session_seq(struct manager *m);
 /** Boards provisioned in the last minute. */
 unsigned manager_rate_per_minute(struct manager *m);
 

@@ -16,7 +16,6 @@
 
 #include <openssl/rand.h>
 #include <stdio.h>
-#include <sys/stat.h>
 
 #include "certs-hsm/cert.h"
 #include "certs-hsm/csr.h"
@@ -1107,19 +1106,17 @@ int station_new(struct station **ret, struct manager *m, const struct station_in
                 goto fail;
         st->fd = r;
         /*
-         * The path may have been re-pointed between resolving and opening it
-         * (a udev or simulator symlink): talk only to the device it names now.
+         * The path may have been re-pointed between the manager's check and
+         * open() (a udev or simulator symlink): talk only to the device that
+         * was checked, which no other port holds. A change after open() comes
+         * as a directory event; this port keeps the device it opened.
          */
-        struct stat now;
-        if (stat(st->path, &now) < 0 || now.st_rdev != st->rdev || manager_rdev_in_use(m, st->rdev)) {
+        if (st->rdev != info->rdev || manager_rdev_in_use(m, st->rdev)) {
                 r = -ESTALE;
                 goto fail;
         }
 
-        uint16_t seq;
-        if (RAND_bytes((uint8_t *)&seq, sizeof seq) != 1)
-                seq = (uint16_t)now_usec();
-        sp_client_init(&st->client, st->txbuf, enc, seq);
+        sp_client_init(&st->client, st->txbuf, enc, manager_session_seq(m));
 
         r = uv_poll_init(m->loop, &st->poll, st->fd);
         if (r < 0)

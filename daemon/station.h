@@ -44,6 +44,7 @@ struct station_info {
         const char *path;
         const char *slot;
         const char *usb_location;       /* may be NULL */
+        dev_t rdev;                     /* the device @path named when the manager checked it */
 };
 
 /** Opens the port and starts a session. Returns -errno when the port cannot be opened. */
