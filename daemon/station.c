@@ -21,6 +21,7 @@
 #include "certs-hsm/csr.h"
 #include "certs-hsm/proof.h"
 #include "db.h"
+#include "json-writer.h"
 #include "log.h"
 #include "manager.h"
 #include "serial-port.h"
@@ -120,6 +121,22 @@ static const char *const state_names[_STATION_STATE_MAX] = {
         [STATION_RESULT] = "result",
         [STATION_DONE] = "done",
         [STATION_FAILED] = "failed",
+};
+
+/* Keys of the per-step timings stored with each attempt (attempts.timings). */
+static const char *const state_ms_keys[STATION_DONE] = {
+        [STATION_HELLO] = "hello_ms",
+        [STATION_LOOKUP] = "lookup_ms",
+        [STATION_CSR] = "csr_ms",
+        [STATION_ISSUE] = "issue_ms",
+        [STATION_RECORD] = "record_ms",
+        [STATION_PUT_CERT] = "cert_ms",
+        [STATION_PUT_CONFIG] = "config_ms",
+        [STATION_PROVE] = "prove_ms",
+        [STATION_VERIFY] = "verify_ms",
+        [STATION_LOCK] = "lock_ms",
+        [STATION_COMMIT] = "commit_ms",
+        [STATION_RESULT] = "result_ms",
 };
 
 const char *station_state_to_string(enum station_state s) {
@@ -768,8 +785,8 @@ static void on_outcome_done(struct db_req *req) {
         st->session_end_us = now_usec();
         manager_session_done(st->m, st->outcome);
         if (st->outcome == OUTCOME_PROVISIONED)
-                slog(st, LOG_NOTICE, 0, "provisioned as %s, certificate %s, in %.0f ms", st->thing_name,
-                     st->job.cert.sha256_hex, (double)(now_usec() - st->session_start_us) / 1000.0);
+                slog(st, LOG_NOTICE, 0, "provisioned as %s, certificate %s, in %" PRIu64 " ms", st->thing_name,
+                     st->job.cert.sha256_hex, (now_usec() - st->session_start_us + 500) / 1000);
         else if (st->outcome == OUTCOME_ALREADY_PROVISIONED)
                 slog(st, LOG_NOTICE, 0, "already provisioned as %s: it proved its certificate %s; nothing issued",
                      st->thing_name, st->job.cert.sha256_hex);
@@ -780,7 +797,7 @@ static void on_outcome_done(struct db_req *req) {
 
 static void submit_outcome(struct station *st) {
         struct db_record_outcome *o;
-        int n = 0;
+        struct json_writer w;
 
         st->req = (struct db_req) { .type = DB_RECORD_OUTCOME };
         o = &st->req.outcome;
@@ -798,15 +815,12 @@ static void submit_outcome(struct station *st) {
                 memcpy(o->presented_pubkey, st->ident.pubkey, DB_PUBKEY_LEN);
         }
         /* {"hello_ms":3,"csr_ms":120,...}: steps that took time in this session. */
-        n += snprintf(st->timings + n, sizeof st->timings - (size_t)n, "{");
-        for (unsigned s = 0; s < STATION_DONE; s++) {
-                if (!st->step_ms[s] && s != STATION_HELLO)
-                        continue;
-                n += snprintf(st->timings + n, sizeof st->timings - (size_t)n, "%s\"%s_ms\":%u",
-                              n > 1 ? "," : "", state_names[s], st->step_ms[s]);
-        }
-        snprintf(st->timings + n, sizeof st->timings - (size_t)n, "}");
-        o->timings_json = st->timings;
+        json_writer_init(&w, st->timings, sizeof st->timings);
+        for (unsigned s = 0; s < STATION_DONE; s++)
+                if (st->step_ms[s] || s == STATION_HELLO)
+                        json_writer_int(&w, state_ms_keys[s], st->step_ms[s]);
+        /* Cannot overflow: 12 keys of <= 10 bytes and 10 digits each. */
+        o->timings_json = json_writer_finish(&w);
         db_submit_station(st, on_outcome_done);
 }
 
