@@ -72,8 +72,10 @@ void spc_cobs_enc_put(struct spc_cobs_enc *e, const uint8_t *in, size_t len) {
                 max = (size_t)(0xff - e->code);
                 if (max > len - i)
                         max = len - i;
-                while (n < max && in[i + n] != 0)
-                        n++;
+                {
+                        const uint8_t *z = memchr(in + i, 0, max);
+                        n = z ? (size_t)(z - (in + i)) : max;
+                }
                 if (n > e->cap - e->pos) {
                         e->error = SPC_E_NOBUFS;
                         return;

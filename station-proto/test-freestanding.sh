@@ -46,7 +46,7 @@ done
 # No calls into libc beyond string.h (and no heap): check the objects' undefined symbols.
 if command -v nm >/dev/null 2>&1; then
         undef=$(nm -u "$out"/*.o | awk 'NF == 2 && $1 == "U" {print $2}' | grep -vE '^(spc_|spb_)' |
-                grep -vE '^(memcpy|memmove|memset|memcmp|strlen)$' | sort -u || true)
+                grep -vE '^(memchr|memcpy|memmove|memset|memcmp|strlen)$' | sort -u || true)
         if [ -n "$undef" ]; then
                 echo "FAILED: board objects call outside the core and <string.h>: $undef"
                 fail=1
