@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,6 +50,39 @@ static void test_round_trip(void **state) {
         assert_non_null(strstr(text, "\\\"#"));
 }
 
+/* Every integer is written as printf("%" PRId64) would: boundaries, powers of ten, random values. */
+static void test_integers(void **state) {
+        uint64_t rng = 0x9e3779b97f4a7c15u;
+        int64_t values[2000];
+        size_t n = 0;
+
+        values[n++] = INT64_MIN;
+        values[n++] = INT64_MIN + 1;
+        values[n++] = INT64_MAX;
+        values[n++] = 0;
+        for (int64_t p = 1, i = 0; i < 19; i++, p = i < 19 ? p * 10 : p) {
+                values[n++] = p;
+                values[n++] = p - 1;
+                values[n++] = -p;
+                values[n++] = -p + 1;
+        }
+        while (n < sizeof(values) / sizeof(values[0])) {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                values[n++] = (int64_t)(rng >> (rng & 63));    /* all magnitudes */
+        }
+        for (size_t i = 0; i < n; i++) {
+                char buf[64], want[64];
+                struct json_writer w;
+
+                json_writer_init(&w, buf, sizeof(buf));
+                json_writer_int(&w, "v", values[i]);
+                snprintf(want, sizeof(want), "{\"v\":%" PRId64 "}", values[i]);
+                assert_string_equal(json_writer_finish(&w), want);
+        }
+}
+
 static void test_empty_object(void **state) {
         char buf[8];
         struct json_writer w;
@@ -91,6 +125,7 @@ static void test_overflow(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_round_trip),
+                cmocka_unit_test(test_integers),
                 cmocka_unit_test(test_empty_object),
                 cmocka_unit_test(test_overflow),
         };
