@@ -298,7 +298,14 @@ class Bench:
         if links_base is None:
             links_base = "/dev/shm" if fs_of("/dev/shm")[1] == "tmpfs" else ""
         if links_base:
-            self.links_dir = tempfile.mkdtemp(prefix="provd-bench-links-", dir=links_base)
+            try:
+                self.links_dir = tempfile.mkdtemp(prefix="provd-bench-links-", dir=links_base)
+            except OSError as e:
+                if a.links_dir is not None:
+                    raise BenchError(f"--links-dir {a.links_dir}: {e}")
+                log(f"warning: no links directory on {links_base} ({e}); using the run directory")
+                links_base = ""
+        if links_base:
             self.boards = os.path.join(self.links_dir, "boards")
         else:
             self.links_dir = None
