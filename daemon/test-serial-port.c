@@ -43,6 +43,20 @@ static void pty_close(struct pty *p) {
         close(p->slave);
 }
 
+/* Reads until @want bytes arrived or a second passed without them (the cap only turns a hang into a failure). */
+static size_t read_up_to(int fd, uint8_t *buf, size_t cap, size_t want) {
+        size_t got = 0;
+
+        for (int tries = 0; got < want && tries < 1000; tries++) {
+                ssize_t n = read(fd, buf + got, cap - got);
+                if (n > 0)
+                        got += (size_t)n;
+                else
+                        usleep(1000);
+        }
+        return got;
+}
+
 static void test_raw_8n1(void **state) {
         struct pty p;
         struct termios t;
@@ -77,26 +91,10 @@ static void test_raw_8n1(void **state) {
         for (int i = 0; i < 256; i++)
                 out[i] = (uint8_t)i;
         assert_int_equal(write(p.master, out, sizeof out), sizeof out);
-        size_t got = 0;
-        for (int tries = 0; got < sizeof out && tries < 1000; tries++) {
-                ssize_t n = read(fd, in + got, sizeof in - got);
-                if (n > 0)
-                        got += (size_t)n;
-                else
-                        usleep(1000);
-        }
-        assert_int_equal(got, sizeof out);
+        assert_int_equal(read_up_to(fd, in, sizeof in, sizeof out), sizeof out);
         assert_memory_equal(in, out, sizeof out);
         assert_int_equal(write(fd, out, sizeof out), sizeof out);
-        got = 0;
-        for (int tries = 0; got < sizeof out && tries < 1000; tries++) {
-                ssize_t n = read(p.master, in + got, sizeof in - got);
-                if (n > 0)
-                        got += (size_t)n;
-                else
-                        usleep(1000);
-        }
-        assert_int_equal(got, sizeof out);
+        assert_int_equal(read_up_to(p.master, in, sizeof in, sizeof out), sizeof out);
         assert_memory_equal(in, out, sizeof out);
         /* Nothing echoed back to the board. */
         assert_int_equal(read(fd, in, sizeof in), -1);
