@@ -817,7 +817,7 @@ static void submit_outcome(struct station *st) {
         /* {"hello_ms":3,"csr_ms":120,...}: steps that took time in this session. */
         json_writer_init(&w, st->timings, sizeof st->timings);
         for (unsigned s = 0; s < STATION_DONE; s++)
-                if (st->step_ms[s] || s == STATION_HELLO)
+                if ((st->step_ms[s] || s == STATION_HELLO) && state_ms_keys[s])
                         json_writer_int(&w, state_ms_keys[s], st->step_ms[s]);
         /* Cannot overflow: 12 keys of <= 10 bytes and 10 digits each. */
         o->timings_json = json_writer_finish(&w);
