@@ -81,3 +81,9 @@ int serial_port_open(const char *path, unsigned baud, dev_t *ret_rdev) {
                 *ret_rdev = st.st_rdev;
         return TAKE_FD(fd);
 }
+
+void serial_port_close(int fd) {
+        /* Unsent output would make close() wait for the line to drain it (up to closing_wait). */
+        (void)ioctl(fd, TCFLSH, TCOFLUSH);
+        (void)close(fd);
+}

@@ -17,6 +17,9 @@
  */
 int serial_port_open(const char *path, unsigned baud, dev_t *ret_rdev);
 
+/** Discards output not yet sent (a board that was unplugged will never take it) and closes @fd. */
+void serial_port_close(int fd);
+
 /** Maps a baud rate to its termios speed constant, or returns 0 if unsupported. */
 unsigned serial_port_speed(unsigned baud);
 

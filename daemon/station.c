@@ -242,11 +242,21 @@ static unsigned request_timeout(const struct station *st) {
         return c->response_ms;
 }
 
+/*
+ * The encoded PUT_CONFIG carries the Wi-Fi PSK; a later, shorter request
+ * would overwrite only its front, and a retransmission decodes it in place.
+ */
+static void forget_tx(struct station *st) {
+        if (st->client.type == SP_MSG_PUT_CONFIG)
+                explicit_bzero(st->client.buf, st->client.cap);
+}
+
 /* Encodes st->payload[0..len) as a new request and starts sending it. */
 static void send_request(struct station *st, uint8_t type, size_t payload_len) {
         ssize_t n;
         int r;
 
+        forget_tx(st);
         n = sp_client_request(&st->client, type, st->payload, payload_len);
         if (n < 0) {
                 session_fail(st, OUTCOME_FAILED, "cannot encode %s: %s", sp_msg_type_to_string(type),
@@ -298,17 +308,27 @@ static void on_timeout(uv_timer_t *t) {
                 return;
         }
         st->retries_left--;
-        n = sp_client_retransmit(&st->client);
-        if (n < 0)
+        if (st->tx_pending) {
+                /*
+                 * The request has not even left yet (a full line): re-encoding
+                 * it now would change the bytes under the part already written.
+                 * Give it another timeout, counted as a try.
+                 */
+                arm_timeout(st, request_timeout(st));
                 return;
+        }
+        n = sp_client_retransmit(&st->client);
+        if (n < 0) {
+                session_fail(st, OUTCOME_FAILED, "cannot retransmit %s: %s", sp_msg_type_to_string(st->client.type),
+                             strerror((int)-n));
+                return;
+        }
         slog(st, LOG_DEBUG, 0, "retransmitting %s (seq %u)", sp_msg_type_to_string(st->client.type),
              st->client.seq);
-        if (!st->tx_pending) {
-                st->tx_off = 0;
-                if (flush_tx(st) < 0) {
-                        station_close(st, "write failed");
-                        return;
-                }
+        st->tx_off = 0;
+        if (flush_tx(st) < 0) {
+                station_close(st, "write failed");
+                return;
         }
         arm_timeout(st, request_timeout(st));
 }
@@ -483,6 +503,21 @@ static void start_issue(struct station *st, const uint8_t *der, size_t len) {
         st->m->jobs_in_flight++;
 }
 
+/*
+ * Payload bytes one request may carry: what provd's buffers take and what the
+ * board announced in IDENT (PROTOCOL.md §5.3: a board discards a larger frame
+ * and cannot even answer it; an IDENT without MAX_FRAME means 4096).
+ */
+static size_t request_cap(const struct station *st) {
+        size_t frame = st->ident.max_frame ? st->ident.max_frame : SP_MAX_FRAME_DEFAULT;
+
+        return MIN(st->payload_cap, frame > SP_FRAME_OVERHEAD ? frame - SP_FRAME_OVERHEAD : 0);
+}
+
+static unsigned board_max_frame(const struct station *st) {
+        return st->ident.max_frame ? st->ident.max_frame : SP_MAX_FRAME_DEFAULT;
+}
+
 static void send_put_cert(struct station *st) {
         struct sp_tlv_writer w;
         const uint8_t *signer;
@@ -490,14 +525,14 @@ static void send_put_cert(struct station *st) {
 
         enter(st, STATION_PUT_CERT);
         signer = issuer_signer_cert_der(st->m->issuer, &signer_len);
-        sp_tlv_writer_init(&w, st->payload, st->payload_cap);
+        sp_tlv_writer_init(&w, st->payload, request_cap(st));
         sp_tlv_put(&w, SP_TAG_DEVICE_CERT, st->job.cert.der, st->job.cert.der_len);
         sp_tlv_put(&w, SP_TAG_SIGNER_CERT, signer, signer_len);
         if ((st->ident.caps & SP_CAP_ROOT_PUBKEY) && st->m->have_root_pubkey)
                 sp_tlv_put(&w, SP_TAG_ROOT_PUBKEY, st->m->root_pubkey, sizeof st->m->root_pubkey);
         if (w.error) {
-                session_fail(st, OUTCOME_FAILED, "certificates do not fit in one frame (max_frame %u)",
-                             st->m->conf.max_frame);
+                session_fail(st, OUTCOME_FAILED, "certificates do not fit in one frame (board max frame %u, "
+                             "provd max_frame %u)", board_max_frame(st), st->m->conf.max_frame);
                 return;
         }
         send_request(st, SP_MSG_PUT_CERT, w.len);
@@ -508,7 +543,7 @@ static void send_put_config(struct station *st) {
         struct sp_tlv_writer w;
 
         enter(st, STATION_PUT_CONFIG);
-        sp_tlv_writer_init(&w, st->payload, st->payload_cap);
+        sp_tlv_writer_init(&w, st->payload, request_cap(st));
         if (c->aws_endpoint) {
                 sp_tlv_put_str(&w, SP_TAG_CFG_KEY, "aws_endpoint");
                 sp_tlv_put_str(&w, SP_TAG_CFG_VALUE, c->aws_endpoint);
@@ -524,11 +559,13 @@ static void send_put_config(struct station *st) {
                 }
         }
         if (w.error) {
-                session_fail(st, OUTCOME_FAILED, "configuration does not fit in one frame");
+                explicit_bzero(st->payload, st->payload_cap);
+                session_fail(st, OUTCOME_FAILED, "configuration does not fit in one frame (board max frame %u, "
+                             "provd max_frame %u)", board_max_frame(st), st->m->conf.max_frame);
                 return;
         }
         send_request(st, SP_MSG_PUT_CONFIG, w.len);
-        /* The PSK stays in the encoded request only as long as needed for retransmission. */
+        /* The PSK stays only in the encoded request, for retransmission: see forget_tx(). */
         explicit_bzero(st->payload, w.len);
 }
 
@@ -825,8 +862,9 @@ static void submit_outcome(struct station *st) {
 }
 
 static void closing_progress(struct station *st) {
-        if (st->busy == 0 && st->abort_pending) {
-                st->abort_pending = false;
+        /* A verdict (aborted, or a failure reached while a job was in flight) not yet recorded. */
+        if (st->busy == 0 && (st->abort_pending || st->end_pending)) {
+                st->abort_pending = st->end_pending = false;
                 submit_outcome(st);
                 return;
         }
@@ -947,6 +985,8 @@ static int on_frame(const struct sp_frame *f, int error, void *userdata) {
         struct station *st = userdata;
         int r;
 
+        if (st->closing)
+                return -ECANCELED;      /* the rest of this read belongs to no session */
         if (error < 0) {
                 st->frame_errors++;
                 if (error == -EMSGSIZE && station_is_active(st) && st->client.pending) {
@@ -1026,6 +1066,8 @@ void station_free(struct station *st) {
         issued_cert_done(&st->job.cert);
         csr_info_done(&st->job.csr);
         sp_parser_free(st->parser);
+        if (st->txbuf)
+                forget_tx(st);
         free(st->txbuf);
         free(st->payload);
         free(st->job.csr_der);
@@ -1049,7 +1091,7 @@ static void maybe_free(struct station *st) {
         if (!st->closing || st->poll_open || st->timer_open || st->busy > 0)
                 return;
         if (st->fd >= 0) {
-                close(st->fd);
+                serial_port_close(st->fd);
                 st->fd = -1;
         }
         manager_station_gone(st->m, st);
