@@ -30,9 +30,19 @@ struct control_client {
         struct control_peer peer;
         unsigned refs;
         bool closed;
+        /*
+         * A request is being served (its reply not sent yet): the next line
+         * waits, and reading stops while one waits. One client cannot queue
+         * more than one request for the database writer.
+         */
+        bool busy;
+        bool reading;
+        bool in_lines;                  /* handle_lines() is on the stack */
         char *line;                     /* CONTROL_MAX_LINE + 1 bytes */
         size_t line_len;
 };
+
+static void handle_lines(struct control_client *c);
 
 static const char *const cmd_names[_CONTROL_CMD_MAX] = {
         [CONTROL_PING] = "ping",
@@ -56,7 +66,7 @@ static bool valid_serial(const char *s) {
         if (n == 0 || n > CONTROL_SERIAL_MAX || n % 2)
                 return false;
         for (; *s; s++)
-                if (!((*s >= '0' && *s <= '9') || (*s >= 'A' && *s <= 'F')))
+                if (!((*s >= '0' && *s <= '9') || (*s >= 'A' && *s <= 'F') || (*s >= 'a' && *s <= 'f')))
                         return false;
         return true;
 }
@@ -116,11 +126,19 @@ int control_parse_request(const char *line, size_t len, struct control_request *
                         }
                         req.pem = cJSON_IsTrue(v);
                 }
+                v = cJSON_GetObjectItemCaseSensitive(root, "after");
+                if (v) {
+                        if (!cJSON_IsString(v) || !valid_serial(v->valuestring)) {
+                                snprintf(err, errlen, "\"after\" must be a board serial in hex");
+                                goto out;
+                        }
+                        strcpy(req.after, v->valuestring);
+                }
                 break;
         case CONTROL_REISSUE:
                 v = cJSON_GetObjectItemCaseSensitive(root, "serial");
                 if (!cJSON_IsString(v) || !valid_serial(v->valuestring)) {
-                        snprintf(err, errlen, "\"serial\" must be the board serial in uppercase hex");
+                        snprintf(err, errlen, "\"serial\" must be the board serial in hex");
                         goto out;
                 }
                 strcpy(req.serial, v->valuestring);
@@ -183,10 +201,12 @@ static void on_written(uv_write_t *w, int status) {
 }
 
 void control_reply(struct control_client *c, cJSON *reply) {
+        bool served = c->busy;          /* this reply ends the request being served */
         struct write_req *wr;
         char *text;
         uv_buf_t b;
 
+        c->busy = false;
         if (c->closed || !reply) {
                 cJSON_Delete(reply);
                 return;
@@ -216,7 +236,11 @@ void control_reply(struct control_client *c, cJSON *reply) {
                 free(line);
                 free(wr);
                 client_close(c);
+                return;
         }
+        /* A reply from the handler itself returns into handle_lines(), which goes on there. */
+        if (served && !c->in_lines)
+                handle_lines(c);
 }
 
 void control_reply_error(struct control_client *c, int error, const char *msg) {
@@ -233,6 +257,7 @@ static void handle_line(struct control_client *c, const char *line, size_t len) 
         char err[160];
         int r;
 
+        c->busy = true;
         r = control_parse_request(line, len, &req, err, sizeof err);
         if (r < 0) {
                 control_reply_error(c, r, err);
@@ -248,31 +273,48 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
         *buf = uv_buf_init(c->line + c->line_len, (unsigned)(CONTROL_MAX_LINE + 1 - c->line_len));
 }
 
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+/* Serves the complete lines in the buffer, one at a time; reads more only when none is being served. */
+static void handle_lines(struct control_client *c) {
+        size_t start = 0;
+
+        control_client_ref(c);
+        c->in_lines = true;
+        for (size_t i = 0; i < c->line_len && !c->closed && !c->busy; i++) {
+                if (c->line[i] != '\n')
+                        continue;
+                handle_line(c, c->line + start, i - start);
+                start = i + 1;
+        }
+        c->in_lines = false;
+        if (!c->closed) {
+                memmove(c->line, c->line + start, c->line_len - start);
+                c->line_len -= start;
+                if (c->line_len > CONTROL_MAX_LINE && !c->busy) {
+                        control_reply_error(c, -E2BIG, "request line too long");
+                        client_close(c);
+                } else if (c->busy && c->reading) {
+                        c->reading = false;
+                        (void)uv_read_stop((uv_stream_t *)&c->pipe);
+                } else if (!c->busy && !c->reading) {
+                        c->reading = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0;
+                        if (!c->reading)
+                                client_close(c);
+                }
+        }
+        control_client_unref(c);
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
         struct control_client *c = s->data;
-        size_t start = 0;
 
         if (n < 0) {
                 client_close(c);
                 return;
         }
         c->line_len += (size_t)n;
-        control_client_ref(c);
-        for (size_t i = 0; i < c->line_len && !c->closed; i++) {
-                if (c->line[i] != '\n')
-                        continue;
-                handle_line(c, c->line + start, i - start);
-                start = i + 1;
-        }
-        if (!c->closed) {
-                memmove(c->line, c->line + start, c->line_len - start);
-                c->line_len -= start;
-                if (c->line_len > CONTROL_MAX_LINE) {
-                        control_reply_error(c, -E2BIG, "request line too long");
-                        client_close(c);
-                }
-        }
-        control_client_unref(c);
+        handle_lines(c);
 }
 
 static bool peer_allowed(struct control *ctl, int fd, struct control_peer *ret) {
@@ -309,10 +351,12 @@ static void on_connection(uv_stream_t *server, int status) {
         if (!c || !(c->line = malloc(CONTROL_MAX_LINE + 1))) {
                 free(c);
                 /* Accept and drop, so the listener does not spin on a pending connection. */
-                uv_pipe_t tmp;
-                uv_pipe_init(ctl->loop, &tmp, 0);
-                if (uv_accept(server, (uv_stream_t *)&tmp) == 0) {}
-                uv_close((uv_handle_t *)&tmp, NULL);
+                uv_os_fd_t lfd;
+                if (uv_fileno((uv_handle_t *)&ctl->server, &lfd) == 0) {
+                        int dropped = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+                        if (dropped >= 0)
+                                close(dropped);
+                }
                 return;
         }
         c->control = ctl;
@@ -342,7 +386,9 @@ static void on_connection(uv_stream_t *server, int status) {
                 client_close(c);
                 return;
         }
-        uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+        c->reading = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0;
+        if (!c->reading)
+                client_close(c);
 }
 
 int control_new(struct control **ret, uv_loop_t *loop, const char *path, gid_t gid,

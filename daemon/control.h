@@ -25,9 +25,10 @@ enum control_cmd {
 struct control_request {
         enum control_cmd cmd;
         int64_t since_ms;               /* DEVICES: wall clock ms, 0 = all */
-        unsigned limit;                 /* DEVICES: 0 = no limit */
+        unsigned limit;                 /* DEVICES: rows in this page; 0 = the most a page holds */
         bool pem;                       /* DEVICES: include certificate PEM */
-        char serial[CONTROL_SERIAL_MAX + 1];    /* REISSUE: uppercase hex */
+        char after[CONTROL_SERIAL_MAX + 1];     /* DEVICES: page after this serial at since_ms; "" = none */
+        char serial[CONTROL_SERIAL_MAX + 1];    /* REISSUE: hex, either case */
 };
 
 /**

@@ -47,7 +47,6 @@
 
 #define DEFAULT_MAX_BATCH 256
 #define MAX_MAX_BATCH 65536
-#define DEFAULT_QUERY_LIMIT 1000
 #define MAX_DER_LEN 16384
 /* Audit details and outbox payloads built per board: every field is bounded
  * (db.h) and fits several times over even escaped. */
@@ -196,7 +195,7 @@ static const char *const stmt_sql[_STMT_MAX] = {
                 "d.updated_at, d.reissue_requested, d.current_cert_id, c.thing_name, c.sha256, "
                 "c.serial_hex, c.not_after, c.status, c.der "
                 "FROM devices d LEFT JOIN certificates c ON c.id = d.current_cert_id "
-                "WHERE d.updated_at >= ?1 ORDER BY d.updated_at, d.serial LIMIT ?2",
+                "WHERE (d.updated_at, d.serial) > (?1, ?3) ORDER BY d.updated_at, d.serial LIMIT ?2",
         /* Counted on demand: an operator query, kept off the per-board write path. */
         [STMT_STATS] = "SELECT 'devices.' || state, count(*) FROM devices GROUP BY state "
                        "UNION ALL SELECT 'certificates.total', count(*) FROM certificates "
@@ -684,7 +683,7 @@ static int do_issuance(struct db *db, struct db_req *req, int64_t now) {
                 if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
                         return fail(req, -ENOENT, "unknown signer_id %" PRId64, q->signer_id);
                 if (rc == SQLITE_CONSTRAINT_UNIQUE)
-                        return fail(req, -EEXIST, "certificate serial %s or SHA-256 %s already recorded",
+                        return fail(req, -EEXIST, "certificate serial %s already recorded (certificate %s)",
                                     cert_serial, sha);
                 if (rc != SQLITE_DONE)
                         return fail_sql(db, req, rc, "certificate insert");
@@ -1121,13 +1120,22 @@ static int do_query_devices(struct db *db, struct db_req *req, int64_t now) {
         struct db_query_devices *q = &req->devices;
         _cleanup_(cJSON_Deletep) cJSON *array = cJSON_CreateArray();
         _cleanup_reset_ sqlite3_stmt *st = use(db, STMT_QUERY_DEVICES);
-        unsigned limit = q->limit ? MIN(q->limit, (unsigned)DB_QUERY_LIMIT_MAX) : DEFAULT_QUERY_LIMIT;
-        int rc;
+        unsigned limit = q->limit ? MIN(q->limit, (unsigned)DB_QUERY_LIMIT_MAX) : DB_QUERY_LIMIT_MAX;
+        char after[DB_SERIAL_MAX] = "";
+        int r, rc;
 
         if (!array)
                 return fail(req, -ENOMEM, "out of memory");
+        if (!FIELD_OK(q->after_serial))
+                return fail(req, -EINVAL, "after_serial is not NUL-terminated");
+        if (q->after_serial[0]) {
+                r = CANON_SERIAL(req, q->after_serial, after);
+                if (r < 0)
+                        return r;
+        }
         sqlite3_bind_int64(st, 1, q->since_ms);
         sqlite3_bind_int64(st, 2, limit);
+        sqlite3_bind_text(st, 3, after, -1, SQLITE_STATIC);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                 cJSON *o = cJSON_CreateObject();
 
@@ -1159,6 +1167,7 @@ static int do_query_devices(struct db *db, struct db_req *req, int64_t now) {
         }
         if (rc != SQLITE_DONE)
                 return fail_sql(db, req, rc, "device query");
+        q->more = cJSON_GetArraySize(array) >= (int)limit;
         q->devices = TAKE_PTR(array);
         return 0;
 }

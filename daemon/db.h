@@ -46,7 +46,7 @@
 #define DB_TEXT_MAX        256  /* error texts */
 #define DB_ERRMSG_MAX      256
 #define DB_PUBKEY_LEN      65   /* uncompressed P-256 point, 0x04 || X || Y */
-#define DB_QUERY_LIMIT_MAX 100000
+#define DB_QUERY_LIMIT_MAX 1000                /* rows per DB_QUERY_DEVICES page */
 #define DB_OUTBOX_CLAIM_MAX 256
 
 struct db;
@@ -145,7 +145,7 @@ struct db_lookup_device {
  * daemon.
  *   -EKEYREJECTED  known serial with a different public key (clone)
  *   -EPERM         device is clone_suspected and no reissue was requested
- *   -EEXIST        certificate serial or SHA-256 already recorded
+ *   -EEXIST        certificate serial already recorded (schema 2: the SHA-256 follows from it)
  *   -ENOENT        unknown signer_id
  *   -EINVAL        a field out of its domain (bad hex, thing name, sizes,
  *                  cert_sha256 given but not the SHA-256 of the DER)
@@ -260,12 +260,14 @@ struct db_signer_retire {
  * "cert_sha256","cert_serial","not_after","cert_status"[,"certificate_pem"]}.
  */
 struct db_query_devices {
-        /* in */
+        /* in: devices ordered by (updated_at, serial), from (since_ms, after_serial) exclusive */
         int64_t since_ms;
-        unsigned limit;                         /* 0 = 1000; at most DB_QUERY_LIMIT_MAX */
+        char after_serial[DB_SERIAL_MAX];       /* "" = from the first device updated at since_ms */
+        unsigned limit;                         /* 0 = DB_QUERY_LIMIT_MAX; at most that */
         bool include_pem;
         /* out */
         struct cJSON *devices;                  /* array; caller cJSON_Delete()s */
+        bool more;                              /* a full page: ask again from the last row */
 };
 
 /* DB_QUERY_STATS: exact counts by GROUP BY (scans the tables: an operator query, not for the hot path). */

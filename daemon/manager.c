@@ -498,9 +498,21 @@ static void on_ctl_db_done(struct db_req *req) {
         o = cJSON_CreateObject();
         cJSON_AddBoolToObject(o, "ok", true);
         switch (req->type) {
-        case DB_QUERY_DEVICES:
-                cJSON_AddItemToObject(o, "devices", req->devices.devices ?: cJSON_CreateArray());
+        case DB_QUERY_DEVICES: {
+                cJSON *list = req->devices.devices ?: cJSON_CreateArray();
+                cJSON *last = cJSON_GetArrayItem(list, cJSON_GetArraySize(list) - 1);
+
+                cJSON_AddItemToObject(o, "devices", list);
+                /* A full page: where the next one starts (the cursor is (updated_at, serial)). */
+                if (req->devices.more && last) {
+                        cJSON *next = cJSON_AddObjectToObject(o, "next");
+                        cJSON_AddItemToObject(next, "since",
+                                              cJSON_Duplicate(cJSON_GetObjectItem(last, "updated_at"), false));
+                        cJSON_AddItemToObject(next, "after",
+                                              cJSON_Duplicate(cJSON_GetObjectItem(last, "serial"), false));
+                }
                 break;
+        }
         case DB_QUERY_STATS: {
                 const struct db_stats *s = &req->stats;
                 cJSON *d = cJSON_AddObjectToObject(o, "devices");
@@ -551,7 +563,8 @@ static void control_db_request(struct manager *m, struct control_client *c, cons
         case CONTROL_DEVICES:
                 j->req.type = DB_QUERY_DEVICES;
                 j->req.devices.since_ms = req->since_ms;
-                j->req.devices.limit = req->limit ? MIN(req->limit, (unsigned)DB_QUERY_LIMIT_MAX) : DB_QUERY_LIMIT_MAX;
+                j->req.devices.limit = req->limit;     /* the database caps a page */
+                snprintf(j->req.devices.after_serial, sizeof j->req.devices.after_serial, "%s", req->after);
                 j->req.devices.include_pem = req->pem;
                 break;
         case CONTROL_STATS:

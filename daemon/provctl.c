@@ -293,62 +293,78 @@ static int cmd_watch(void) {
         }
 }
 
+/* Pages of at most a page's worth of devices (the daemon caps them), until the list or --limit ends. */
 static int cmd_devices(void) {
-        cJSON *req = cJSON_CreateObject(), *reply = NULL, *d;
+        cJSON *all = arg_json ? cJSON_CreateArray() : NULL, *d;
+        char after[80] = "";
+        unsigned shown = 0;
         int64_t since = 0;
-        int r;
+        int r = 0;
 
         if (arg_since && parse_time(arg_since, &since) < 0) {
                 fprintf(stderr, "provctl: cannot parse time '%s'\n", arg_since);
-                cJSON_Delete(req);
+                cJSON_Delete(all);
                 return -EINVAL;
         }
-        cJSON_AddStringToObject(req, "cmd", "devices");
-        cJSON_AddNumberToObject(req, "since", (double)since);
-        cJSON_AddBoolToObject(req, "pem", arg_pem || arg_json);
-        if (arg_limit)
-                cJSON_AddNumberToObject(req, "limit", arg_limit);
-        r = call(req, &reply);
-        cJSON_Delete(req);
-        if (r < 0)
-                return r;
-        if (arg_json) {
-                print_json(cJSON_GetObjectItem(reply, "devices"));
-                cJSON_Delete(reply);
-                return 0;
-        }
-        printf("%-20s %-14s %-24s %-20s %s\n", "SERIAL", "STATE", "PROVISIONED", "THING", "CERTIFICATE ID");
-        cJSON_ArrayForEach(d, cJSON_GetObjectItem(reply, "devices")) {
-                char when[32] = "-";
-                double ms = num(d, "provisioned_at");
-                if (ms > 0) {
-                        time_t t = (time_t)(ms / 1000);
-                        struct tm tm;
-                        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+        if (arg_json && !all)
+                return -ENOMEM;
+        if (!arg_json)
+                printf("%-20s %-14s %-24s %-20s %s\n", "SERIAL", "STATE", "PROVISIONED", "THING", "CERTIFICATE ID");
+        for (;;) {
+                cJSON *req = cJSON_CreateObject(), *reply = NULL, *next;
+
+                cJSON_AddStringToObject(req, "cmd", "devices");
+                cJSON_AddNumberToObject(req, "since", (double)since);
+                if (after[0])
+                        cJSON_AddStringToObject(req, "after", after);
+                cJSON_AddBoolToObject(req, "pem", arg_pem || arg_json);
+                if (arg_limit)
+                        cJSON_AddNumberToObject(req, "limit", arg_limit - shown);
+                r = call(req, &reply);
+                cJSON_Delete(req);
+                if (r < 0)
+                        break;
+                cJSON_ArrayForEach(d, cJSON_GetObjectItem(reply, "devices")) {
+                        shown++;
+                        if (arg_json) {
+                                cJSON_AddItemToArray(all, cJSON_Duplicate(d, true));
+                                continue;
+                        }
+                        char when[32] = "-";
+                        double ms = num(d, "provisioned_at");
+                        if (ms > 0) {
+                                time_t t = (time_t)(ms / 1000);
+                                struct tm tm;
+                                strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+                        }
+                        printf("%-20s %-14s %-24s %-20s %s\n", str(d, "serial"), str(d, "state"), when,
+                               str(d, "thing_name"), str(d, "cert_sha256"));
+                        if (arg_pem)
+                                fputs(str(d, "certificate_pem"), stdout);
                 }
-                printf("%-20s %-14s %-24s %-20s %s\n", str(d, "serial"), str(d, "state"), when,
-                       str(d, "thing_name"), str(d, "cert_sha256"));
-                if (arg_pem)
-                        fputs(str(d, "certificate_pem"), stdout);
+                next = cJSON_GetObjectItem(reply, "next");
+                /* A cursor that does not move forward would page forever: stop instead. */
+                if (!next || (arg_limit && shown >= arg_limit) || !cJSON_IsNumber(cJSON_GetObjectItem(next, "since")) ||
+                    num(next, "since") < (double)since || !str(next, "after")[0] ||
+                    (size_t)snprintf(after, sizeof after, "%s", str(next, "after")) >= sizeof after) {
+                        cJSON_Delete(reply);
+                        break;
+                }
+                since = (int64_t)num(next, "since");
+                cJSON_Delete(reply);
         }
-        cJSON_Delete(reply);
-        return 0;
+        if (r >= 0 && arg_json)
+                print_json(all);
+        cJSON_Delete(all);
+        return r;
 }
 
 static int cmd_reissue(const char *serial) {
         cJSON *req = cJSON_CreateObject(), *reply = NULL;
-        char up[80];
-        size_t n = strlen(serial);
         int r;
 
-        if (n >= sizeof up) {
-                cJSON_Delete(req);
-                return -EINVAL;
-        }
-        for (size_t i = 0; i <= n; i++)
-                up[i] = (char)(serial[i] >= 'a' && serial[i] <= 'f' ? serial[i] - 32 : serial[i]);
         cJSON_AddStringToObject(req, "cmd", "reissue");
-        cJSON_AddStringToObject(req, "serial", up);
+        cJSON_AddStringToObject(req, "serial", serial);
         r = call(req, &reply);
         cJSON_Delete(req);
         if (r < 0)
@@ -356,7 +372,7 @@ static int cmd_reissue(const char *serial) {
         if (arg_json)
                 print_json(reply);
         else
-                printf("%s will get a new certificate the next time it is plugged in\n", up);
+                printf("%s will get a new certificate the next time it is plugged in\n", serial);
         cJSON_Delete(reply);
         return 0;
 }

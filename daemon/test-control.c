@@ -34,6 +34,11 @@ static void test_parse(void **state) {
         assert_int_equal(parse("{\"cmd\":\"reissue\",\"serial\":\"0123A1B2C3D4E5F6EE\"}", &r), 0);
         assert_string_equal(r.serial, "0123A1B2C3D4E5F6EE");
         assert_true(control_cmd_is_mutating(r.cmd));
+        assert_int_equal(parse("{\"cmd\":\"reissue\",\"serial\":\"0123a1b2c3d4e5f6ee\"}", &r), 0);
+        assert_int_equal(parse("{\"cmd\":\"devices\",\"since\":5,\"after\":\"0a0B\"}", &r), 0);
+        assert_string_equal(r.after, "0a0B");
+        assert_int_equal(parse("{\"cmd\":\"devices\",\"after\":\"xyz\"}", &r), -EINVAL);
+        assert_int_equal(parse("{\"cmd\":\"devices\",\"after\":5}", &r), -EINVAL);
 
         assert_int_equal(parse("", &r), -EBADMSG);
         assert_int_equal(parse("[]", &r), -EBADMSG);
@@ -144,10 +149,100 @@ static void test_socket_access(void **state) {
         rmdir(dir);
 }
 
+struct held {
+        uv_loop_t loop;
+        struct control *ctl;
+        struct control_client *client;  /* the request being served, not answered yet */
+        unsigned handled;
+};
+
+static void holding_handler(struct control_client *c, const struct control_peer *peer,
+                            const struct control_request *req, void *userdata) {
+        struct held *h = userdata;
+
+        h->handled++;
+        h->client = control_client_ref(c);
+}
+
+static void answer(struct held *h) {
+        struct control_client *c = h->client;
+        cJSON *o = cJSON_CreateObject();
+
+        h->client = NULL;
+        cJSON_AddBoolToObject(o, "ok", true);
+        control_reply(c, o);
+        control_client_unref(c);
+}
+
+/* Pipelined requests are served one at a time: the next only after the reply to the one before. */
+static void test_one_request_at_a_time(void **state) {
+        struct held h = {};
+        char dir[] = "/tmp/provd-test-ctl-XXXXXX", path[108], buf[512];
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        const char *three = "{\"cmd\":\"stats\"}\n{\"cmd\":\"stats\"}\n{\"cmd\":\"stats\"}\n";
+        size_t got = 0;
+        int fd;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/s", dir);
+        assert_int_equal(uv_loop_init(&h.loop), 0);
+        assert_int_equal(control_new(&h.ctl, &h.loop, path, (gid_t)-1, holding_handler, &h), 0);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        strcpy(sa.sun_path, path);
+        assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+        assert_int_equal(write(fd, three, strlen(three)), (ssize_t)strlen(three));
+
+        /* The three lines arrive in one read; only the first is handed over. */
+        for (int i = 0; i < 5000 && h.handled == 0; i++) {
+                uv_run(&h.loop, UV_RUN_NOWAIT);
+                usleep(1000);
+        }
+        assert_int_equal(h.handled, 1);
+        for (int i = 0; i < 20; i++)
+                uv_run(&h.loop, UV_RUN_NOWAIT);
+        assert_int_equal(h.handled, 1);
+
+        answer(&h);                     /* the reply lets the second one through at once */
+        assert_int_equal(h.handled, 2);
+        answer(&h);
+        assert_int_equal(h.handled, 3);
+        answer(&h);
+        assert_null(h.client);
+
+        /* Three replies, in order, one line each. */
+        for (int i = 0; i < 5000; i++) {
+                uv_run(&h.loop, UV_RUN_NOWAIT);
+                ssize_t n = read(fd, buf + got, sizeof buf - 1 - got);
+                if (n > 0)
+                        got += (size_t)n;
+                buf[got] = 0;
+                if (strstr(buf, "}\n{\"ok\":true}\n{\"ok\":true}\n"))
+                        break;
+                usleep(1000);
+        }
+        assert_string_equal(buf, "{\"ok\":true}\n{\"ok\":true}\n{\"ok\":true}\n");
+
+        /* And reading went on: a fourth request is served. */
+        assert_int_equal(write(fd, "{\"cmd\":\"stats\"}\n", 17), 17);
+        for (int i = 0; i < 5000 && h.handled == 3; i++) {
+                uv_run(&h.loop, UV_RUN_NOWAIT);
+                usleep(1000);
+        }
+        assert_int_equal(h.handled, 4);
+        answer(&h);
+
+        close(fd);
+        control_free(h.ctl);
+        uv_run(&h.loop, UV_RUN_DEFAULT);
+        assert_int_equal(uv_loop_close(&h.loop), 0);
+        rmdir(dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse),
                 cmocka_unit_test(test_socket_access),
+                cmocka_unit_test(test_one_request_at_a_time),
         };
         log_set_max_level(LOG_ERR);
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -827,7 +827,50 @@ static void test_query_devices(void **state) {
         req.devices.since_ms = INT64_MAX;
         assert_int_equal(run(c, &req), 0);
         assert_int_equal(cJSON_GetArraySize(req.devices.devices), 0);
+        assert_false(req.devices.more);
         cJSON_Delete(req.devices.devices);
+
+        /*
+         * Paging on (updated_at, serial): five devices changed in the same
+         * millisecond, pages of two, each page starting after the last row of
+         * the one before, give every device once, in order.
+         */
+        {
+                sqlite3 *raw = NULL;
+                assert_int_equal(sqlite3_open(c->path, &raw), SQLITE_OK);
+                sqlite3_busy_timeout(raw, 5000);
+                assert_int_equal(sqlite3_exec(raw, "UPDATE devices SET updated_at = 1700000000000", NULL, NULL, NULL),
+                                 SQLITE_OK);
+                sqlite3_close(raw);
+        }
+        static const unsigned page_sizes[] = { 2, 2, 1 };
+        unsigned seen = 0;
+        req.devices = (struct db_query_devices){ .since_ms = 1, .limit = 2 };
+        for (unsigned page = 0; page < 3; page++) {
+                assert_int_equal(run(c, &req), 0);
+                assert_int_equal(cJSON_GetArraySize(req.devices.devices), page_sizes[page]);
+                assert_int_equal(req.devices.more, page < 2);
+                cJSON_ArrayForEach(d, req.devices.devices) {
+                        snprintf(buf, sizeof(buf), "00%02x", seen++);
+                        assert_string_equal(cJSON_GetObjectItem(d, "serial")->valuestring, buf);
+                        assert_int_equal((int64_t)cJSON_GetObjectItem(d, "updated_at")->valuedouble, 1700000000000);
+                }
+                d = cJSON_GetArrayItem(req.devices.devices, cJSON_GetArraySize(req.devices.devices) - 1);
+                req.devices.since_ms = (int64_t)cJSON_GetObjectItem(d, "updated_at")->valuedouble;
+                snprintf(req.devices.after_serial, sizeof(req.devices.after_serial), "%s",
+                         cJSON_GetObjectItem(d, "serial")->valuestring);
+                cJSON_Delete(req.devices.devices);
+                req.devices.devices = NULL;
+        }
+        assert_int_equal(seen, 5);
+        /* Past the last one: nothing, and no further page. */
+        assert_int_equal(run(c, &req), 0);
+        assert_int_equal(cJSON_GetArraySize(req.devices.devices), 0);
+        assert_false(req.devices.more);
+        cJSON_Delete(req.devices.devices);
+
+        snprintf(req.devices.after_serial, sizeof(req.devices.after_serial), "zz");
+        assert_int_equal(run(c, &req), -EINVAL);
 }
 
 static void test_outbox(void **state) {
