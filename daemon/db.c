@@ -319,6 +319,16 @@ static int from_string(const char *const *table, size_t n, const char *s) {
 }
 #define FROM_STRING(table, s) from_string(table, ELEMENTSOF(table), (const char *)(s))
 
+/*
+ * A TEXT column as a C string, "" for NULL. The schema makes these columns NOT
+ * NULL, but a file edited by hand (the CHECKs and NOT NULLs dropped) must give
+ * a refused request, not a NULL dereference on the writer thread.
+ */
+static const char *col_text(sqlite3_stmt *st, int i) {
+        const char *t = (const char *)sqlite3_column_text(st, i);
+        return t ? t : "";
+}
+
 /* --- small helpers -------------------------------------------------------- */
 
 int db_errno(int sqlite_rc) {
@@ -568,8 +578,8 @@ static int do_lookup(struct db *db, struct db_req *req, int64_t now) {
                 if (r < 0)
                         return fail(req, -EBADMSG, "certificate %" PRId64 ": unreadable status", q->cert_id);
                 q->cert_status = (enum db_cert_status)r;
-                snprintf(q->cert_sha256, sizeof(q->cert_sha256), "%s", sqlite3_column_text(st, 5));
-                snprintf(q->thing_name, sizeof(q->thing_name), "%s", sqlite3_column_text(st, 6));
+                snprintf(q->cert_sha256, sizeof(q->cert_sha256), "%s", col_text(st, 5));
+                snprintf(q->thing_name, sizeof(q->thing_name), "%s", col_text(st, 6));
                 q->cert_not_after_ms = sqlite3_column_int64(st, 7);
                 if (q->want_der) {
                         const void *der = sqlite3_column_blob(st, 8);
@@ -770,9 +780,9 @@ static int outcome_provisioned(struct db *db, struct db_req *req, int64_t now, c
                         return fail(req, -ENOENT, "unknown certificate %" PRId64, q->cert_id);
                 if (rc != SQLITE_ROW)
                         return fail_sql(db, req, rc, "certificate lookup");
-                if (!streq((const char *)sqlite3_column_text(st, 0), serial))
+                if (!streq(col_text(st, 0), serial))
                         return fail(req, -EINVAL, "certificate %" PRId64 " belongs to device %s, not %s",
-                                    q->cert_id, sqlite3_column_text(st, 0), serial);
+                                    q->cert_id, col_text(st, 0), serial);
                 r = FROM_STRING(cert_status_names, sqlite3_column_text(st, 1));
                 if (r < 0)
                         return fail(req, -EBADMSG, "certificate %" PRId64 ": unreadable status", q->cert_id);
@@ -784,8 +794,8 @@ static int outcome_provisioned(struct db *db, struct db_req *req, int64_t now, c
 
                 json_writer_init(&w, payload_buf, sizeof(payload_buf));
                 json_writer_str(&w, "serial", serial);
-                json_writer_str(&w, "thing_name", (const char *)sqlite3_column_text(st, 2));
-                json_writer_str(&w, "certificate_id", (const char *)sqlite3_column_text(st, 3));
+                json_writer_str(&w, "thing_name", col_text(st, 2));
+                json_writer_str(&w, "certificate_id", col_text(st, 3));
                 json_writer_int(&w, "signer_id", signer_id);
                 payload = json_writer_finish(&w);
                 if (!payload)
@@ -1014,7 +1024,7 @@ static int do_signer_ensure(struct db *db, struct db_req *req, int64_t now) {
                 rc = sqlite3_step(st);
                 if (rc == SQLITE_ROW) {
                         signer_id = sqlite3_column_int64(st, 0);
-                        retired = streq((const char *)sqlite3_column_text(st, 1), "retired");
+                        retired = streq(col_text(st, 1), "retired");
                 } else if (rc != SQLITE_DONE)
                         return fail_sql(db, req, rc, "signer lookup");
         }
@@ -1324,7 +1334,7 @@ static int do_outbox_complete(struct db *db, struct db_req *req, int64_t now) {
                 return fail(req, -ENOENT, "unknown outbox row %" PRId64, q->id);
         if (rc != SQLITE_ROW)
                 return fail_sql(db, req, rc, "outbox lookup");
-        return fail(req, -ESTALE, "outbox row %" PRId64 " is %s, not in_flight", q->id, sqlite3_column_text(st, 0));
+        return fail(req, -ESTALE, "outbox row %" PRId64 " is %s, not in_flight", q->id, col_text(st, 0));
 }
 
 /* --- the writer thread ---------------------------------------------------- */
@@ -1445,10 +1455,15 @@ static int begin(struct db *db, struct db_req *list) {
         int r;
 
         r = exec_stmt(db, STMT_BEGIN);
-        if (r >= 0)
-                r = audit_head(db->conn, use(db, STMT_AUDIT_HEAD), &db->audit_id, db->audit_hash);
-        if (r < 0) {
+        if (r < 0)
                 snprintf(why, sizeof(why), "begin: %s", sqlite3_errmsg(db->conn));
+        else {
+                r = audit_head(db->conn, use(db, STMT_AUDIT_HEAD), &db->audit_id, db->audit_hash);
+                if (r < 0)
+                        snprintf(why, sizeof(why), "audit log head unreadable (%s); check the database with "
+                                 "provctl audit verify", r == -EBADMSG ? "malformed last row" : strerror(-r));
+        }
+        if (r < 0) {
                 if (!sqlite3_get_autocommit(db->conn))
                         (void)exec_stmt(db, STMT_ROLLBACK);
                 fail_batch(list, r, why);

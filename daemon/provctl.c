@@ -17,7 +17,7 @@
 #include "config.h"
 #include "util.h"
 
-#define REPLY_MAX (256u * 1024 * 1024)  /* a devices listing with PEMs can be large */
+#define REPLY_MAX (64u * 1024 * 1024)   /* a page of 1000 devices with PEMs is ~1.5 MB */
 
 static const char *arg_socket = "/run/provd/provd.sock";
 static bool arg_json;
@@ -82,7 +82,8 @@ static int parse_time(const char *s, int64_t *ret) {
 
         errno = 0;
         v = strtoll(s, &end, 10);
-        if (!errno && end != s && v >= 0) {
+        /* Seconds up to 9999-12-31 and ages up to 100 years: nothing below can overflow. */
+        if (!errno && end != s && v >= 0 && v <= 253402300799LL) {
                 if (!*end) {
                         *ret = v * 1000;
                         return 0;
@@ -90,7 +91,7 @@ static int parse_time(const char *s, int64_t *ret) {
                 if (end[1] == 0) {
                         long long mult = end[0] == 's' ? 1 : end[0] == 'm' ? 60 : end[0] == 'h' ? 3600 :
                                          end[0] == 'd' ? 86400 : 0;
-                        if (mult) {
+                        if (mult && v <= 3155760000LL / mult) {
                                 *ret = ((int64_t)time(NULL) - v * mult) * 1000;
                                 return 0;
                         }
@@ -142,8 +143,10 @@ static int call(cJSON *req, cJSON **ret) {
                 return fd;
         }
         text = cJSON_PrintUnformatted(req);
-        if (!text)
+        if (!text) {
+                fprintf(stderr, "provctl: out of memory\n");
                 return -ENOMEM;
+        }
         size_t n = strlen(text);
         text[n] = '\n';         /* cJSON's buffer is NUL-terminated: reuse the NUL for the newline */
         for (size_t off = 0; off <= n;) {
@@ -151,6 +154,7 @@ static int call(cJSON *req, cJSON **ret) {
                 if (w < 0) {
                         if (errno == EINTR)
                                 continue;
+                        fprintf(stderr, "provctl: cannot send the request to provd: %m\n");
                         return -errno;
                 }
                 off += (size_t)w;
@@ -166,21 +170,27 @@ static int call(cJSON *req, cJSON **ret) {
                 if (r < 0) {
                         if (errno == EINTR)
                                 continue;
+                        fprintf(stderr, "provctl: waiting for provd's answer: %m\n");
                         return -errno;
                 }
                 if (len + 65536 > cap) {
-                        if (cap >= REPLY_MAX)
+                        if (cap >= REPLY_MAX) {
+                                fprintf(stderr, "provctl: provd's answer is over %u MiB; refused\n", REPLY_MAX >> 20);
                                 return -E2BIG;
+                        }
                         cap = cap ? cap * 2 : 131072;
                         char *nb = realloc(buf, cap);
-                        if (!nb)
+                        if (!nb) {
+                                fprintf(stderr, "provctl: out of memory\n");
                                 return -ENOMEM;
+                        }
                         buf = nb;
                 }
                 ssize_t k = read(fd, buf + len, cap - len - 1);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
+                        fprintf(stderr, "provctl: reading provd's answer: %m\n");
                         return -errno;
                 }
                 if (k == 0)
@@ -432,9 +442,13 @@ static int cmd_audit(int argc, char **argv) {
         }
         if (streq(argv[0], "verify")) {
                 r = audit_verify(db, &rows, &bad);
-                if (r == -EBADMSG)
+                /* -EBADMSG is also what SQLite's "corrupt" maps to: a broken chain names its row. */
+                if (r == -EBADMSG && bad > 0)
                         printf("audit log BROKEN: %" PRId64 " rows read, first bad row id %" PRId64
                                " (edited, inserted or deleted rows)\n", rows, bad);
+                else if (r == -EBADMSG)
+                        fprintf(stderr, "provctl: cannot read the audit log: the database file is corrupt "
+                                "(sqlite3 %s 'PRAGMA integrity_check' shows where)\n", arg_db);
                 else if (r < 0)
                         fprintf(stderr, "provctl: cannot read the audit log: %s\n", strerror(-r));
                 else
