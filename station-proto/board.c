@@ -378,7 +378,6 @@ static void send_frame(struct spb_board *b, uint8_t type, uint8_t flags, uint16_
 
         if (spc_frame_encode(&h, payload, b->tx, b->tx_cap, &out) != SPC_OK)
                 return;         /* cannot happen: tx_cap >= SP_ENCODED_MAX(rx_cap) */
-        b->tx_len = out;
         b->ops->write(b->ctx, b->tx, out);
 }
 

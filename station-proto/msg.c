@@ -249,9 +249,26 @@ const char *sp_tag_to_string(uint8_t tag) {
         }
 }
 
+/* Do @n bytes of @s equal the lower-case @lower, ignoring ASCII case? No locale (tolower() would use it). */
+static bool equal_ascii_nocase(const char *s, const char *lower, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+
+                if (c >= 'A' && c <= 'Z')
+                        c = (char)(c - 'A' + 'a');
+                if (c != lower[i])
+                        return false;
+        }
+        return true;
+}
+
 bool sp_cfg_key_is_secret(const char *key, size_t len) {
-        /* Spec §10: values of these keys never appear in logs or dumps. */
-        static const char *const secret[] = { "wifi_psk", "psk", "password", "secret", "token", "key" };
+        /*
+         * Spec §10: values of these keys never appear in logs or dumps. CFG_KEY
+         * allows upper case (§6.4), so "WIFI_PSK" is as secret as "wifi_psk".
+         * The "_psk" suffix covers wifi_psk.
+         */
+        static const char *const secret[] = { "psk", "password", "secret", "token", "key" };
 
         if (!key)
                 return false;
@@ -259,9 +276,9 @@ bool sp_cfg_key_is_secret(const char *key, size_t len) {
                 size_t n = strlen(secret[i]);
 
                 /* exact match, or a "_psk"/"_password"/… suffix */
-                if (len == n && memcmp(key, secret[i], n) == 0)
+                if (len == n && equal_ascii_nocase(key, secret[i], n))
                         return true;
-                if (len > n && key[len - n - 1] == '_' && memcmp(key + len - n, secret[i], n) == 0)
+                if (len > n && key[len - n - 1] == '_' && equal_ascii_nocase(key + len - n, secret[i], n))
                         return true;
         }
         return false;

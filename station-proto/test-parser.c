@@ -664,6 +664,27 @@ static void test_describe_redacts(void **state) {
         assert_true(sp_cfg_key_is_secret("api_token", 9));
         assert_false(sp_cfg_key_is_secret("wifi_ssid", 9));
         assert_false(sp_cfg_key_is_secret("monkey", 6));
+
+        /* CFG_KEY allows upper case (spec §6.4): the key is secret in any ASCII case. */
+        sp_tlv_writer_init(&w, buf, sizeof buf);
+        sp_tlv_put_str(&w, SP_TAG_CFG_KEY, "WIFI_SSID");
+        sp_tlv_put_str(&w, SP_TAG_CFG_VALUE, "Factory-Net");
+        sp_tlv_put_str(&w, SP_TAG_CFG_KEY, "WIFI_PSK");
+        sp_tlv_put_str(&w, SP_TAG_CFG_VALUE, "UpperSecret3");
+        f.len = (uint16_t)w.len;
+        n = sp_frame_describe(&f, text, sizeof text);
+        assert_true(n > 0 && (size_t)n < sizeof text);
+        assert_non_null(strstr(text, "\"WIFI_PSK\""));
+        assert_non_null(strstr(text, "Factory-Net"));
+        assert_non_null(strstr(text, "<redacted>"));
+        assert_null(strstr(text, "UpperSecret3"));
+        assert_true(sp_cfg_key_is_secret("WIFI_PSK", 8));
+        assert_true(sp_cfg_key_is_secret("Wifi_Psk", 8));
+        assert_true(sp_cfg_key_is_secret("PSK", 3));
+        assert_true(sp_cfg_key_is_secret("MQTT_PASSWORD", 13));
+        assert_false(sp_cfg_key_is_secret("WIFI_SSID", 9));
+        assert_false(sp_cfg_key_is_secret("MONKEY", 6));
+        assert_false(sp_cfg_key_is_secret("WIFIPSK", 7));
 }
 
 /* --- client --------------------------------------------------------------- */

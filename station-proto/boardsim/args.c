@@ -45,6 +45,13 @@ const char *fault_kind_to_string(enum fault_kind k) {
         return fault_names[k];
 }
 
+const char *fault_step_to_string(uint8_t type) {
+        for (size_t i = 0; i < sizeof(drop_steps) / sizeof(drop_steps[0]); i++)
+                if (drop_steps[i].type == type)
+                        return drop_steps[i].name;
+        return NULL;
+}
+
 static bool token_is(const char *s, size_t len, const char *word) {
         return strlen(word) == len && memcmp(s, word, len) == 0;
 }

@@ -90,6 +90,8 @@ int fault_spec_parse(const char *s, struct fault_spec *ret);
 /** Does the index list (not a fraction) of @f name slot @idx? Fractions and "all" answer by their own rule. */
 bool fault_spec_has_index(const struct fault_spec *f, uint32_t idx);
 const char *fault_kind_to_string(enum fault_kind k);
+/** The drop:STEP name of request type @type ("hello", "csr", …), or NULL when no step has that type. */
+const char *fault_step_to_string(uint8_t type);
 
 /**
  * Parses the command line (argv[0] skipped) into @ret. On error returns

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* provd-boardsim: one simulated board's secure element and storage (identity, key, CSR, proof, state files). */
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -63,16 +64,6 @@ void board_crypto_deinit(void) {
         EVP_MD_free(crypto.sha256);
         EVP_PKEY_CTX_free(crypto.fromdata);
         memset(&crypto, 0, sizeof(crypto));
-}
-
-static void hex_upper(const uint8_t *p, size_t len, char *out) {
-        static const char digits[] = "0123456789ABCDEF";
-
-        for (size_t i = 0; i < len; i++) {
-                out[2 * i] = digits[p[i] >> 4];
-                out[2 * i + 1] = digits[p[i] & 15];
-        }
-        out[2 * len] = '\0';
 }
 
 static int unhex(char c) {
@@ -291,18 +282,63 @@ static int sign_der(struct board *b, const void *msg, size_t len, uint8_t *sig, 
         return 0;
 }
 
-/* The largest CSR this board builds: info 544 (name up to 96) + algorithm and signature ~100. */
-#define BOARD_CSR_MAX 700
+/* Bytes of a DER TLV with @len content bytes, header as der_head() writes it. */
+static size_t der_tlv_len(size_t len) {
+        return (len < 0x80 ? 2 : len < 0x100 ? 3 : 4) + len;
+}
+
+/* Bytes of what board_get_csr() builds, for a CN, attributes and DER signature of these lengths. */
+static size_t csr_name_len(size_t cn_len) {
+        return der_tlv_len(der_tlv_len(der_tlv_len(sizeof(der_oid_cn) + der_tlv_len(cn_len))));
+}
+
+static size_t csr_info_len(size_t cn_len, size_t attr_len) {
+        return der_tlv_len(sizeof(der_version0) + csr_name_len(cn_len) + sizeof(der_spki_prefix) + SP_PUBKEY_LEN +
+                           attr_len);
+}
+
+static size_t csr_len(size_t cn_len, size_t attr_len, size_t sig_len) {
+        return der_tlv_len(csr_info_len(cn_len, attr_len) + sizeof(der_ecdsa_sha256) + der_tlv_len(1 + sig_len));
+}
+
+/*
+ * The largest CSR this board builds, in bytes (content + DER header). The CN
+ * is at most CSR_CN_MAX = 64 characters, the board library's SUBJECT_CN limit
+ * (the serial and the cn fault give 18):
+ *
+ *   AttributeTypeAndValue     SEQ { OID 5, UTF8String 2 + 64 }       71 + 2 =  73
+ *   Name                      SEQ { SET { AttributeTypeAndValue } }  75 + 2 =  77  CSR_NAME_MAX
+ *   CertificationRequestInfo  SEQ { version 3, Name 77, SPKI 26 + 65,
+ *                             attributes 36 (ca fault; else 2) }    207 + 3 = 210  CSR_INFO_MAX
+ *   ECDSA-Sig-Value           SEQ { INTEGER r, INTEGER s },
+ *                             each at most 2 + 33                    70 + 2 =  72  CSR_SIG_MAX
+ *   CertificationRequest      SEQ { info 210, algorithm 12,
+ *                             BIT STRING 2 + 1 + 72 }               297 + 4 = 301  CSR_MAX
+ *
+ * With the CSR and PUBKEY TLVs (3 + 3 + 65) and the frame overhead (11), a
+ * station announcing a max frame of 383 or more gets every CSR this board
+ * makes; PROTOCOL.md §5.3 asks stations for at least 512.
+ */
+#define CSR_CN_MAX      64u
+#define CSR_NAME_MAX    77u
+#define CSR_INFO_MAX    210u
+#define CSR_SIG_MAX     72u
+#define CSR_MAX         301u
 
 int board_get_csr(struct board *b, bool want_new_key, const char *req_cn, size_t req_cn_len, uint8_t *der,
                   size_t cap, size_t *ret_len) {
-        uint8_t name[96], info[544], sig[80];
+        uint8_t name[CSR_NAME_MAX], info[CSR_INFO_MAX], sig[CSR_SIG_MAX];
         struct der n = { name, sizeof(name) }, i = { info, sizeof(info) }, out = { der, cap };
         const uint8_t *attr = b->fault_ca ? der_attr_ca_true : der_attr_none;
         size_t attr_len = b->fault_ca ? sizeof(der_attr_ca_true) : sizeof(der_attr_none);
         size_t sig_len = sizeof(sig), atv_len, body;
-        char cn[65];
+        char cn[CSR_CN_MAX + 1];
         int k;
+
+        /* The sums above, checked against the builder's own arithmetic. */
+        assert(csr_name_len(CSR_CN_MAX) == CSR_NAME_MAX);
+        assert(csr_info_len(CSR_CN_MAX, sizeof(der_attr_ca_true)) == CSR_INFO_MAX);
+        assert(csr_len(CSR_CN_MAX, sizeof(der_attr_ca_true), CSR_SIG_MAX) == CSR_MAX);
 
         b->key_slow = false;
         if (want_new_key && b->locked)
@@ -310,16 +346,8 @@ int board_get_csr(struct board *b, bool want_new_key, const char *req_cn, size_t
         /* Spec 6.2: without NEW_KEY a board with no key answers NO_KEY, it never makes one quietly. */
         if (!want_new_key && !b->key)
                 return SP_ERR_NO_KEY;
-        /* Spec 7.1: refuse before any side effect, so a new key is never made for a CSR that cannot be sent. */
-        if (cap < BOARD_CSR_MAX)
-                return SP_ERR_TOO_LARGE;
-        if (want_new_key) {
-                k = new_key(b);
-                if (k != 0)
-                        return k;
-        }
 
-        if (req_cn && req_cn_len > 0 && req_cn_len < sizeof(cn)) {
+        if (req_cn && req_cn_len > 0 && req_cn_len <= CSR_CN_MAX) {
                 memcpy(cn, req_cn, req_cn_len);
                 cn[req_cn_len] = 0;
         } else
@@ -332,6 +360,21 @@ int board_get_csr(struct board *b, bool want_new_key, const char *req_cn, size_t
                 for (size_t j = 2; j < 8; j++)
                         other[j] ^= 0x5a;
                 hex_upper(other, sizeof(other), cn);
+        }
+
+        /*
+         * Spec 7.1: refuse before any side effect, so a new key is never made
+         * for a CSR that cannot be sent. The signature's length (at most 72
+         * bytes, usually 70..72) is known only once signed, so this counts the
+         * longest. Without NEW_KEY nothing changes: only the CSR as built is
+         * checked, below.
+         */
+        if (want_new_key) {
+                if (csr_len(strlen(cn), attr_len, CSR_SIG_MAX) > cap)
+                        return SP_ERR_TOO_LARGE;
+                k = new_key(b);
+                if (k != 0)
+                        return k;
         }
 
         /* Name: SEQ { SET { SEQ { id-at-commonName, UTF8String } } } */
@@ -363,6 +406,7 @@ int board_get_csr(struct board *b, bool want_new_key, const char *req_cn, size_t
         der_head(&out, 0x03, 1 + sig_len);
         der_raw(&out, "", 1);
         der_raw(&out, sig, sig_len);
+        /* The CSR as built does not fit what the station accepts (spec 5.3). */
         if (out.overflow)
                 return SP_ERR_TOO_LARGE;
         /*
@@ -420,8 +464,7 @@ int board_store_config(struct board *b, const char *key, size_t key_len, const u
         struct board_cfg *c = NULL;
         uint8_t *copy = NULL;
 
-        if (b->locked)
-                return SP_ERR_LOCKED;
+        /* Spec 6.6: a locked board still takes PUT_CONFIG; only the key and certificates are permanent. */
         if (!cfg_key_ok(key, key_len))
                 return SP_ERR_BAD_PAYLOAD;
         if (value_len > BOARD_CFG_VALUE_MAX)
@@ -840,11 +883,7 @@ int board_load(struct board *b) {
         n = read_state(b->state_path, "compressed.bin", b->compressed, sizeof(b->compressed));
         b->has_compressed = n == SP_COMPRESSED_CERT_LEN;
 
-        /* Loading goes through board_store_config(), which refuses a locked board. */
-        bool locked = b->locked;
-        b->locked = false;
         r = load_config(b);
-        b->locked = locked;
         if (r < 0)
                 return r;
         b->dirty = 0;

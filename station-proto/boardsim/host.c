@@ -100,16 +100,6 @@ static uint64_t now_ms(void) {
         return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void hex(const uint8_t *p, size_t len, char *out) {
-        static const char d[] = "0123456789ABCDEF";
-
-        for (size_t i = 0; i < len; i++) {
-                out[2 * i] = d[p[i] >> 4];
-                out[2 * i + 1] = d[p[i] & 15];
-        }
-        out[2 * len] = '\0';
-}
-
 static void sha256(const void *p, size_t len, uint8_t out[SP_SHA256_LEN]) {
         unsigned n = SP_SHA256_LEN;
 
@@ -302,7 +292,8 @@ static const char *check_csr(struct conn *c, const uint8_t *der, size_t len, con
         const char *why = NULL;
         EVP_PKEY *k;
         uint8_t pub[SP_PUBKEY_LEN];
-        char cn[128];
+        char cn[128] = "";
+        int cn_len;
         STACK_OF(X509_EXTENSION) *exts;
 
         detail[0] = '\0';
@@ -325,9 +316,13 @@ static const char *check_csr(struct conn *c, const uint8_t *der, size_t len, con
                 why = "pubkey-changed";
                 goto out;
         }
-        if (X509_NAME_get_text_by_NID(X509_REQ_get_subject_name(req), NID_commonName, cn, sizeof(cn)) < 0 ||
-            strcmp(cn, c->cn) != 0) {
-                snprintf(detail, dlen, "cn=%s want=%s", cn, c->cn);
+        /*
+         * No CN leaves @cn empty (-1); the returned length must be the whole
+         * wanted CN, so an embedded NUL ("SERIAL\0junk") does not pass strcmp().
+         */
+        cn_len = X509_NAME_get_text_by_NID(X509_REQ_get_subject_name(req), NID_commonName, cn, sizeof(cn));
+        if (cn_len < 0 || (size_t)cn_len != strlen(c->cn) || strcmp(cn, c->cn) != 0) {
+                snprintf(detail, dlen, "cn=%s cn_len=%d want=%s", cn, cn_len, c->cn);
                 why = "cn";
                 goto out;
         }
@@ -382,8 +377,8 @@ out:
 static void session_done(struct conn *c) {
         char pub[2 * SP_PUBKEY_LEN + 1], h[2 * SP_SHA256_LEN + 1];
 
-        hex(c->pubkey, SP_PUBKEY_LEN, pub);
-        hex(c->cert_hash, SP_SHA256_LEN, h);
+        hex_upper(c->pubkey, SP_PUBKEY_LEN, pub);
+        hex_upper(c->cert_hash, SP_SHA256_LEN, h);
         printf("ok %s serial=%s pubkey=%s cert_sha256=%s ms=%" PRIu64 "\n", c->path, c->cn, pub, h,
                now_ms() - c->start);
         fflush(stdout);
@@ -466,7 +461,7 @@ static void handle_response(struct conn *c, const struct sp_frame *f) {
                         fail(c, "ident-parse", NULL);
                         return;
                 }
-                hex(c->ident.serial, c->ident.serial_len, c->cn);
+                hex_upper(c->ident.serial, c->ident.serial_len, c->cn);
                 c->step = ST_CSR;
                 break;
         case ST_CSR: {

@@ -191,19 +191,6 @@ static uint8_t response_for(uint8_t req) {
         return (uint8_t)(req | SP_MSG_RESPONSE);
 }
 
-static const char *step_name(uint8_t req) {
-        switch (req) {
-        case SP_MSG_HELLO: return "hello";
-        case SP_MSG_GET_CSR: return "csr";
-        case SP_MSG_PUT_CERT: return "cert";
-        case SP_MSG_PUT_CONFIG: return "config";
-        case SP_MSG_PROVE: return "prove";
-        case SP_MSG_LOCK: return "lock";
-        case SP_MSG_RESULT: return "result";
-        default: return "?";
-        }
-}
-
 /* --- faults ---------------------------------------------------------------- */
 
 static bool fault_applies(struct sim *sim, size_t no, uint32_t idx, uint32_t gen) {
@@ -852,7 +839,9 @@ static void after_flush(struct slot *s) {
         if (!s->link || what == AFTER_NONE)
                 return;
         if (dropped) {
-                event("fault %s drop after=%s", s->name, step_name(s->drop_pending_type));
+                const char *step = fault_step_to_string(s->drop_pending_type);
+
+                event("fault %s drop after=%s", s->name, step ? step : "?");
                 if (!cycling || s->finished) {
                         slot_unplug(s, "drop");
                         return;

@@ -256,7 +256,7 @@ static void test_prove_and_lock(void **state) {
         assert_int_equal(board_get_csr(&b, true, NULL, 0, der, sizeof(der), &len), SP_ERR_LOCKED);
         assert_int_equal(board_get_csr(&b, false, NULL, 0, der, sizeof(der), &len), 0);
         assert_int_equal(board_store_certs(&b, &certs), SP_ERR_LOCKED);
-        assert_int_equal(board_store_config(&b, "wifi_psk", 8, (const uint8_t *)"x", 1), SP_ERR_LOCKED);
+        assert_int_equal(board_store_config(&b, "wifi_psk", 8, (const uint8_t *)"x", 1), 0);   /* PROTOCOL.md: PUT_CONFIG still works after LOCK */
         assert_int_equal(board_prove(&b, nonce, hash, sig), 0);         /* proving still works */
         board_deinit(&b);
 }
@@ -384,6 +384,14 @@ static void test_state_roundtrip(void **state) {
 
         /* A broken state file is reported, not trusted. */
         assert_int_equal(board_save(&b), 0);                    /* nothing dirty: nothing written */
+        {
+                static const char *const names[] = { "serial", "meta", "locked", "key.pem", "device.der",
+                                                     "signer.der", "root_pubkey", "compressed.bin", "config" };
+
+                for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+                        if (file_exists(dir, names[i]))
+                                fail_msg("board_save() with nothing dirty wrote %s", names[i]);
+        }
         b.dirty = DIRTY_META | DIRTY_KEY | DIRTY_CERTS | DIRTY_CONFIG;
         assert_int_equal(board_save(&b), 0);
         {

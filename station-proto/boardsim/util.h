@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* Small helpers for provd-boardsim: cleanup attributes, fd handover, array size. */
+/* Small helpers for provd-boardsim: cleanup attributes, fd handover, array size, hex. */
 #ifndef BOARDSIM_UTIL_H
 #define BOARDSIM_UTIL_H
 
 #include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -30,5 +32,16 @@ static inline void closep(int *fd) {
 
 #define TAKE_PTR(p) ({ typeof(p) _p = (p); (p) = NULL; _p; })
 #define TAKE_FD(fd) ({ int _fd = (fd); (fd) = -EBADF; _fd; })
+
+/* @len bytes as upper-case hex into @out (2 * @len + 1 bytes, NUL-terminated): how serials are printed. */
+static inline void hex_upper(const uint8_t *p, size_t len, char *out) {
+        static const char digits[] = "0123456789ABCDEF";
+
+        for (size_t i = 0; i < len; i++) {
+                out[2 * i] = digits[p[i] >> 4];
+                out[2 * i + 1] = digits[p[i] & 15];
+        }
+        out[2 * len] = '\0';
+}
 
 #endif

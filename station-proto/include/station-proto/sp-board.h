@@ -122,7 +122,6 @@ struct spb_board {
         /* output */
         uint8_t *tx;
         size_t tx_cap;
-        size_t tx_len;                  /* bytes of the last response written */
         uint8_t *work;
         size_t work_cap;
         /* idempotence cache: response to (last_seq, last_type), payload in @work */

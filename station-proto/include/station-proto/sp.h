@@ -142,7 +142,10 @@ int sp_cert_ok_parse(const struct sp_frame *f, uint8_t ret_hash[SP_SHA256_LEN]);
 const char *sp_msg_type_to_string(uint8_t type);        /* "HELLO", …, or NULL */
 const char *sp_error_to_string(uint16_t code);          /* "secure element failure", …, or NULL */
 const char *sp_tag_to_string(uint8_t tag);              /* "SERIAL", …, or NULL */
-/** Is @key (not NUL-terminated) a config key whose value must never be logged (wifi_psk, *_password, …)? */
+/**
+ * Is @key (not NUL-terminated) a config key whose value must never be logged
+ * (wifi_psk, *_password, …; compared ignoring ASCII case)?
+ */
 bool sp_cfg_key_is_secret(const char *key, size_t len);
 /**
  * One-line description of @f for debug logs, snprintf-style: writes at most
