@@ -266,6 +266,8 @@ static void test_issue_profile(void **state) {
         assert_int_equal(c.not_after, CERT_NO_EXPIRY);
         assert_non_null(memmem(c.der, c.der_len, "\x18\x0f" "99991231235959Z", 17));
         x = decode(&c);
+        assert_int_equal(ASN1_STRING_type(X509_get0_notBefore(x)), V_ASN1_GENERALIZEDTIME);
+        assert_int_equal(ASN1_STRING_type(X509_get0_notAfter(x)), V_ASN1_GENERALIZEDTIME);
         X509_NAME *n = X509_get_subject_name(x);
         assert_int_equal(X509_NAME_entry_count(n), 3);
         assert_int_equal(OBJ_obj2nid(X509_NAME_ENTRY_get_object(X509_NAME_get_entry(n, 0))), NID_organizationName);
@@ -275,9 +277,29 @@ static void test_issue_profile(void **state) {
         X509_free(x);
         issued_cert_done(&c);
 
-        /* 2049-12-31 is still UTCTime; validity runs from issuance time. */
+        /* RFC 5280 4.1.2.5: up to 2049-12-31 23:59:59 (2524607999) UTCTime, from 2050 GeneralizedTime. */
+        assert_int_equal(issuer_issue_at(is, &f->csr, "board 9", 2524607999, &c), 0);
+        check_cert(f, &c, "board 9");
+        x = decode(&c);
+        assert_int_equal(ASN1_STRING_type(X509_get0_notBefore(x)), V_ASN1_UTCTIME);
+        X509_free(x);
+        issued_cert_done(&c);
+        assert_int_equal(issuer_issue_at(is, &f->csr, "board 9", 2524607999 + 1, &c), 0);
+        check_cert(f, &c, "board 9");
+        x = decode(&c);
+        assert_int_equal(ASN1_STRING_type(X509_get0_notBefore(x)), V_ASN1_GENERALIZEDTIME);
+        X509_free(x);
+        issued_cert_done(&c);
+
+        /* 2049-12-30 is still UTCTime for notBefore; validity runs from issuance time, so notAfter
+         * (ten years on) is GeneralizedTime. */
         assert_int_equal(issuer_issue_at(f->issuer, &f->csr, "sn-01234567", 2524607999 - 86400, &c), 0);
         check_cert(f, &c, "sn-01234567");
+        assert_int_equal(c.not_before, 2524607999 - 86400 - CERT_DEFAULT_BACKDATE_SECONDS);
+        x = decode(&c);
+        assert_int_equal(ASN1_STRING_type(X509_get0_notBefore(x)), V_ASN1_UTCTIME);
+        assert_int_equal(ASN1_STRING_type(X509_get0_notAfter(x)), V_ASN1_GENERALIZEDTIME);
+        X509_free(x);
         issued_cert_done(&c);
         issuer_free(is);
 

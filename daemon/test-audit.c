@@ -185,15 +185,58 @@ static void test_edited_field(void **state) {
         assert_int_equal(rows, 10);
 }
 
-static void test_edited_actor_and_recomputed_hash(void **state) {
+/* Sets row @id's hash to the correct chain hash of what the row now holds (the forger knows the algorithm). */
+static void rehash_row(struct ctx *c, int64_t id) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        uint8_t h[AUDIT_HASH_LEN];
+
+        assert_int_equal(sqlite3_open(c->path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT ts, actor, action, serial, details, prev_hash "
+                                                "FROM audit_log WHERE id = ?1", -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_bind_int64(st, 1, id), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_int_equal(sqlite3_column_bytes(st, 5), AUDIT_HASH_LEN);
+        audit_hash(sqlite3_column_blob(st, 5),
+                   &(struct audit_entry){ .id = id, .ts = sqlite3_column_int64(st, 0),
+                                          .actor = (const char *)sqlite3_column_text(st, 1),
+                                          .action = (const char *)sqlite3_column_text(st, 2),
+                                          .serial = (const char *)sqlite3_column_text(st, 3),
+                                          .details = (const char *)sqlite3_column_text(st, 4) },
+                   h);
+        sqlite3_finalize(st);
+        assert_int_equal(sqlite3_prepare_v2(db, "UPDATE audit_log SET hash = ?1 WHERE id = ?2", -1, &st, NULL),
+                         SQLITE_OK);
+        assert_int_equal(sqlite3_bind_blob(st, 1, h, sizeof(h), SQLITE_STATIC), SQLITE_OK);
+        assert_int_equal(sqlite3_bind_int64(st, 2, id), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        assert_int_equal(sqlite3_changes(db), 1);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+}
+
+static void test_edited_actor_and_random_hash(void **state) {
         struct ctx *c = *state;
         int64_t rows, bad;
 
-        /* Even with this row's hash "fixed" by hand, the next row's prev_hash no longer matches. */
+        /* A replaced stored hash that is not the row's hash: the row itself fails. */
         tamper(c, "DROP TRIGGER audit_log_no_update; "
                   "UPDATE audit_log SET actor = 'uid:0', hash = randomblob(32) WHERE id = 7");
         assert_int_equal(verify(c, &rows, &bad), -EBADMSG);
         assert_int_equal(bad, 7);
+}
+
+static void test_edited_actor_and_recomputed_hash(void **state) {
+        struct ctx *c = *state;
+        int64_t rows, bad;
+
+        /* Row 7 edited and its hash correctly recomputed: row 7 checks out, but row 8's prev_hash
+         * still holds the old hash, so the break shows at row 8. */
+        tamper(c, "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET actor = 'uid:0' WHERE id = 7");
+        rehash_row(c, 7);
+        assert_int_equal(verify(c, &rows, &bad), -EBADMSG);
+        assert_int_equal(bad, 8);
+        assert_int_equal(rows, 10);
 }
 
 static void test_edited_ts(void **state) {
@@ -375,6 +418,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_intact, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_offline_append_interleaves, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_edited_field, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_edited_actor_and_random_hash, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_edited_actor_and_recomputed_hash, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_edited_ts, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_deleted_row, setup, teardown),

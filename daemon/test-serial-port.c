@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pty.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -106,8 +107,9 @@ static void test_raw_8n1(void **state) {
 
 static void test_pending_input_discarded(void **state) {
         struct pty p;
+        struct pollfd pfd;
         uint8_t buf[64];
-        int fd;
+        int fd, queued = 0;
 
         pty_open(&p);
         /* Raw first, so the stale bytes are readable input, not an unfinished line. */
@@ -115,7 +117,13 @@ static void test_pending_input_discarded(void **state) {
         assert_true(fd >= 0);
         close(fd);
         assert_int_equal(write(p.master, "stale bytes", 11), 11);
-        usleep(20000);  /* let the pty push them to the slave side (only makes the test stricter) */
+        /* Wait until the pty has pushed them to the slave side, so there is input to discard
+         * (the 5 s cap only turns a hang into a failure). */
+        pfd = (struct pollfd){ .fd = p.slave, .events = POLLIN };
+        assert_int_equal(poll(&pfd, 1, 5000), 1);
+        assert_true(pfd.revents & POLLIN);
+        assert_int_equal(ioctl(p.slave, FIONREAD, &queued), 0);
+        assert_int_equal(queued, 11);
         fd = serial_port_open(p.name, 9600, NULL);
         assert_true(fd >= 0);
         assert_int_equal(read(fd, buf, sizeof buf), -1);
@@ -146,17 +154,20 @@ static void test_refused(void **state) {
 }
 
 static void test_every_listed_speed(void **state) {
-        static const unsigned bauds[] = { 1200, 9600, 57600, 115200, 230400, 921600, 1000000, 4000000 };
+        static const struct { unsigned baud; speed_t speed; } bauds[] = {
+                { 1200, B1200 }, { 9600, B9600 }, { 57600, B57600 }, { 115200, B115200 }, { 230400, B230400 },
+                { 921600, B921600 }, { 1000000, B1000000 }, { 4000000, B4000000 },
+        };
         struct termios t;
         struct pty p;
 
         pty_open(&p);
         for (size_t i = 0; i < sizeof bauds / sizeof bauds[0]; i++) {
-                int fd = serial_port_open(p.name, bauds[i], NULL);
+                int fd = serial_port_open(p.name, bauds[i].baud, NULL);
                 assert_true(fd >= 0);
                 assert_int_equal(tcgetattr(fd, &t), 0);
-                assert_int_equal(cfgetospeed(&t), serial_port_speed(bauds[i]));
-                assert_int_equal(cfgetispeed(&t), serial_port_speed(bauds[i]));
+                assert_int_equal(cfgetospeed(&t), bauds[i].speed);
+                assert_int_equal(cfgetispeed(&t), bauds[i].speed);
                 close(fd);
         }
         pty_close(&p);

@@ -581,10 +581,30 @@ static void test_validation(void **state) {
 
 static const uint8_t big_csr[FRAME];
 
+/* get_csr() callbacks that succeed but report a length the board must not send. */
+static int get_csr_over_cap(void *ctx, bool new_key, const char *cn, size_t cn_len, uint8_t *der, size_t cap,
+                            size_t *ret_len) {
+        int r = stub_get_csr(ctx, new_key, cn, cn_len, der, cap, ret_len);
+
+        if (r == 0)
+                *ret_len = cap + 1;
+        return r;
+}
+
+static int get_csr_empty(void *ctx, bool new_key, const char *cn, size_t cn_len, uint8_t *der, size_t cap,
+                         size_t *ret_len) {
+        int r = stub_get_csr(ctx, new_key, cn, cn_len, der, cap, ret_len);
+
+        if (r == 0)
+                *ret_len = 0;
+        return r;
+}
+
 static void test_callback_errors(void **state) {
         static struct rig g;
         struct resp r;
         uint8_t p[512];
+        unsigned n;
 
         (void)state;
         rig_init(&g);
@@ -624,6 +644,18 @@ static void test_callback_errors(void **state) {
         assert_int_equal(xfer(&g, SP_MSG_GET_CSR, NULL, 0, &r), SP_MSG_ERROR);
         assert_int_equal(error_code(&r), SP_ERR_TOO_LARGE);
         g.s.csr = NULL;
+        /* the callback succeeds but claims cap + 1 bytes, or none: the board's own guard, INTERNAL */
+        g.ops.get_csr = get_csr_over_cap;
+        n = g.s.n_get_csr;
+        assert_int_equal(xfer(&g, SP_MSG_GET_CSR, NULL, 0, &r), SP_MSG_ERROR);
+        assert_int_equal(error_code(&r), SP_ERR_INTERNAL);
+        assert_int_equal(g.s.n_get_csr, n + 1);
+        g.ops.get_csr = get_csr_empty;
+        assert_int_equal(xfer(&g, SP_MSG_GET_CSR, NULL, 0, &r), SP_MSG_ERROR);
+        assert_int_equal(error_code(&r), SP_ERR_INTERNAL);
+        assert_int_equal(g.s.n_get_csr, n + 2);
+        g.ops.get_csr = stub_get_csr;
+        assert_int_equal(xfer(&g, SP_MSG_GET_CSR, NULL, 0, &r), SP_MSG_CSR);
 
         g.s.fail_store_certs = SP_ERR_STORAGE;
         assert_int_equal(xfer(&g, SP_MSG_PUT_CERT, p, put_cert_payload(p, sizeof p), &r), SP_MSG_ERROR);

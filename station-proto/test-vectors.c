@@ -507,6 +507,18 @@ static void test_vectors_crypto(void **state) {
         k = X509_REQ_get0_pubkey(req);
         assert_true(EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof point, &plen));
         assert_memory_equal(point, find_tlv(csr, SP_TAG_PUBKEY)->value, SP_PUBKEY_LEN);
+        {
+                const struct vtlv *want = find_tlv(find_vec("get_csr"), SP_TAG_SUBJECT_CN);
+                const X509_NAME *name = X509_REQ_get_subject_name(req);
+                int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+                const ASN1_STRING *cn;
+
+                assert_true(i >= 0);
+                assert_int_equal(X509_NAME_get_index_by_NID(name, NID_commonName, i), -1);     /* only one */
+                cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
+                assert_int_equal(ASN1_STRING_length(cn), want->len);
+                assert_memory_equal(ASN1_STRING_get0_data(cn), want->value, want->len);
+        }
 
         /* the device certificate carries that key and is signed by the signer certificate */
         p = dev->value;

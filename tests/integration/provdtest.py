@@ -5,6 +5,7 @@ provd itself, provctl, and the SQLite database, all real."""
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -16,6 +17,10 @@ BUILD = os.environ.get("PROVD_BUILD_DIR", os.path.join(os.path.dirname(__file__)
 PROVD = os.path.join(BUILD, "daemon", "provd")
 PROVCTL = os.path.join(BUILD, "daemon", "provctl")
 BOARDSIM = os.path.join(BUILD, "station-proto", "boardsim", "provd-boardsim")
+
+# Temporary directories of the Envs made by the test run() is running: removed when it
+# passes, kept (and named) when it fails.
+_env_dirs = []
 
 
 class Failure(Exception):
@@ -41,6 +46,7 @@ def wait_until(pred, timeout, what):
 class Env:
     def __init__(self, name, **conf):
         self.dir = tempfile.mkdtemp(prefix=f"provd-{name}-")
+        _env_dirs.append(self.dir)
         os.chmod(self.dir, 0o755)
         self.boards = os.path.join(self.dir, "boards")
         self.boardstate = os.path.join(self.dir, "boardstate")
@@ -189,6 +195,7 @@ class Env:
                 self.sim.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.sim.kill()
+                self.sim.wait()
 
 
 def sha256(b):
@@ -200,13 +207,21 @@ def run(tests):
     print(f"1..{len(tests)}")
     failed = 0
     for i, t in enumerate(tests, 1):
+        del _env_dirs[:]
         try:
             t()
             print(f"ok {i} - {t.__name__}")
+            for d in _env_dirs:
+                try:
+                    shutil.rmtree(d)
+                except OSError as e:
+                    print(f"# cannot remove {d}: {e}")
         except Exception as e:  # noqa: BLE001 - report every failure as TAP
             failed += 1
             print(f"not ok {i} - {t.__name__}")
             for line in str(e).splitlines() or [repr(e)]:
                 print(f"# {line}")
+            for d in _env_dirs:
+                print(f"# kept {d}")
         sys.stdout.flush()
     sys.exit(1 if failed else 0)

@@ -40,6 +40,7 @@ def test_64_boards_at_once():
         n = db.execute("SELECT count(*) FROM aws_outbox WHERE kind = 'register_cert'").fetchone()[0]
         check(n == 64, f"{n} AWS registrations queued")
         st = env.status()
+        check(len(st["ports"]) == 64, f"status lists {len(st['ports'])} ports, expected 64")
         check(all(p["state"] == "done" for p in st["ports"]), "a port is not green")
         # The writer's own figures: every board's lookup, issuance and outcome went
         # through it, grouped, and nothing failed or had to be run again.
@@ -121,7 +122,8 @@ FAULTS = [
     ("ca", {"rejected"}, True),
     ("silent", {"failed"}, True),
     ("oversize", {"failed"}, True),
-    ("drop:csr", {"aborted", "failed"}, True),
+    # False: provd reads the CSR before it sees the hangup, so it may issue and record a certificate first.
+    ("drop:csr", {"aborted", "failed"}, False),
     ("garbage", {"provisioned", "failed"}, False),
     ("badproof", {"failed"}, False),
     ("corrupt:0.002", {"provisioned", "failed"}, False),
@@ -161,8 +163,7 @@ def test_faults_isolated():
                     check(r["error"], f"fault {spec}: failure recorded without a reason")
             if no_cert:
                 n = db.execute("SELECT count(*) FROM certificates WHERE device_serial = ?", (serial,)).fetchone()[0]
-                if spec != "drop:csr":
-                    check(n == 0, f"fault {spec}: {n} certificates issued")
+                check(n == 0, f"fault {spec}: {n} certificates issued")
         # The clone has the serial of board 0 with another key: refused, audited, nothing signed for it.
         serial0 = env.board_file(0, "serial").decode().strip().lower()
         keys = db.execute("SELECT count(*) FROM certificates c JOIN devices d ON d.serial = c.device_serial "

@@ -61,7 +61,9 @@ SPEC = os.path.join(SOURCE, "station-proto", "PROTOCOL.md")
 BOARDSIM = os.path.join(BUILD, "station-proto", "boardsim", "provd-boardsim")
 NBOARDS = int(os.environ.get("SPEC_CLIENT_BOARDS", "64"))
 SIM_SEED = os.environ.get("SPEC_CLIENT_SEED", "1")
-WALL_BUDGET = 120.0
+# Hang guard, not a speed check (below the 180 s meson timeout, so a hang is named): provisioning
+# threads still alive after this long are stuck (speed is measured by the benchmarks, bench/).
+HANG_CAP = 150.0
 # The four deviations this client found are fixed: any mismatch with the spec fails the run.
 # SPEC_CLIENT_STRICT=0 reports them as TAP TODO instead (while a fix is under way).
 STRICT = os.environ.get("SPEC_CLIENT_STRICT", "1") == "1"
@@ -1560,11 +1562,11 @@ def main():
         threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(NBOARDS)]
         for t in threads:
             t.start()
-        left = WALL_BUDGET - 15 - (time.monotonic() - t_start)
         for t in threads:
-            t.join(max(0.1, left - (time.monotonic() - t_prov)))
+            t.join(max(0.1, HANG_CAP - (time.monotonic() - t_prov)))
         hung = [i for i, t in enumerate(threads) if t.is_alive()]
-        TAP.ok(not hung, "all provisioning threads finished", "hung: %s" % hung)
+        TAP.ok(not hung, "no provisioning thread hung (all finished within the %.0f s cap)" % HANG_CAP,
+               "threads hung: %s" % hung)
         t_prov = time.monotonic() - t_prov
 
         serials = {}
@@ -1598,7 +1600,7 @@ def main():
 
 def finish(t_start):
     el = time.monotonic() - t_start
-    TAP.ok(el < WALL_BUDGET, "whole test within %.0f s (took %.1f s)" % (WALL_BUDGET, el))
+    TAP.note("whole test took %.1f s" % el)
     print("1..%d" % TAP.n)
     for t in TAP.todo:
         print("# known deviation (TODO%s): %s" % (", counted: SPEC_CLIENT_STRICT=1" if STRICT else "", t))
