@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "conf.h"
+#include "serial-port.h"
 #include "log.h"
 #include "util.h"
 
@@ -497,6 +498,11 @@ int conf_validate(const struct conf *c, char *err, size_t errlen) {
         }
         if (c->aws_endpoint && strlen(c->aws_endpoint) > 253) {
                 snprintf(err, errlen, "[board] aws_endpoint is longer than a host name can be");
+                return -EINVAL;
+        }
+        if (!serial_port_speed(c->baud)) {
+                snprintf(err, errlen, "[ports] baud %u is not a standard rate (1200, 2400, ... 115200, 230400, "
+                         "460800, 921600, ... 4000000)", c->baud);
                 return -EINVAL;
         }
         if (c->keygen_ms < c->response_ms) {

@@ -52,14 +52,6 @@ static const char *const cmd_names[_CONTROL_CMD_MAX] = {
         [CONTROL_STATS] = "stats",
 };
 
-const char *control_cmd_to_string(enum control_cmd c) {
-        return c < _CONTROL_CMD_MAX ? cmd_names[c] : NULL;
-}
-
-bool control_cmd_is_mutating(enum control_cmd c) {
-        return c == CONTROL_REISSUE;
-}
-
 static bool valid_serial(const char *s) {
         size_t n = strlen(s);
 

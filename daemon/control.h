@@ -38,8 +38,6 @@ struct control_request {
  * returns -EINVAL/-EBADMSG/-E2BIG and a message in @err.
  */
 int control_parse_request(const char *line, size_t len, struct control_request *ret, char *err, size_t errlen);
-const char *control_cmd_to_string(enum control_cmd c);
-bool control_cmd_is_mutating(enum control_cmd c);
 
 struct control;
 struct control_client;

@@ -821,7 +821,7 @@ static void on_shutdown_deadline(uv_timer_t *t) {
 
         log_warning("shutdown deadline reached; aborting %zu sessions", m->n_stations);
         for (size_t i = m->n_stations; i > 0; i--)
-                station_abort(m->stations[i - 1], "shutdown deadline");
+                station_close(m->stations[i - 1], "shutdown deadline");
 }
 
 /* The signer URI as it may be stored and shown: without a PIN in it. */

@@ -139,10 +139,6 @@ static const char *const state_ms_keys[STATION_DONE] = {
         [STATION_RESULT] = "result_ms",
 };
 
-const char *station_state_to_string(enum station_state s) {
-        return s < _STATION_STATE_MAX ? state_names[s] : "?";
-}
-
 #define slog(st, level, error, ...)                                                                     \
         ({                                                                                              \
                 int _lvl = (level);                                                                     \
@@ -158,6 +154,7 @@ static void submit_outcome(struct station *st);
 static void submit_lookup(struct station *st);
 static void submit_issuance(struct station *st);
 static void closing_progress(struct station *st);
+static bool job_returned(struct station *st);
 static void maybe_free(struct station *st);
 
 const char *station_path(const struct station *st) {
@@ -193,7 +190,7 @@ bool station_is_closing(const struct station *st) {
 static void enter(struct station *st, enum station_state s) {
         uint64_t now = now_usec();
 
-        if (st->state < _STATION_STATE_MAX)
+        if (!CHECK_FAILED(st->state < _STATION_STATE_MAX))
                 st->step_ms[st->state] += (uint32_t)((now - st->step_start_us) / 1000);
         if (s == STATION_COMMIT && st->state < STATION_COMMIT)
                 st->last_step = st->state;
@@ -434,20 +431,9 @@ static void after_issue(uv_work_t *w, int status) {
         int r = status < 0 ? status : j->result;
 
         j->issuer = issuer_free(j->issuer);
-        st->busy--;
-        m->jobs_in_flight--;
-        st->rx_us = now_usec();
-        if (st->closing) {
-                issued_cert_done(&j->cert);
-                csr_info_done(&j->csr);
-                closing_progress(st);
+        /* The certificate and key of a discarded result go with the station (station_free()). */
+        if (job_returned(st))
                 return;
-        }
-        if (ended_meanwhile(st)) {
-                issued_cert_done(&j->cert);
-                csr_info_done(&j->csr);
-                return;
-        }
         if (r < 0) {
                 const char *why;
                 if (r == -EPERM && j->csr.requested_ca)
@@ -613,14 +599,7 @@ static void after_verify(uv_work_t *w, int status) {
         struct station *st = container_of(j, struct station, job);
         int r = status < 0 ? status : j->result;
 
-        st->busy--;
-        st->m->jobs_in_flight--;
-        st->rx_us = now_usec();
-        if (st->closing) {
-                closing_progress(st);
-                return;
-        }
-        if (ended_meanwhile(st))
+        if (job_returned(st))
                 return;
         if (r == -ENOKEY && st->existing && !st->rewritten) {
                 slog(st, LOG_NOTICE, 0, "board does not hold its recorded certificate; writing it again");
@@ -658,7 +637,6 @@ static void start_verify(struct station *st) {
 
 /* --- database steps ------------------------------------------------------ */
 
-static void closing_progress(struct station *st);
 
 static void db_submit_station(struct station *st, db_done_cb done) {
         st->req.done = done;
@@ -668,8 +646,12 @@ static void db_submit_station(struct station *st, db_done_cb done) {
         db_submit(st->m->db, &st->req);
 }
 
-/* Returns true when the callback must stop because the port is closing. */
-static bool db_returned(struct station *st) {
+/*
+ * A worker job or database request returned. True when its callback must stop
+ * there: the port is closing, or the session ended while it ran (its outcome
+ * is submitted now).
+ */
+static bool job_returned(struct station *st) {
         st->busy--;
         st->m->jobs_in_flight--;
         st->rx_us = now_usec();
@@ -721,7 +703,7 @@ static void on_lookup_done(struct db_req *req) {
         _cleanup_free_ uint8_t *der = TAKE_PTR(req->lookup.cert_der);
         bool same_key;
 
-        if (db_returned(st))
+        if (job_returned(st))
                 return;
         if (req->result < 0) {
                 session_fail(st, OUTCOME_FAILED, "database lookup failed: %s", req->errmsg);
@@ -764,7 +746,7 @@ static void on_issuance_done(struct db_req *req) {
 
         if (req->result >= 0)
                 st->cert_id = req->issuance.cert_id;
-        if (db_returned(st))
+        if (job_returned(st))
                 return;
         if (req->result == -EKEYREJECTED) {
                 session_fail(st, OUTCOME_CLONE_SUSPECTED,
@@ -827,7 +809,7 @@ static void on_outcome_done(struct db_req *req) {
         else if (st->outcome == OUTCOME_ALREADY_PROVISIONED)
                 slog(st, LOG_NOTICE, 0, "already provisioned as %s: it proved its certificate %s; nothing issued",
                      st->thing_name, st->job.cert.sha256_hex);
-        if (db_returned(st))
+        if (job_returned(st))
                 return;
         send_result(st);
 }
@@ -1125,10 +1107,6 @@ void station_shutdown(struct station *st) {
         st->shutting_down = true;
         if (!station_is_active(st) || (st->state == STATION_HELLO && !st->have_ident))
                 station_close(st, "shutting down");
-}
-
-void station_abort(struct station *st, const char *why) {
-        station_close(st, why);
 }
 
 int station_new(struct station **ret, struct manager *m, const struct station_info *info) {

@@ -38,8 +38,6 @@ enum station_state {
         _STATION_STATE_MAX,
 };
 
-const char *station_state_to_string(enum station_state s);
-
 struct station_info {
         const char *path;
         const char *slot;
@@ -53,8 +51,6 @@ int station_new(struct station **ret, struct manager *m, const struct station_in
 void station_close(struct station *st, const char *why);
 /** Manager shutdown: close now if idle, else let the session finish. */
 void station_shutdown(struct station *st);
-/** The shutdown deadline passed: abort whatever is in flight. */
-void station_abort(struct station *st, const char *why);
 
 const char *station_path(const struct station *st);
 dev_t station_rdev(const struct station *st);

@@ -92,8 +92,26 @@ static void test_validate(void **state) {
         assert_int_equal(conf_parse_string(&c, "[board]\nwifi_psk = x\n", "t", err, sizeof err), 0);
         assert_int_equal(conf_validate(&c, err, sizeof err), -EINVAL);
         assert_non_null(strstr(err, "wifi_ssid"));
+        conf_deinit(&c);
+
+        /* From a valid conf, only the signer URI scheme is wrong. */
+        conf_init(&c);
+        assert_int_equal(conf_parse_string(&c, base, "t", err, sizeof err), 0);
+        assert_int_equal(conf_validate(&c, err, sizeof err), 0);
         assert_int_equal(conf_parse_string(&c, "[signer]\nuri = http://x\n", "t", err, sizeof err), 0);
         assert_int_equal(conf_validate(&c, err, sizeof err), -EINVAL);
+        if (!strstr(err, "uri must start with file: or pkcs11:"))
+                fail_msg("error '%s' does not name the uri scheme", err);
+        conf_deinit(&c);
+
+        /* A baud rate the ports cannot be set to is refused here, not on every port open. */
+        conf_init(&c);
+        assert_int_equal(conf_parse_string(&c, base, "t", err, sizeof err), 0);
+        assert_int_equal(conf_parse_string(&c, "[ports]\nbaud = 100000\n", "t", err, sizeof err), 0);
+        assert_int_equal(conf_validate(&c, err, sizeof err), -EINVAL);
+        assert_non_null(strstr(err, "baud 100000"));
+        assert_int_equal(conf_parse_string(&c, "[ports]\nbaud = 921600\n", "t", err, sizeof err), 0);
+        assert_int_equal(conf_validate(&c, err, sizeof err), 0);
         conf_deinit(&c);
 }
 
