@@ -159,7 +159,8 @@ int certs_ec_key_from_point(const uint8_t point[65], struct csr_key **ret);
 void certs_ec_key_free(struct csr_key *k);
 
 /* Verifies (r, s) (big-endian magnitudes, each ≤ 32 bytes, not checked for range)
- * over a SHA-256 @digest. Returns 1 valid, 0 invalid, -ENOMEM. */
+ * over a SHA-256 @digest. Returns 1 valid, 0 invalid, -ENOMEM, or -EIO when
+ * OpenSSL failed to verify at all (never reported as invalid). */
 int certs_ec_key_verify(const struct csr_key *k, const uint8_t digest[32], const uint8_t *r, size_t rlen,
                   const uint8_t *s, size_t slen);
 

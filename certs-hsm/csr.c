@@ -33,7 +33,6 @@ struct parsed {
         unsigned n_cn;
         struct der spki_alg_oid;
         struct der spki_params; /* TLV of the parameters (may be empty) */
-        uint8_t spki_params_tag;
         struct der spki_bits;   /* BIT STRING contents, including the unused-bits octet */
         struct der sig_alg;     /* AlgorithmIdentifier contents */
         struct der sig_bits;

@@ -79,10 +79,14 @@ int certs_ec_key_verify(const struct csr_key *k, const uint8_t digest[32], const
                 BN_free(bs);
                 return -ENOMEM;
         }
-        /* Checks 0 < r, s < n itself; returns -1 on errors, 0 on a bad signature. */
+        /* Checks 0 < r, s < n itself; returns -1 on errors, 0 on a bad signature.
+         * An error (allocation, missing key) says nothing about the signature:
+         * reported as a bad one, a good board would be rejected for our fault. */
         v = ECDSA_do_verify(digest, 32, sig, k->ec);
         ECDSA_SIG_free(sig);
         if (v != 1)
                 ERR_clear_error();
+        if (v < 0)
+                return -EIO;
         return v == 1;
 }

@@ -26,6 +26,8 @@ const char *csr_strerror(int r) {
                 return "CSR subject CN is missing, repeated, or does not match the board identity";
         case -ENOMEM:
                 return "out of memory while checking the CSR";
+        case -EIO:
+                return "internal error while checking the CSR signature (OpenSSL failed; not the board's fault)";
         default:
                 return "CSR rejected (unexpected error)";
         }
@@ -36,7 +38,8 @@ const char *signer_strerror(int r) {
         case 0:
                 return "signer ready";
         case -EPERM:
-                return "signer key file is accessible by group or others (chmod 600 it, owned by the provd user)";
+                return "signer key or PIN file is accessible by group or others, or not owned by the provd user "
+                       "(chown it to that user, chmod 600 it)";
         case -EBADFD:
                 return "signer key path is not a regular file";
         case -ENOENT:

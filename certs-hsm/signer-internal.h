@@ -42,9 +42,14 @@ int signer_new_internal(struct signer **ret, const struct signer_ops *ops, void 
                         X509 *cert, X509 *root);
 
 /* Reads a PEM file holding the signer certificate, then optional issuers.
- * *ret_root is the last certificate if it is self-signed and the chain
- * verifies up to it (else NULL). */
+ * Every certificate block must parse (-EBADMSG) and the chain must verify up
+ * to the last certificate (-EKEYREJECTED); *ret_root is that one if it is
+ * self-signed, else NULL. */
 int signer_load_chain(const char *path, X509 **ret_cert, X509 **ret_root);
+
+/* Checks an opened key or PIN file: a regular file (-EBADFD), owned by the
+ * effective user, without any group/other permission bit (-EPERM). */
+int certs_check_secret_fd(int fd);
 
 /* Reads at most @max bytes of a regular file (or -EFBIG). */
 int certs_read_file_bounded(int fd, size_t max, uint8_t **ret, size_t *ret_len);

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The file: signer backend: an EC P-256 private key in a PEM file only its owner can read. */
+/* The file: signer backend: an EC P-256 private key in a PEM file only its owner, the
+ * user provd runs as, can read. */
 
 #include <fcntl.h>
 #include <pthread.h>
-#include <sys/stat.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -109,7 +109,6 @@ int signer_file_open(const char *path, const char *passphrase, void **ret_userda
         _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
         uint8_t *buf = NULL, point[65];
         size_t len = 0;
-        struct stat st;
         struct file_signer *fs;
         int r;
 
@@ -117,14 +116,9 @@ int signer_file_open(const char *path, const char *passphrase, void **ret_userda
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
-        /* The signer key is the factory's crown jewel: group/other access of any
-         * kind (read, write, execute) means someone else may have it. */
-        if (st.st_mode & 077)
-                return -EPERM;
+        r = certs_check_secret_fd(fd);
+        if (r < 0)
+                return r;
 
         r = certs_read_file_bounded(fd, SIGNER_MAX_KEY_FILE, &buf, &len);
         if (r < 0)

@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 
@@ -38,10 +39,12 @@ struct p11_uri {
 /* A loaded PKCS#11 module, shared by every signer that uses it. Loading a module
  * twice in one process does not work: the second C_Initialize() is refused or
  * shared, and the first C_Finalize() tears down the other's sessions. So there
- * is one context per module path, reference-counted, with its slot list and the
- * lock that serialises token operations. Slots are enumerated when the module is
- * first loaded; a token plugged in later is seen once every signer on that module
- * has been freed. */
+ * is one context per loaded library, reference-counted, with its slot list and
+ * the lock that serialises token operations. A library is recognised by its
+ * path, or by the dynamic loader's handle, so that two paths to one file (a
+ * symlink, a hard link, a bare name the loader resolves) share it too. Slots are
+ * enumerated when the module is first loaded; a token plugged in later is seen
+ * once every signer on that module has been freed. */
 struct p11_login {
         struct p11_login *next;
         PKCS11_SLOT *slot;
@@ -52,6 +55,7 @@ struct p11_module {
         struct p11_module *next;
         struct p11_login *logins; /* under lock */
         char *path;
+        void *handle; /* the loader's handle for the library (an identity, not a reference) */
         unsigned refs; /* under modules_lock */
         pthread_mutex_t lock; /* serialises token operations (sign, login, key lookup) */
         PKCS11_CTX *ctx;
@@ -68,15 +72,24 @@ struct p11_signer {
         EC_KEY *ec;    /* its EC_KEY with libp11's method (one reference) */
 };
 
+static struct p11_login *login_free(struct p11_login *l) {
+        if (!l)
+                return NULL;
+        if (l->pin) {
+                OPENSSL_cleanse(l->pin, strlen(l->pin));
+                free(l->pin);
+        }
+        free(l);
+        return NULL;
+}
+
 static void module_destroy(struct p11_module *m) {
         if (!m)
                 return;
         while (m->logins) {
                 struct p11_login *l = m->logins;
                 m->logins = l->next;
-                OPENSSL_cleanse(l->pin, strlen(l->pin));
-                free(l->pin);
-                free(l);
+                login_free(l);
         }
         if (m->slots)
                 PKCS11_release_all_slots(m->ctx, m->slots, m->nslots);
@@ -89,13 +102,26 @@ static void module_destroy(struct p11_module *m) {
         free(m);
 }
 
+/* The loader's handle for @path if that library is loaded already, else NULL.
+ * Takes no reference: the handle only identifies the library while a module of
+ * ours keeps it loaded (all under modules_lock). */
+static void *loaded_handle(const char *path) {
+        void *h = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+
+        if (h)
+                dlclose(h);
+        return h;
+}
+
 static int module_get(const char *path, struct p11_module **ret) {
         struct p11_module *m;
+        void *h;
         int r = 0;
 
         pthread_mutex_lock(&modules_lock);
+        h = loaded_handle(path);
         for (m = modules; m; m = m->next)
-                if (strcmp(m->path, path) == 0) {
+                if (strcmp(m->path, path) == 0 || (h && m->handle == h)) {
                         m->refs++;
                         goto out;
                 }
@@ -124,6 +150,7 @@ static int module_get(const char *path, struct p11_module **ret) {
                 r = -EIO;
                 goto fail;
         }
+        m->handle = loaded_handle(path);
         m->next = modules;
         modules = m;
         goto out;
@@ -347,7 +374,8 @@ static int parse_uri(const char *uri, struct p11_uri *u) {
         return 0;
 }
 
-/* pin-source=file:/path or /path: first line of a small regular file. */
+/* pin-source=file:/path or /path: first line of a small regular file, with the
+ * key file's rule (ours, no group/other bits): the PIN unlocks the key. */
 static int read_pin_source(const char *src, char **ret) {
         _cleanup_close_ int fd = -EBADF;
         uint8_t *buf = NULL;
@@ -361,6 +389,9 @@ static int read_pin_source(const char *src, char **ret) {
         fd = open(src, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
+        r = certs_check_secret_fd(fd);
+        if (r < 0)
+                return r;
         r = certs_read_file_bounded(fd, PIN_MAX, &buf, &len);
         if (r < 0)
                 return r;
@@ -433,7 +464,16 @@ static int find_key(PKCS11_TOKEN *token, const struct p11_uri *u, PKCS11_KEY **r
 
 /* Logs @slot in, or, if a signer on this module already did, checks that @pin is
  * the PIN that worked then: the token cannot tell us (we are logged in), and a
- * wrong PIN must not pass just because another signer is open. Under mod->lock. */
+ * wrong PIN must not pass just because another signer is open. So a PIN is
+ * recorded only once C_Login has accepted it, and a slot that is logged in
+ * without a record of ours is refused: there is nothing to check @pin against.
+ * Under mod->lock.
+ *
+ * Why the library must be loaded only once (module_get()): libp11 reports its
+ * own login state, not the token's, and takes CKR_USER_ALREADY_LOGGED_IN from
+ * C_Login as success. A second context on the same library would log in with
+ * any PIN. Code outside this file that logs the same token in through its own
+ * context would defeat the check the same way; provd has none. */
 static int slot_login(struct p11_module *mod, PKCS11_SLOT *slot, const char *pin) {
         struct p11_login *l;
         int logged_in = 0;
@@ -445,16 +485,22 @@ static int slot_login(struct p11_module *mod, PKCS11_SLOT *slot, const char *pin
                                 return -EACCES;
                         return 0;
                 }
-        if (PKCS11_is_logged_in(slot, 0, &logged_in) < 0 || !logged_in) {
-                if (PKCS11_login(slot, 0, pin) < 0) {
-                        ERR_clear_error();
-                        return -EACCES;
-                }
+        if (PKCS11_is_logged_in(slot, 0, &logged_in) < 0) {
+                ERR_clear_error();
+                return -EIO;
         }
+        if (logged_in)
+                return -EACCES;
+        /* Allocated first: a login that succeeded is always recorded. */
         l = calloc(1, sizeof(*l));
         if (!l || !(l->pin = strdup(pin))) {
-                free(l);
+                login_free(l);
                 return -ENOMEM;
+        }
+        if (PKCS11_login(slot, 0, pin) < 0) {
+                ERR_clear_error();
+                login_free(l);
+                return -EACCES;
         }
         l->slot = slot;
         l->next = mod->logins;

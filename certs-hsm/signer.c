@@ -14,6 +14,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
+#include "certs-hsm/digest.h"
 #include "signer-internal.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(X509_STORE *, X509_STORE_free);
@@ -58,6 +59,21 @@ int certs_read_file_bounded(int fd, size_t max, uint8_t **ret, size_t *ret_len) 
         return 0;
 }
 
+int certs_check_secret_fd(int fd) {
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        /* The signer key is the factory's crown jewel, and its PIN as good as the
+         * key: group/other access of any kind (read, write, execute), or another
+         * owner, means someone else may have it. */
+        if ((st.st_mode & 077) || st.st_uid != geteuid())
+                return -EPERM;
+        return 0;
+}
+
 int certs_pkey_p256_point(EVP_PKEY *pk, uint8_t ret[65]) {
         char group[32];
         size_t len = 0;
@@ -96,16 +112,18 @@ static int x509_to_der(X509 *x, uint8_t **ret, size_t *ret_len) {
         return 0;
 }
 
-static int chain_verify(X509 *leaf, STACK_OF(X509) *untrusted, X509 *root) {
+/* Verifies @leaf up to @anchor, which is trusted as given: a root, or with
+ * @partial any certificate of the chain (X509_V_FLAG_PARTIAL_CHAIN). */
+static int chain_verify(X509 *leaf, STACK_OF(X509) *untrusted, X509 *anchor, bool partial) {
         _cleanup_(X509_STORE_freep) X509_STORE *store = X509_STORE_new();
         _cleanup_(X509_STORE_CTX_freep) X509_STORE_CTX *ctx = X509_STORE_CTX_new();
 
-        if (!store || !ctx || X509_STORE_add_cert(store, root) != 1 ||
+        if (!store || !ctx || X509_STORE_add_cert(store, anchor) != 1 ||
             X509_STORE_CTX_init(ctx, store, leaf, untrusted) != 1)
                 return -ENOMEM;
         /* Validity periods are the operator's business (rotation); signatures and
          * CA flags are ours. */
-        X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_NO_CHECK_TIME);
+        X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_NO_CHECK_TIME | (partial ? X509_V_FLAG_PARTIAL_CHAIN : 0));
         if (X509_verify_cert(ctx) != 1) {
                 ERR_clear_error();
                 return -EKEYREJECTED;
@@ -131,6 +149,7 @@ int signer_load_chain(const char *path, X509 **ret_cert, X509 **ret_root) {
         chain = sk_X509_new_null();
         if (!bio || !chain)
                 return -ENOMEM;
+        ERR_clear_error();
         for (;;) {
                 X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
                 if (!x)
@@ -140,19 +159,28 @@ int signer_load_chain(const char *path, X509 **ret_cert, X509 **ret_root) {
                         return -EBADMSG;
                 }
         }
-        ERR_clear_error(); /* the loop ends on "no start line" */
+        /* The loop ends on "no start line" when no block is left. Anything else
+         * is a block that did not parse: an issuer dropped without a word would
+         * leave the chain unverified. */
+        unsigned long e = ERR_peek_last_error();
+        ERR_clear_error();
+        if (ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE)
+                return -EBADMSG;
         if (sk_X509_num(chain) == 0)
                 return -EBADMSG;
 
+        /* Each certificate must be signed by a later one, up to the last: the
+         * root if it is self-signed, else an intermediate taken as given (the
+         * root is then unknown until signer_set_root()). */
         X509 *root = NULL;
         if (sk_X509_num(chain) > 1) {
                 X509 *last = sk_X509_value(chain, sk_X509_num(chain) - 1);
-                if (X509_check_issued(last, last) == X509_V_OK) {
-                        r = chain_verify(sk_X509_value(chain, 0), chain, last);
-                        if (r < 0)
-                                return r;
+                bool self_signed = X509_check_issued(last, last) == X509_V_OK;
+                r = chain_verify(sk_X509_value(chain, 0), chain, last, !self_signed);
+                if (r < 0)
+                        return r;
+                if (self_signed)
                         root = last;
-                }
         }
         if (ret_root) {
                 *ret_root = root;
@@ -196,7 +224,9 @@ static int signer_setup_cert(struct signer *s, X509 *cert) {
                 s->ski_len = (size_t)ASN1_STRING_length(skid);
                 memcpy(s->ski, ASN1_STRING_get0_data(skid), s->ski_len);
         } else {
-                SHA1(s->pubkey, sizeof(s->pubkey), s->ski);
+                r = certs_sha1(s->pubkey, sizeof(s->pubkey), s->ski);
+                if (r < 0)
+                        return r;
                 s->ski_len = SHA_DIGEST_LENGTH;
         }
         ERR_clear_error();
@@ -377,7 +407,7 @@ int signer_set_root(struct signer *s, const char *root_pem_path) {
         signer_cert = d2i_X509(NULL, &p, (long)s->cert_len);
         if (!signer_cert)
                 return -ENOMEM;
-        r = chain_verify(signer_cert, NULL, root);
+        r = chain_verify(signer_cert, NULL, root, false);
         if (r < 0)
                 return r;
         r = x509_to_der(root, &der, &der_len);

@@ -2,6 +2,7 @@
 /* CSR validation: accepted and rejected CSRs made with OpenSSL, and byte-level corruptions. */
 
 #include "test-util.h"
+#include "test-alloc.h"
 
 #include <openssl/core_names.h>
 
@@ -270,6 +271,33 @@ static void test_bit_flips(void **state) {
         free(der);
 }
 
+/* An OpenSSL failure while checking a good signature (here: allocations failing
+ * from the n-th on, for every n) is an internal error, never "the signature
+ * does not verify": the board did nothing wrong. */
+static void test_internal_error_not_bad_signature(void **state) {
+        struct csr_info info = {};
+        size_t len;
+        uint8_t *der = t_csr(p256, "board-1", &len);
+        bool saw_eio = false;
+        int r = -1;
+
+        assert_int_equal(csr_parse_validate(der, len, "board-1", &info), 0); /* warm the caches */
+        csr_info_done(&info);
+        for (long n = 0; n < 10000 && r != 0; n++) {
+                t_alloc_left = n;
+                r = csr_parse_validate(der, len, "board-1", &info);
+                t_alloc_left = -1;
+                if (r == -EBADE)
+                        fail_msg("allocation %ld failing was reported as a bad signature", n);
+                saw_eio |= r == -EIO;
+        }
+        assert_int_equal(r, 0);
+        assert_true(saw_eio); /* ECDSA_do_verify() itself failed at least once */
+        assert_string_not_equal(csr_strerror(-EIO), csr_strerror(-EBADE));
+        csr_info_done(&info);
+        free(der);
+}
+
 static void test_strerror(void **state) {
         static const int codes[] = { -EMSGSIZE, -EBADMSG, -EKEYREJECTED, -EPROTONOSUPPORT, -EBADE, -EPERM };
         for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
@@ -281,6 +309,8 @@ static void test_strerror(void **state) {
 }
 
 int main(void) {
+        if (t_alloc_install() < 0)
+                return 1;
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_valid),
                 cmocka_unit_test(test_other_rdns_ignored),
@@ -293,6 +323,7 @@ int main(void) {
                 cmocka_unit_test(test_oversize),
                 cmocka_unit_test(test_bit_flips),
                 cmocka_unit_test(test_strerror),
+                cmocka_unit_test(test_internal_error_not_bad_signature),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

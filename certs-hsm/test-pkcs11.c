@@ -199,6 +199,19 @@ static void test_pin_sources(void **state) {
         fputs("1234\n", fp);
         fclose(fp);
         assert_true(asprintf(&uri, "%s&pin-source=file:%s", f->uri_base, pinfile) > 0);
+        /* The PIN file gets the key file's rule: no group/other bits, our own. */
+        static const mode_t bad[] = { 0644, 0640, 0604, 0620, 0602, 0610, 0601 };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                assert_int_equal(chmod(pinfile, bad[i]), 0);
+                assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), -EPERM);
+                assert_null(s);
+        }
+        assert_int_equal(chmod(pinfile, 0600), 0);
+        if (geteuid() == 0) {
+                assert_int_equal(chown(pinfile, 65534, 65534), 0);
+                assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), -EPERM);
+                assert_int_equal(chown(pinfile, 0, 0), 0);
+        }
         assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), 0);
         s = signer_free(s);
         free(uri);
@@ -261,6 +274,31 @@ static void test_two_signers(void **state) {
         issuer_free(is);
 }
 
+/* The same library under two module paths is one loaded module: the token is
+ * logged in through the first, so only the login record can tell a wrong PIN
+ * given through the second; and freeing the first must not finalise the
+ * library under the second. */
+static void test_module_alias(void **state) {
+        NEED_HSM(state);
+        struct fixture *f = *state;
+        struct signer *a = NULL, *b = NULL, *c = NULL;
+        struct issuer *is = NULL;
+        char *alias = t_path(f->dir, "alias-softhsm2.so");
+        const char *uri = "pkcs11:token=provd;object=signer";
+
+        assert_int_equal(symlink(MODULE, alias), 0);
+        assert_int_equal(signer_open_pkcs11(&a, uri, f->signer_pem, "1234", MODULE), 0);
+        assert_int_equal(signer_open_pkcs11(&c, uri, f->signer_pem, "0000", alias), -EACCES);
+        assert_int_equal(signer_open_pkcs11(&c, uri, f->signer_pem, NULL, alias), -EACCES);
+        assert_null(c);
+        assert_int_equal(signer_open_pkcs11(&b, uri, f->signer_pem, "1234", alias), 0);
+        a = signer_free(a);
+        assert_int_equal(issuer_new(&is, b, NULL), 0);
+        issue_and_verify(f, is, "sn-alias");
+        issuer_free(is);
+        free(alias);
+}
+
 struct worker {
         struct issuer *is;
         X509 *signer_cert;
@@ -321,6 +359,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_pin_sources, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_two_signers, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_module_alias, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

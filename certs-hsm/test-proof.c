@@ -2,6 +2,7 @@
 /* Proof-of-possession verification: accept the right signature, reject everything else. */
 
 #include "test-util.h"
+#include "test-alloc.h"
 
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -131,10 +132,36 @@ static void test_reject(void **state) {
         assert_int_equal(proof_verify_csr(NULL, f->nonce, f->hash, f->sig), -EINVAL);
 }
 
+/* OpenSSL failing inside the verification (allocations failing from the n-th
+ * on) is -EIO/-ENOMEM, never -EBADMSG: a good proof must not be called forged. */
+static void test_internal_error_not_bad_signature(void **state) {
+        struct fixture *f = *state;
+        bool saw_eio = false;
+        int r = -1;
+
+        for (int which = 0; which < 2; which++) {
+                r = -1;
+                for (long n = 0; n < 10000 && r != 0; n++) {
+                        t_alloc_left = n;
+                        r = which == 0 ? proof_verify(f->pub, f->nonce, f->hash, f->sig)
+                                       : proof_verify_csr(&f->csr, f->nonce, f->hash, f->sig);
+                        t_alloc_left = -1;
+                        if (r == -EBADMSG)
+                                fail_msg("allocation %ld failing was reported as a bad proof", n);
+                        saw_eio |= r == -EIO;
+                }
+                assert_int_equal(r, 0);
+        }
+        assert_true(saw_eio);
+}
+
 int main(void) {
+        if (t_alloc_install() < 0)
+                return 1;
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_accept, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reject, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_internal_error_not_bad_signature, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

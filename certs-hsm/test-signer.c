@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 
 #include "certs-hsm/ca.h"
+#include "certs-hsm/cert.h"
+#include "certs-hsm/csr.h"
 #include "certs-hsm/signer.h"
 
 struct fixture {
@@ -60,6 +62,19 @@ static void test_key_mode(void **state) {
         assert_int_equal(signer_open(&s, f->key, f->pem, NULL), 0);
         s = signer_free(s);
         assert_int_equal(chmod(f->key, 0600), 0);
+
+        /* Mode 0600 but another owner: that user has the key. Only root can
+         * make such a file (and, with CAP_DAC_OVERRIDE, still open it). */
+        if (geteuid() == 0) {
+                assert_int_equal(chown(f->key, 65534, 65534), 0);
+                assert_int_equal(signer_open(&s, f->key, f->pem, NULL), -EPERM);
+                assert_null(s);
+                assert_int_equal(chown(f->key, 0, 0), 0);
+                assert_int_equal(signer_open(&s, f->key, f->pem, NULL), 0);
+                s = signer_free(s);
+        } else
+                print_message("not root: key owner check not exercised\n");
+        assert_non_null(strstr(signer_strerror(-EPERM), "owned by"));
 }
 
 static void test_not_regular(void **state) {
@@ -183,6 +198,105 @@ static void test_chain_and_root(void **state) {
         t_rmdir(dir2);
 }
 
+/* Writes the files and literal texts in @parts (a NULL-terminated list; an
+ * entry starting with '/' is a file) one after the other to @path. */
+static void write_concat(const char *path, const char *const *parts) {
+        FILE *out = fopen(path, "we");
+        assert_non_null(out);
+        for (const char *const *p = parts; *p; p++) {
+                if ((*p)[0] != '/') {
+                        fputs(*p, out);
+                        continue;
+                }
+                FILE *in = fopen(*p, "re");
+                char buf[4096];
+                size_t n;
+                assert_non_null(in);
+                while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+                        assert_int_equal(fwrite(buf, 1, n, out), n);
+                fclose(in);
+        }
+        assert_int_equal(fclose(out), 0);
+}
+
+/* A device certificate and key signed by the fixture's signer, as PEM files. */
+static void make_device(struct fixture *f, const char *cert_path, const char *key_path) {
+        struct signer *s = NULL;
+        struct issuer *is = NULL;
+        struct csr_info csr = {};
+        struct issued_cert c = {};
+        EVP_PKEY *k = t_key_ec("P-256");
+        size_t len;
+        uint8_t *der = t_csr(k, "dev-1", &len);
+
+        assert_int_equal(signer_open(&s, f->key, f->pem, NULL), 0);
+        assert_int_equal(issuer_new(&is, s, NULL), 0);
+        assert_int_equal(csr_parse_validate(der, len, "dev-1", &csr), 0);
+        assert_int_equal(issuer_issue(is, &csr, "dev-1", &c), 0);
+        t_write_der_as_pem(cert_path, c.der, c.der_len);
+        t_write_key(key_path, k, 0600);
+        issued_cert_done(&c);
+        csr_info_done(&csr);
+        issuer_free(is);
+        EVP_PKEY_free(k);
+        free(der);
+}
+
+/* Every certificate block in the chain file is parsed, and the chain is
+ * verified up to its last certificate whether or not that one is a root. */
+static void test_chain_file(void **state) {
+        struct fixture *f = *state;
+        struct signer *s = NULL;
+        size_t len;
+        char *dir2 = t_tmpdir(), *signer2 = t_path(dir2, "signer.pem"), *chain = t_path(f->dir, "test-chain.pem"),
+             *dev = t_path(f->dir, "dev.pem"), *dev_key = t_path(f->dir, "dev.key");
+        static const char bad_base64[] = "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n";
+        static const char not_a_cert[] = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+
+        assert_int_equal(ca_init(dir2, NULL), 0);
+
+        /* Text around the blocks is fine. */
+        write_concat(chain, (const char *const[]){ "signer:\n", f->pem, "\nroot:\n", f->root, "end\n", NULL });
+        assert_int_equal(signer_open(&s, f->key, chain, NULL), 0);
+        assert_non_null(signer_root_cert_der(s, &len));
+        s = signer_free(s);
+
+        /* A corrupt block anywhere after the signer certificate is an error, not
+         * the end of the chain. */
+        write_concat(chain, (const char *const[]){ f->pem, bad_base64, f->root, NULL });
+        assert_int_equal(signer_open(&s, f->key, chain, NULL), -EBADMSG);
+        write_concat(chain, (const char *const[]){ f->pem, f->root, bad_base64, NULL });
+        assert_int_equal(signer_open(&s, f->key, chain, NULL), -EBADMSG);
+        write_concat(chain, (const char *const[]){ f->pem, not_a_cert, NULL });
+        assert_int_equal(signer_open(&s, f->key, chain, NULL), -EBADMSG);
+        write_concat(chain, (const char *const[]){ f->pem, "-----BEGIN CERTIFICATE-----\nMAA=\n", NULL });
+        assert_int_equal(signer_open(&s, f->key, chain, NULL), -EBADMSG);
+        assert_null(s);
+
+        /* Last certificate not self-signed: verified up to it, no root known. */
+        write_concat(chain, (const char *const[]){ f->pem, signer2, NULL });
+        assert_int_equal(signer_open(&s, f->key, chain, NULL), -EKEYREJECTED);
+        assert_null(s);
+        make_device(f, dev, dev_key);
+        write_concat(chain, (const char *const[]){ dev, f->pem, NULL });
+        assert_int_equal(signer_open(&s, dev_key, chain, NULL), 0);
+        assert_null(signer_root_cert_der(s, &len));
+        s = signer_free(s);
+        write_concat(chain, (const char *const[]){ dev, f->pem, f->root, NULL });
+        assert_int_equal(signer_open(&s, dev_key, chain, NULL), 0);
+        assert_non_null(signer_root_cert_der(s, &len));
+        s = signer_free(s);
+        write_concat(chain, (const char *const[]){ dev, signer2, NULL });
+        assert_int_equal(signer_open(&s, dev_key, chain, NULL), -EKEYREJECTED);
+        assert_null(s);
+
+        free(signer2);
+        free(chain);
+        free(dev);
+        free(dev_key);
+        t_rmdir(dir2);
+}
+
 static void test_sign(void **state) {
         struct fixture *f = *state;
         struct signer *s = NULL;
@@ -212,6 +326,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_mismatch, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_encrypted_key, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_chain_and_root, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_chain_file, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_sign, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,8 +16,10 @@ struct ca_init_opts {
  * Creates in @dir (must exist): root.key + root.pem (self-signed EC P-256,
  * basicConstraints CA:TRUE critical, keyUsage keyCertSign+cRLSign critical,
  * SKI) and signer.key + signer.pem (signed by the root, CA:TRUE pathlen:0
- * critical, keyUsage keyCertSign+cRLSign critical, SKI, AKI). Keys are written
- * mode 0600 with O_EXCL|O_CLOEXEC; .pem files 0644.
+ * critical, keyUsage keyCertSign+cRLSign critical, SKI, AKI). Both serials are
+ * 16 random bytes with the first byte in 0x01..0x7f (unlike device
+ * certificates, see cert.h). Keys are written mode 0600 with
+ * O_EXCL|O_CLOEXEC; .pem files 0644.
  * @opts may be NULL. Returns 0, -EEXIST if any of the four files exists
  * (nothing is written then), -ENOENT/-EACCES/-ENOTDIR for @dir, -EINVAL
  * (bad opts), -EIO (OpenSSL failure). On failure after files were created,

@@ -49,6 +49,7 @@ struct csr_info {
  *   -EBADE           the CSR's self-signature does not verify
  *   -EPERM           the subject has no CN, several CNs, or a CN != expected_cn
  *   -ENOMEM          out of memory
+ *   -EIO             OpenSSL failed while hashing or verifying (not a bad signature)
  * @ret is written only on success. Does not keep @der or @expected_cn.
  */
 int csr_parse_validate(const uint8_t *der, size_t len, const char *expected_cn, struct csr_info *ret);

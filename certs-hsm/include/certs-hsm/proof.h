@@ -17,7 +17,8 @@ struct csr_info;
  * @cert_hash equals SHA-256 of the issued DER.
  * Returns 0 if valid, -EBADMSG if the signature does not verify or r/s are
  * out of range, -EKEYREJECTED if @pubkey is not a valid P-256 point,
- * -EINVAL on NULL arguments, -ENOMEM. Thread-safe.
+ * -EINVAL on NULL arguments, -ENOMEM, -EIO if OpenSSL failed while hashing or
+ * verifying (the proof was not judged). Thread-safe.
  */
 int proof_verify(const uint8_t pubkey[65], const uint8_t nonce[PROOF_NONCE_LEN],
                  const uint8_t cert_hash[PROOF_HASH_LEN], const uint8_t sig[PROOF_SIG_LEN]);

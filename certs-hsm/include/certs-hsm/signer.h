@@ -39,29 +39,33 @@ struct signer_ops {
  *               URI. The module comes from module-path, else the
  *               PROVD_PKCS11_MODULE environment variable, else p11-kit-proxy.
  *   @cert_path  PEM file with the signer certificate first, optionally followed
- *               by its issuers (the last one is taken as the root, see
- *               signer_root_cert()). The certificate's key must match the
- *               private key.
+ *               by its issuers in order, each signing the one before it. The
+ *               chain is verified up to the last certificate, which becomes
+ *               the root (signer_root_cert_der()) if it is self-signed. The
+ *               certificate's key must match the private key.
  *   @pin        PKCS#11 user PIN, or NULL to take pin-value/pin-source from the
  *               URI (or to not log in). For the file backend: the passphrase of
  *               an encrypted PEM key (NULL: the key must not be encrypted).
  * Returns 0, or:
- *   -EPERM           the key file is readable or writable by group/others (mode & 077)
+ *   -EPERM           the key file, or a pin-source file, has a group/other mode
+ *                    bit (mode & 077) or is not owned by the effective user
  *   -EBADFD          the key path is not a regular file
  *   -ENOENT          key/cert file or the PKCS#11 token/key not found
- *   -EBADMSG         the PEM or certificate could not be parsed
- *   -EKEYREJECTED    the key is not EC P-256, or does not match the certificate
+ *   -EBADMSG         the PEM or a certificate block in @cert_path could not be parsed
+ *   -EKEYREJECTED    the key is not EC P-256, does not match the certificate,
+ *                    or the certificate chain does not verify
  *   -EACCES          PKCS#11 login failed (wrong PIN)
  *   -EPROTONOSUPPORT unknown URI scheme, or pkcs11: without PKCS#11 support built in
  *   -EINVAL          bad URI or arguments
  *   -EIO             the PKCS#11 module failed to load or initialise
  * Call from one thread; the result may then be shared.
  *
- * PKCS#11: every signer on the same module path shares one loaded module (a
- * module cannot be initialised twice in a process), so an old and a new signer
- * can live side by side during rotation or reload. Slots are enumerated when the
- * module is first loaded. Once a token is logged in, a later open must give the
- * same PIN (-EACCES otherwise); no PIN on a token that needs one is -EACCES.
+ * PKCS#11: every signer on the same module library (any path to it) shares one
+ * loaded module (a module cannot be initialised twice in a process), so an old
+ * and a new signer can live side by side during rotation or reload. Slots are
+ * enumerated when the module is first loaded. Once a token is logged in, a
+ * later open must give the same PIN (-EACCES otherwise); no PIN on a token that
+ * needs one is -EACCES.
  */
 int signer_open(struct signer **ret, const char *uri, const char *cert_path, const char *pin);
 
