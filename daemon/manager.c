@@ -696,11 +696,20 @@ static int read_pin(const char *path, char *buf, size_t len) {
         _cleanup_close_ int fd = -EBADF;
         ssize_t n;
 
+        struct stat st;
+
         if (!path)
                 return 0;
-        fd = open(path, O_RDONLY | O_CLOEXEC);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
+        /* The PIN is as good as the key: the key file's rule (certs-hsm README). */
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if ((st.st_mode & 077) || st.st_uid != geteuid())
+                return -EPERM;
         n = read(fd, buf, len - 1);
         if (n < 0)
                 return -errno;
@@ -717,13 +726,18 @@ static int open_issuer(struct manager *m, const struct conf *c, struct issuer **
         int r;
 
         r = read_pin(c->signer_pin_file, pin, sizeof pin);
+        if (r == -EPERM)
+                return log_error_errno(r, "signer PIN file %s is readable or writable by group or others, or not "
+                                       "owned by the user provd runs as; chown it to that user and run chmod 600 "
+                                       "on it", c->signer_pin_file);
         if (r < 0)
                 return log_error_errno(r, "signer PIN file %s: %m", c->signer_pin_file);
         r = signer_open(&s, uri, c->signer_cert, r > 0 ? pin : NULL);
         explicit_bzero(pin, sizeof pin);
         if (r == -EPERM)
-                return log_error_errno(r, "signer key %s is readable or writable by group or others; "
-                                       "run chmod 600 on it", uri);
+                return log_error_errno(r, "signer key %s (or its pin-source file) is readable or writable by group "
+                                       "or others, or not owned by the user provd runs as; chown it to that user "
+                                       "and run chmod 600 on it", uri);
         if (r < 0)
                 return log_error_errno(r, "cannot open signer %s with certificate %s: %m", uri, c->signer_cert);
         r = signer_set_root(s, c->root_cert);

@@ -43,6 +43,7 @@ struct job {
         bool expect_pubkey;
         uint8_t pubkey[SP_PUBKEY_LEN];  /* the key IDENT reported */
         struct csr_info csr;
+        bool csr_accepted;              /* the CSR passed every check: a later failure is provd's own */
         struct issued_cert cert;
         struct issuer *issuer;          /* reference held while the job runs */
         /* VERIFY */
@@ -408,6 +409,7 @@ static void work_issue(uv_work_t *w) {
         struct job *j = container_of(w, struct job, work);
         int r;
 
+        j->csr_accepted = false;
         r = csr_parse_validate(j->csr_der, j->csr_len, j->cn, &j->csr);
         if (r < 0) {
                 j->result = r;
@@ -421,6 +423,7 @@ static void work_issue(uv_work_t *w) {
                 j->result = -EKEYREJECTED;
                 return;
         }
+        j->csr_accepted = true;
         j->result = issuer_issue(j->issuer, &j->csr, j->cn, &j->cert);
 }
 
@@ -434,6 +437,15 @@ static void after_issue(uv_work_t *w, int status) {
         /* The certificate and key of a discarded result go with the station (station_free()). */
         if (job_returned(st))
                 return;
+        if (r < 0 && (j->csr_accepted || r == -EIO || r == -ENOMEM)) {
+                /* Not the board's fault: the signer (HSM, key) or OpenSSL failed. */
+                csr_info_done(&j->csr);
+                slog(st, LOG_ERR, r, "%s: %m", j->csr_accepted ? "signing the certificate failed"
+                                                              : "checking the CSR failed");
+                session_fail(st, OUTCOME_FAILED, "%s failed in provd (%s); nothing issued",
+                             j->csr_accepted ? "signing" : "the CSR check", strerror(-r));
+                return;
+        }
         if (r < 0) {
                 const char *why;
                 if (r == -EPERM && j->csr.requested_ca)
@@ -609,6 +621,10 @@ static void after_verify(uv_work_t *w, int status) {
         }
         if (r == -ENOKEY) {
                 session_fail(st, OUTCOME_FAILED, "board reports a stored certificate that is not the one issued");
+                return;
+        }
+        if (r == -EIO || r == -ENOMEM) {
+                session_fail(st, OUTCOME_FAILED, "cannot verify the proof of possession in provd (%s)", strerror(-r));
                 return;
         }
         if (r < 0) {

@@ -271,6 +271,19 @@ def test_key_file_permissions():
                            capture_output=True, text=True, timeout=30)
         check(r.returncode != 0, "provd started with a group-readable signer key")
         check("chmod 600" in r.stderr, f"no clear message: {r.stderr}")
+
+        # The PIN file follows the key file's rule.
+        os.chmod(os.path.join(env.ca, "signer.key"), 0o600)
+        pin = os.path.join(env.dir, "signer.pin")
+        with open(pin, "w") as f:
+            f.write("1234\n")
+        os.chmod(pin, 0o644)
+        env.conf["signer"]["pin_file"] = pin
+        env.write_conf()
+        r = subprocess.run([os.environ.get("PROVD", "") or __import__("provdtest").PROVD, "--config", env.conf_path],
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode != 0, "provd started with a world-readable PIN file")
+        check("PIN file" in r.stderr and "chmod 600" in r.stderr, f"no clear message: {r.stderr}")
     finally:
         env.close()
 
