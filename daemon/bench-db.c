@@ -319,7 +319,7 @@ static int run_db_case(const char *dir, unsigned in_flight, unsigned max_batch, 
         db_get_metrics(b.db, &m0);
 
         b.slots = calloc(in_flight, sizeof(*b.slots));
-        b.cap_latency = units * 2;
+        b.cap_latency = units * 3;      /* "like provd": lookup, issuance and outcome per board */
         b.latency_us = calloc(b.cap_latency, sizeof(*b.latency_us));
         if (!b.slots || !b.latency_us)
                 return -ENOMEM;

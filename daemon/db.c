@@ -629,6 +629,15 @@ static int do_issuance(struct db *db, struct db_req *req, int64_t now) {
                 return fail(req, -EINVAL, "public key is not an uncompressed point");
         if (q->signer_id <= 0)
                 return fail(req, -EINVAL, "signer_id missing");
+        /*
+         * What the schema's CHECKs would refuse, refused before the first write:
+         * a request that fails after writing makes its whole batch run again.
+         */
+        if (strspn(q->thing_name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_-") !=
+            strlen(q->thing_name) || strlen(q->thing_name) > 128)
+                return fail(req, -EINVAL, "thing_name '%s' is not [a-zA-Z0-9:_-]{1,128}", q->thing_name);
+        if (q->not_after_ms < q->not_before_ms)
+                return fail(req, -EINVAL, "certificate validity ends before it begins");
 
         db_sha256_hex(q->cert_der, q->cert_der_len, sha);
         if (q->cert_sha256[0]) {

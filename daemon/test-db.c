@@ -477,7 +477,15 @@ static void test_issuance_and_lookup(void **state) {
         assert_non_null(strstr(req.errmsg, "NUL"));
         make_issuance(&req, c, "4455", 9, "7f05", der);
         snprintf(req.issuance.thing_name, sizeof(req.issuance.thing_name), "has space");
-        assert_int_equal(run(c, &req), -EINVAL);
+        {
+                struct db_metrics m0, m1;
+                db_get_metrics(c->db, &m0);
+                assert_int_equal(run(c, &req), -EINVAL);
+                assert_non_null(strstr(req.errmsg, "[a-zA-Z0-9:_-]"));
+                /* Refused before the device row was written: no second pass with savepoints. */
+                db_get_metrics(c->db, &m1);
+                assert_int_equal(m1.isolated_batches, m0.isolated_batches);
+        }
 
         assert_int_equal(sql_int(c, "SELECT count(*) FROM certificates"), 1);
         verify_chain(c, 2);
