@@ -319,7 +319,9 @@ static void scan_usb(struct manager *m) {
                         if (id->vid != vid || (id->pid && id->pid != pid))
                                 continue;
                         const char *name = sp_get_port_name(ports[i]);
-                        consider_port(m, name, usb_location_of(name, loc, sizeof loc) ? loc : NULL);
+                        /* An open port needs no sysfs walk for its label. */
+                        if (find_station(m, name, NULL) < 0)
+                                consider_port(m, name, usb_location_of(name, loc, sizeof loc) ? loc : NULL);
                         break;
                 }
         }
