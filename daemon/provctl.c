@@ -27,6 +27,7 @@ static const char *arg_dir;
 static const char *arg_org;
 static unsigned arg_interval_ms = 1000;
 static unsigned arg_limit;
+static unsigned arg_page;               /* devices per request; 0 = the daemon's page (1000) */
 static const char *arg_db = "/var/lib/provd/provd.db";
 static const char *arg_until;
 static const char *arg_format = "jsonl";
@@ -52,6 +53,7 @@ static void help(void) {
                "      --since T          devices since T: epoch seconds, YYYY-MM-DD[THH:MM:SS[Z]], or 30m/12h/7d ago\n"
                "      --pem              include certificate PEM (devices)\n"
                "      --limit N          at most N devices\n"
+               "      --page N           devices per request to provd (default and most: 1000)\n"
                "      --dir D            output directory (ca)\n"
                "      --db PATH          database for audit (default /var/lib/provd/provd.db)\n"
                "      --until T          audit export: rows before T (same forms as --since)\n"
@@ -328,8 +330,11 @@ static int cmd_devices(void) {
                 if (after[0])
                         cJSON_AddStringToObject(req, "after", after);
                 cJSON_AddBoolToObject(req, "pem", arg_pem || arg_json);
-                if (arg_limit)
-                        cJSON_AddNumberToObject(req, "limit", arg_limit - shown);
+                unsigned want = arg_limit ? arg_limit - shown : 0;
+                if (arg_page && (!want || arg_page < want))
+                        want = arg_page;
+                if (want)
+                        cJSON_AddNumberToObject(req, "limit", want);
                 r = call(req, &reply);
                 cJSON_Delete(req);
                 if (r < 0)
@@ -464,7 +469,7 @@ static int cmd_audit(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-        enum { ARG_SINCE = 0x100, ARG_PEM, ARG_DIR, ARG_ORG, ARG_INTERVAL, ARG_LIMIT, ARG_TIMEOUT, ARG_VERSION, ARG_DB, ARG_UNTIL, ARG_FORMAT };
+        enum { ARG_SINCE = 0x100, ARG_PEM, ARG_DIR, ARG_ORG, ARG_INTERVAL, ARG_LIMIT, ARG_TIMEOUT, ARG_VERSION, ARG_DB, ARG_UNTIL, ARG_FORMAT, ARG_PAGE };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, 's' },
                 { "json", no_argument, NULL, 'j' },
@@ -474,6 +479,7 @@ int main(int argc, char **argv) {
                 { "org", required_argument, NULL, ARG_ORG },
                 { "interval", required_argument, NULL, ARG_INTERVAL },
                 { "limit", required_argument, NULL, ARG_LIMIT },
+                { "page", required_argument, NULL, ARG_PAGE },
                 { "timeout", required_argument, NULL, ARG_TIMEOUT },
                 { "db", required_argument, NULL, ARG_DB },
                 { "until", required_argument, NULL, ARG_UNTIL },
@@ -519,6 +525,7 @@ int main(int argc, char **argv) {
                         break;
                 case ARG_INTERVAL:
                 case ARG_LIMIT:
+                case ARG_PAGE:
                 case ARG_TIMEOUT:
                         if (parse_uint(optarg, &v) < 0 || (c == ARG_INTERVAL && v < 50) || v > INT32_MAX) {
                                 fprintf(stderr, "provctl: invalid number '%s'\n", optarg);
@@ -528,6 +535,8 @@ int main(int argc, char **argv) {
                                 arg_interval_ms = v;
                         else if (c == ARG_LIMIT)
                                 arg_limit = v;
+                        else if (c == ARG_PAGE)
+                                arg_page = v;
                         else
                                 arg_timeout_ms = (int)v;
                         break;

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """provd end to end: simulated boards on ptys, provd, SQLite; DESIGN.md "One board, start to finish"."""
 
+import json
 import os
 import signal
 import subprocess
@@ -49,6 +50,14 @@ def test_64_boards_at_once():
         check(0 < dbm.get("batches", 0) <= dbm.get("requests", 0), f"database batches {dbm.get('batches')}")
         check(dbm.get("requests_failed") == 0 and dbm.get("isolated_batches") == 0
               and dbm.get("commit_failures") == 0, f"database failures: {dbm}")
+        # provctl pages through the device list: pages of 7 give all 64, each once, oldest change first.
+        listed = json.loads(env.ctl("devices", "--json", "--page", "7").stdout)
+        serials = [d["serial"] for d in listed]
+        want = [r[0] for r in db.execute("SELECT serial FROM devices ORDER BY updated_at, serial")]
+        check(serials == want, f"paged listing gave {len(serials)} devices ({len(set(serials))} distinct), "
+                               f"not the database's {len(want)} in (updated_at, serial) order")
+        check(len(json.loads(env.ctl("devices", "--json", "--page", "7", "--limit", "10").stdout)) == 10,
+              "--limit 10 over pages of 7")
         rc = env.stop_provd()
         check(rc == 0, f"provd exited {rc} on SIGTERM")
     finally:
