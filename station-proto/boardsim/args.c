@@ -24,6 +24,7 @@ static const char *const fault_names[_FAULT_KIND_MAX] = {
         [FAULT_OVERSIZE] = "oversize",
         [FAULT_GARBAGE] = "garbage",
         [FAULT_BADPROOF] = "badproof",
+        [FAULT_SMALLFRAME] = "smallframe",
 };
 
 static const struct {

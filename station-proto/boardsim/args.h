@@ -10,6 +10,7 @@
 #define SIM_MAX_BOARDS          4096u   /* slots over the whole run (each: 2 fds, ~60 KiB) */
 #define SIM_MAX_FAULTS          16u     /* --fault options */
 #define FAULT_MAX_RANGES        16u     /* index ranges in one @BOARDS list */
+#define SIM_SMALL_FRAME         512u    /* the smallframe fault's max frame: a CSR fits, PUT_CERT does not */
 #define FAULT_GARBAGE_DEFAULT   5000u   /* flood bytes before each response */
 #define FAULT_GARBAGE_MAX       12000u
 #define CONTROL_LINE_MAX        128u    /* longer control lines are rejected */
@@ -25,6 +26,7 @@ enum fault_kind {
         FAULT_OVERSIZE,         /* GET_CSR answered with a frame over 4096 decoded bytes */
         FAULT_GARBAGE,          /* garbage[:BYTES] random flood before each response */
         FAULT_BADPROOF,         /* PROOF signature invalid (the key or stored certificate is not what it claims) */
+        FAULT_SMALLFRAME,       /* a board with a SIM_SMALL_FRAME-byte receive buffer, announced in IDENT */
         _FAULT_KIND_MAX,
 };
 

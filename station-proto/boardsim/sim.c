@@ -91,6 +91,7 @@ struct slot {
 
         /* faults of the current identity */
         bool silent, oversize;
+        bool small_frame;               /* FAULT_SMALLFRAME */
         double corrupt;
         uint8_t drop_step;              /* 0: none */
         uint32_t garbage;
@@ -214,7 +215,7 @@ static void apply_faults(struct slot *s) {
         struct sim *sim = s->sim;
         struct board *b = &s->board;
 
-        s->silent = s->oversize = false;
+        s->silent = s->oversize = s->small_frame = false;
         s->corrupt = 0;
         s->drop_step = 0;
         s->garbage = 0;
@@ -233,6 +234,7 @@ static void apply_faults(struct slot *s) {
                 case FAULT_BADPROOF: b->fault_badproof = true; break;
                 case FAULT_SILENT: s->silent = true; break;
                 case FAULT_OVERSIZE: s->oversize = true; break;
+                case FAULT_SMALLFRAME: s->small_frame = true; break;
                 case FAULT_GARBAGE: s->garbage = f->arg; break;
                 case FAULT_CLONE:               /* handled in new_identity() */
                 default: break;
@@ -728,7 +730,9 @@ ready:
         apply_faults(s);
         s->result_seen = false;
         s->after = AFTER_NONE;
-        if (spb_init(&s->spb, &board_ops, s, s->rx, sizeof(s->rx), s->tx, sizeof(s->tx), s->work,
+        /* A small board really has the small buffer: a larger frame is discarded, as on the device. */
+        if (spb_init(&s->spb, &board_ops, s, s->rx, s->small_frame ? SIM_SMALL_FRAME : sizeof(s->rx), s->tx,
+                     sizeof(s->tx), s->work,
                      sizeof(s->work)) != SPB_OK)
                 return -EINVAL;
         return 0;

@@ -136,6 +136,8 @@ FAULTS = [
     ("garbage", {"provisioned", "failed"}, False),
     ("badproof", {"failed"}, False),
     ("corrupt:0.002", {"provisioned", "failed"}, False),
+    # False: the board's max frame is known at IDENT, the certificate's size only after issuance.
+    ("smallframe", {"failed"}, False),
 ]
 
 
@@ -192,6 +194,12 @@ def test_faults_isolated():
               f"bad proof accepted: {row and dict(row)}")
         err = db.execute("SELECT error FROM attempts WHERE serial = ?", (serial,)).fetchone()[0]
         check("proof of possession failed" in err, f"bad proof not explained: {err}")
+        # A board whose max frame cannot take PUT_CERT is told nothing it would discard; the reason says why.
+        idx = n_good + [f[0] for f in FAULTS].index("smallframe")
+        serial = env.board_file(idx, "serial").decode().strip().lower()
+        err = db.execute("SELECT error FROM attempts WHERE serial = ?", (serial,)).fetchone()[0]
+        check("board max frame 512" in err, f"small board's failure not explained: {err}")
+        check(env.board_file(idx, "device.der") is None, "the small board stored a certificate")
         # Every good board is provisioned despite its noisy neighbours.
         for i in range(n_good):
             check(env.board_file(i, "device.der") is not None, f"good board {i} not provisioned")
