@@ -47,10 +47,6 @@ int signer_new_internal(struct signer **ret, const struct signer_ops *ops, void 
  * self-signed, else NULL. */
 int signer_load_chain(const char *path, X509 **ret_cert, X509 **ret_root);
 
-/* Checks an opened key or PIN file: a regular file (-EBADFD), owned by the
- * effective user, without any group/other permission bit (-EPERM). */
-int certs_check_secret_fd(int fd);
-
 /* Reads at most @max bytes of a regular file (or -EFBIG). */
 int certs_read_file_bounded(int fd, size_t max, uint8_t **ret, size_t *ret_len);
 

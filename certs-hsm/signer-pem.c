@@ -116,7 +116,7 @@ int signer_file_open(const char *path, const char *passphrase, void **ret_userda
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
-        r = certs_check_secret_fd(fd);
+        r = signer_check_secret_fd(fd);
         if (r < 0)
                 return r;
 

@@ -389,7 +389,7 @@ static int read_pin_source(const char *src, char **ret) {
         fd = open(src, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
-        r = certs_check_secret_fd(fd);
+        r = signer_check_secret_fd(fd);
         if (r < 0)
                 return r;
         r = certs_read_file_bounded(fd, PIN_MAX, &buf, &len);

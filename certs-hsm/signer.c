@@ -59,7 +59,7 @@ int certs_read_file_bounded(int fd, size_t max, uint8_t **ret, size_t *ret_len) 
         return 0;
 }
 
-int certs_check_secret_fd(int fd) {
+int signer_check_secret_fd(int fd) {
         struct stat st;
 
         if (fstat(fd, &st) < 0)

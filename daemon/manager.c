@@ -698,20 +698,17 @@ static int read_pin(const char *path, char *buf, size_t len) {
         _cleanup_close_ int fd = -EBADF;
         ssize_t n;
 
-        struct stat st;
+        int r;
 
         if (!path)
                 return 0;
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
-        /* The PIN is as good as the key: the key file's rule (certs-hsm README). */
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
-        if ((st.st_mode & 077) || st.st_uid != geteuid())
-                return -EPERM;
+        /* The PIN is as good as the key: the key file's rule. */
+        r = signer_check_secret_fd(fd);
+        if (r < 0)
+                return r;
         n = read(fd, buf, len - 1);
         if (n < 0)
                 return -errno;

@@ -108,3 +108,11 @@ const char *signer_strerror(int r);
 
 /** Short backend name: "file" or "pkcs11" or "custom". */
 const char *signer_backend(const struct signer *s);
+
+/**
+ * The rule for a signer key file and a PIN file, for callers that read such a
+ * file themselves (provd's [signer] pin_file): @fd is a regular file (else
+ * -EBADFD), owned by the effective user, without any group/other permission
+ * bit (else -EPERM). -errno when fstat() fails.
+ */
+int signer_check_secret_fd(int fd);
