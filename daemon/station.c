@@ -10,7 +10,7 @@
  * Lifetime: a station is freed when its poll and timer handles are closed
  * and no worker job or database request refers to it (st->busy == 0).
  *
- * Durability rule (DESIGN.md): PUT_CERT is sent only from the done()
+ * Durability rule (docs/ARCHITECTURE.md): PUT_CERT is sent only from the done()
  * callback of the issuance record, i.e. after its transaction committed.
  */
 

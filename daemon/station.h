@@ -15,7 +15,7 @@
  * Glossary
  *   station   one serial port (real tty or pty) and the session of the board on it
  *   session   HELLO → lookup → GET_CSR → issue → record → PUT_CERT → PUT_CONFIG →
- *             PROVE → verify → [LOCK] → commit → RESULT; DESIGN.md "One board"
+ *             PROVE → verify → [LOCK] → commit → RESULT (docs/ARCHITECTURE.md)
  *   step      one of the above; requests to the board have a timeout and retries,
  *             worker and database steps run off the loop thread
  */

@@ -20,7 +20,7 @@
 --     and a failing statement leaves the database untouched.
 --   * Changing a CHECK later means rebuilding the table in a new migration
 --     (SQLite cannot ALTER a constraint), so the value sets below are meant to
---     be complete for the design in DESIGN.md.
+--     be complete for the design (docs/ARCHITECTURE.md).
 --   * Value sets are written `x = 'a' OR x = 'b'`, not `x IN ('a', 'b')`:
 --     SQLite 3.40 evaluates a constant IN list in a CHECK or trigger by
 --     building a temporary index on every insert and update, which was a
@@ -90,7 +90,7 @@ CREATE TABLE devices (
 CREATE INDEX devices_updated ON devices (updated_at);
 
 -- Every certificate ever signed. A row is committed before the certificate
--- leaves the daemon (DESIGN.md, invariants).
+-- leaves the daemon (the durability invariant, docs/ARCHITECTURE.md).
 CREATE TABLE certificates (
     id            INTEGER PRIMARY KEY,
     device_serial TEXT NOT NULL REFERENCES devices (serial),

@@ -284,7 +284,7 @@ static int open_port(struct conn *c) {
         return 0;
 }
 
-/* CSR checks a station must make (DESIGN.md "CSR"). Returns NULL or the failure reason. */
+/* CSR checks a station must make (PROTOCOL.md §6.2). Returns NULL or the failure reason. */
 static const char *check_csr(struct conn *c, const uint8_t *der, size_t len, const uint8_t tlv_pub[SP_PUBKEY_LEN],
                              char *detail, size_t dlen) {
         const unsigned char *p = der;

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""provd end to end: simulated boards on ptys, provd, SQLite; DESIGN.md "One board, start to finish"."""
+"""provd end to end: simulated boards on ptys, provd, SQLite; docs/ARCHITECTURE.md, "The life of a board"."""
 
 import json
 import os
