@@ -57,26 +57,66 @@ int log_level_from_string(const char *s) {
         return -EINVAL;
 }
 
+/*
+ * Text from outside (port paths, slot labels, board error texts, config
+ * values) reaches log lines inside %s arguments. A control character in it
+ * could forge a second log line (a newline) or drive the terminal that
+ * shows the log (an escape sequence), so every byte below 0x20 and 0x7f is
+ * written as \xNN, and so is a backslash, so the escaping cannot itself be
+ * forged. Bytes >= 0x80 are kept: UTF-8 labels stay readable. Truncates to
+ * @size - 1 bytes without cutting an escape in half.
+ */
+size_t log_escape(const char *in, char *out, size_t size) {
+        static const char hex[] = "0123456789abcdef";
+        size_t o = 0;
+
+        if (size == 0)
+                return 0;
+        for (; *in; in++) {
+                unsigned char c = (unsigned char)*in;
+
+                if (c >= 0x20 && c != 0x7f && c != '\\') {
+                        if (o + 1 >= size)
+                                break;
+                        out[o++] = (char)c;
+                        continue;
+                }
+                if (o + 4 >= size)
+                        break;
+                out[o++] = '\\';
+                out[o++] = 'x';
+                out[o++] = hex[c >> 4];
+                out[o++] = hex[c & 15];
+        }
+        out[o] = '\0';
+        return o;
+}
+
 int log_internalv(int level, int error, const char *slot, const char *serial,
                   const char *fmt, va_list ap) {
-        char msg[2048], prefix[160] = "";
+        char raw[2048], msg[2048], prefix[160] = "", eslot[96] = "", eserial[80] = "";
         int saved = errno;
 
         errno = abs(error);     /* for %m */
-        vsnprintf(msg, sizeof msg, fmt, ap);
+        vsnprintf(raw, sizeof raw, fmt, ap);
         errno = saved;
+        log_escape(raw, msg, sizeof msg);
+        if (slot)
+                log_escape(slot, eslot, sizeof eslot);
+        if (serial)
+                log_escape(serial, eserial, sizeof eserial);
 
         if (slot && serial)
-                snprintf(prefix, sizeof prefix, "slot %s [%s]: ", slot, serial);
+                snprintf(prefix, sizeof prefix, "slot %s [%s]: ", eslot, eserial);
         else if (slot)
-                snprintf(prefix, sizeof prefix, "slot %s: ", slot);
+                snprintf(prefix, sizeof prefix, "slot %s: ", eslot);
 
 #if HAVE_SYSTEMD
         if (to_journal) {
                 sd_journal_send("MESSAGE=%s%s", prefix, msg,
                                 "PRIORITY=%i", level,
-                                "PROVD_SLOT=%s", slot ? slot : "",
-                                "PROVD_SERIAL=%s", serial ? serial : "",
+                                "PROVD_SLOT=%s", eslot,
+                                "PROVD_SERIAL=%s", eserial,
                                 error ? "ERRNO=%i" : NULL, abs(error),
                                 NULL);
                 return error ? -abs(error) : 0;

@@ -13,6 +13,12 @@ void log_set_max_level(int level);
 int log_get_max_level(void);
 /** Parses "err", "warning", "notice", "info", "debug"; returns the level or -EINVAL. */
 int log_level_from_string(const char *s);
+/**
+ * Copies @in to @out (@size bytes, NUL-terminated) with every control byte
+ * (< 0x20, 0x7f) and backslash written as \xNN; stops before an escape that
+ * does not fit. Returns the length written. Every log line goes through it.
+ */
+size_t log_escape(const char *in, char *out, size_t size);
 
 /**
  * Logs one line. @slot and @serial may be NULL; they prefix the message and
