@@ -20,11 +20,12 @@
 #include "certs-hsm/cert.h"
 #include "certs-hsm/csr.h"
 #include "certs-hsm/proof.h"
+#include "conf.h"
 #include "db.h"
 #include "json-writer.h"
 #include "log.h"
-#include "manager.h"
 #include "serial-port.h"
+#include "signing-ctx.h"
 #include "station-proto/sp.h"
 #include "station.h"
 #include "util.h"
@@ -45,14 +46,14 @@ struct job {
         struct csr_info csr;
         bool csr_accepted;              /* the CSR passed every check: a later failure is provd's own */
         struct issued_cert cert;
-        struct issuer *issuer;          /* reference held while the job runs */
+        struct issuer *issuer;          /* borrowed from the session's signing context */
         /* VERIFY */
         struct sp_proof proof;
         uint8_t nonce[SP_NONCE_LEN];
 };
 
 struct station {
-        struct manager *m;
+        const struct station_env *env;
         char *path;
         char *slot;
         char *usb_location;
@@ -101,11 +102,25 @@ struct station {
         bool was_provisioned;           /* existing: the DB already had it provisioned */
         bool rewritten;                 /* existing: PUT_CERT of the recorded certificate was needed */
         int64_t cert_id;
+        /* Held from the start of issuance (or of a rewrite) until RESULT: what PUT_CERT and the record use. */
+        struct signing_ctx *sign;
         char thing_name[CERT_THING_NAME_MAX + 1];
 
         struct job job;
         struct db_req req;
 };
+
+/* The session outcome is recorded as is: one spelling, the database's. */
+_Static_assert((int)OUTCOME_PROVISIONED == (int)DB_OUTCOME_PROVISIONED &&
+               (int)OUTCOME_ALREADY_PROVISIONED == (int)DB_OUTCOME_ALREADY_PROVISIONED &&
+               (int)OUTCOME_FAILED == (int)DB_OUTCOME_FAILED && (int)OUTCOME_REJECTED == (int)DB_OUTCOME_REJECTED &&
+               (int)OUTCOME_CLONE_SUSPECTED == (int)DB_OUTCOME_CLONE_SUSPECTED &&
+               (int)OUTCOME_ABORTED == (int)DB_OUTCOME_ABORTED && (int)_OUTCOME_MAX == (int)_DB_OUTCOME_MAX,
+               "enum outcome and enum db_outcome must agree");
+
+const char *outcome_to_string(enum outcome o) {
+        return o < _OUTCOME_MAX ? db_outcome_to_string((enum db_outcome)o) : "?";
+}
 
 static const char *const state_names[_STATION_STATE_MAX] = {
         [STATION_HELLO] = "hello",
@@ -139,6 +154,9 @@ static const char *const state_ms_keys[STATION_DONE] = {
         [STATION_COMMIT] = "commit_ms",
         [STATION_RESULT] = "result_ms",
 };
+
+/* Calls the environment's hook @hook (station-env.h). */
+#define E(st, hook, ...) ((st)->env->ops->hook((st)->env->userdata, ##__VA_ARGS__))
 
 #define slog(st, level, error, ...)                                                                     \
         ({                                                                                              \
@@ -221,7 +239,7 @@ static int flush_tx(struct station *st) {
 static void on_timeout(uv_timer_t *t);
 
 static void arm_timeout(struct station *st, unsigned ms) {
-        uint64_t deadline = st->session_start_us + (uint64_t)st->m->conf.session_ms * 1000;
+        uint64_t deadline = st->session_start_us + (uint64_t)st->env->conf->session_ms * 1000;
         uint64_t now = now_usec();
 
         /* Never wait past the whole-session limit ([timeouts] session_ms). */
@@ -231,7 +249,7 @@ static void arm_timeout(struct station *st, unsigned ms) {
 }
 
 static unsigned request_timeout(const struct station *st) {
-        const struct conf *c = &st->m->conf;
+        const struct conf *c = st->env->conf;
 
         if (st->state == STATION_CSR)
                 return c->keygen_ms;
@@ -262,11 +280,11 @@ static void send_request(struct station *st, uint8_t type, size_t payload_len) {
                 return;
         }
         if (st->rx_us) {
-                manager_record_latency(st->m, now_usec() - st->rx_us);
+                E(st, record_latency, now_usec() - st->rx_us);
                 st->rx_us = 0;
         }
         st->tx_off = 0;
-        st->retries_left = st->m->conf.retries;
+        st->retries_left = st->env->conf->retries;
         r = flush_tx(st);
         if (r < 0) {
                 station_close(st, "write failed");
@@ -279,6 +297,7 @@ static void send_request(struct station *st, uint8_t type, size_t payload_len) {
 static void result_delivered(struct station *st) {
         enter(st, st->outcome == OUTCOME_PROVISIONED || st->outcome == OUTCOME_ALREADY_PROVISIONED
                           ? STATION_DONE : STATION_FAILED);
+        st->sign = signing_ctx_unref(st->sign);
         if (st->shutting_down)
                 station_close(st, "shutting down");
 }
@@ -295,14 +314,14 @@ static void on_timeout(uv_timer_t *t) {
         }
         if (!st->client.pending)
                 return;
-        if (now_usec() >= st->session_start_us + (uint64_t)st->m->conf.session_ms * 1000) {
+        if (now_usec() >= st->session_start_us + (uint64_t)st->env->conf->session_ms * 1000) {
                 session_fail(st, OUTCOME_FAILED, "session exceeded %u ms at step %s; reseat the board",
-                             st->m->conf.session_ms, state_names[st->state]);
+                             st->env->conf->session_ms, state_names[st->state]);
                 return;
         }
         if (st->retries_left == 0) {
                 session_fail(st, OUTCOME_FAILED, "board did not answer %s after %u tries; reseat it",
-                             sp_msg_type_to_string(st->client.type), st->m->conf.retries + 1);
+                             sp_msg_type_to_string(st->client.type), st->env->conf->retries + 1);
                 return;
         }
         st->retries_left--;
@@ -339,7 +358,7 @@ static void send_hello(struct station *st) {
 
         sp_tlv_writer_init(&w, st->payload, st->payload_cap);
         sp_tlv_put(&w, SP_TAG_PROTO_VERSION, versions, sizeof versions);
-        sp_tlv_put_u16(&w, SP_TAG_MAX_FRAME, (uint16_t)st->m->conf.max_frame);
+        sp_tlv_put_u16(&w, SP_TAG_MAX_FRAME, (uint16_t)st->env->conf->max_frame);
         send_request(st, SP_MSG_HELLO, w.len);
 }
 
@@ -430,10 +449,9 @@ static void work_issue(uv_work_t *w) {
 static void after_issue(uv_work_t *w, int status) {
         struct job *j = container_of(w, struct job, work);
         struct station *st = container_of(j, struct station, job);
-        struct manager *m = st->m;
         int r = status < 0 ? status : j->result;
 
-        j->issuer = issuer_free(j->issuer);
+        j->issuer = NULL;
         /* The certificate and key of a discarded result go with the station (station_free()). */
         if (job_returned(st))
                 return;
@@ -458,8 +476,8 @@ static void after_issue(uv_work_t *w, int status) {
                 session_fail(st, OUTCOME_REJECTED, "bad CSR: %s", why);
                 return;
         }
-        m->certs_issued++;
-        r = cert_thing_name(m->conf.thing_name == THING_NAME_SKI ? CERT_THING_SKI : CERT_THING_CN,
+        E(st, cert_issued);
+        r = cert_thing_name(st->env->conf->thing_name == THING_NAME_SKI ? CERT_THING_SKI : CERT_THING_CN,
                             &j->cert, st->serial, st->thing_name, sizeof st->thing_name);
         if (r < 0) {
                 session_fail(st, OUTCOME_FAILED, "cannot derive a thing name: %s", strerror(-r));
@@ -467,6 +485,22 @@ static void after_issue(uv_work_t *w, int status) {
         }
         enter(st, STATION_RECORD);
         submit_issuance(st);
+}
+
+/*
+ * The session keeps the signing context current when its issuance (or the
+ * rewrite of its recorded certificate) starts: a rotation meanwhile changes
+ * neither the chain it writes nor the signer its record names.
+ */
+static bool hold_signing_ctx(struct station *st) {
+        if (st->sign)
+                return true;
+        st->sign = signing_ctx_ref(E(st, signing_ctx));
+        if (!st->sign) {
+                session_fail(st, OUTCOME_FAILED, "no signer is set up in provd");
+                return false;
+        }
+        return true;
 }
 
 static void start_issue(struct station *st, const uint8_t *der, size_t len) {
@@ -477,9 +511,9 @@ static void start_issue(struct station *st, const uint8_t *der, size_t len) {
                 session_fail(st, OUTCOME_REJECTED, "CSR of %zu bytes is too large", len);
                 return;
         }
-        if (!manager_take_issuance_token(st->m)) {
+        if (!E(st, take_issuance_token)) {
                 session_fail(st, OUTCOME_FAILED, "issuance budget of %u certificates per hour is spent",
-                             st->m->conf.max_certs_per_hour);
+                             st->env->conf->max_certs_per_hour);
                 return;
         }
         memcpy(j->csr_der, der, len);
@@ -489,16 +523,18 @@ static void start_issue(struct station *st, const uint8_t *der, size_t len) {
         memcpy(j->pubkey, st->ident.pubkey, SP_PUBKEY_LEN);
         j->csr = (struct csr_info) {};
         j->cert = (struct issued_cert) {};
-        j->issuer = issuer_ref(st->m->issuer);
+        if (!hold_signing_ctx(st))
+                return;
+        j->issuer = st->sign->issuer;
         enter(st, STATION_ISSUE);
-        r = uv_queue_work(st->m->loop, &j->work, work_issue, after_issue);
+        r = uv_queue_work(st->env->loop, &j->work, work_issue, after_issue);
         if (r < 0) {
-                j->issuer = issuer_free(j->issuer);
+                j->issuer = NULL;
                 session_fail(st, OUTCOME_FAILED, "cannot queue issuance: %s", uv_strerror(r));
                 return;
         }
         st->busy++;
-        st->m->jobs_in_flight++;
+        E(st, job_begin);
 }
 
 /*
@@ -518,26 +554,27 @@ static unsigned board_max_frame(const struct station *st) {
 
 static void send_put_cert(struct station *st) {
         struct sp_tlv_writer w;
-        const uint8_t *signer;
-        size_t signer_len;
+        const struct signing_ctx *sc;
 
         enter(st, STATION_PUT_CERT);
-        signer = issuer_signer_cert_der(st->m->issuer, &signer_len);
+        if (!hold_signing_ctx(st))
+                return;
+        sc = st->sign;
         sp_tlv_writer_init(&w, st->payload, request_cap(st));
         sp_tlv_put(&w, SP_TAG_DEVICE_CERT, st->job.cert.der, st->job.cert.der_len);
-        sp_tlv_put(&w, SP_TAG_SIGNER_CERT, signer, signer_len);
-        if ((st->ident.caps & SP_CAP_ROOT_PUBKEY) && st->m->have_root_pubkey)
-                sp_tlv_put(&w, SP_TAG_ROOT_PUBKEY, st->m->root_pubkey, sizeof st->m->root_pubkey);
+        sp_tlv_put(&w, SP_TAG_SIGNER_CERT, sc->chain_der, sc->chain_len);
+        if ((st->ident.caps & SP_CAP_ROOT_PUBKEY) && sc->have_root_pubkey)
+                sp_tlv_put(&w, SP_TAG_ROOT_PUBKEY, sc->root_pubkey, sizeof sc->root_pubkey);
         if (w.error) {
                 session_fail(st, OUTCOME_FAILED, "certificates do not fit in one frame (board max frame %u, "
-                             "provd max_frame %u)", board_max_frame(st), st->m->conf.max_frame);
+                             "provd max_frame %u)", board_max_frame(st), st->env->conf->max_frame);
                 return;
         }
         send_request(st, SP_MSG_PUT_CERT, w.len);
 }
 
 static void send_put_config(struct station *st) {
-        const struct conf *c = &st->m->conf;
+        const struct conf *c = st->env->conf;
         struct sp_tlv_writer w;
 
         enter(st, STATION_PUT_CONFIG);
@@ -559,7 +596,7 @@ static void send_put_config(struct station *st) {
         if (w.error) {
                 explicit_bzero(st->payload, st->payload_cap);
                 session_fail(st, OUTCOME_FAILED, "configuration does not fit in one frame (board max frame %u, "
-                             "provd max_frame %u)", board_max_frame(st), st->m->conf.max_frame);
+                             "provd max_frame %u)", board_max_frame(st), st->env->conf->max_frame);
                 return;
         }
         send_request(st, SP_MSG_PUT_CONFIG, w.len);
@@ -631,7 +668,7 @@ static void after_verify(uv_work_t *w, int status) {
                 session_fail(st, OUTCOME_FAILED, "proof of possession failed: the board's signature does not verify");
                 return;
         }
-        if (st->m->conf.lock && (st->ident.caps & SP_CAP_LOCK) && !st->ident.locked) {
+        if (st->env->conf->lock && (st->ident.caps & SP_CAP_LOCK) && !st->ident.locked) {
                 send_lock(st);
                 return;
         }
@@ -642,13 +679,13 @@ static void start_verify(struct station *st) {
         int r;
 
         enter(st, STATION_VERIFY);
-        r = uv_queue_work(st->m->loop, &st->job.work, work_verify, after_verify);
+        r = uv_queue_work(st->env->loop, &st->job.work, work_verify, after_verify);
         if (r < 0) {
                 session_fail(st, OUTCOME_FAILED, "cannot queue proof verification: %s", uv_strerror(r));
                 return;
         }
         st->busy++;
-        st->m->jobs_in_flight++;
+        E(st, job_begin);
 }
 
 /* --- database steps ------------------------------------------------------ */
@@ -658,8 +695,11 @@ static void db_submit_station(struct station *st, db_done_cb done) {
         st->req.done = done;
         st->req.userdata = st;
         st->busy++;
-        st->m->jobs_in_flight++;
-        db_submit(st->m->db, &st->req);
+        E(st, job_begin);
+        if (st->env->ops->db_submit)
+                E(st, db_submit, &st->req);
+        else
+                db_submit(st->env->db, &st->req);
 }
 
 /*
@@ -669,7 +709,7 @@ static void db_submit_station(struct station *st, db_done_cb done) {
  */
 static bool job_returned(struct station *st) {
         st->busy--;
-        st->m->jobs_in_flight--;
+        E(st, job_end);
         st->rx_us = now_usec();
         if (st->closing) {
                 closing_progress(st);
@@ -742,7 +782,7 @@ static void on_lookup_done(struct db_req *req) {
                              "serial is flagged as a suspected clone; `provctl reissue` clears it");
                 return;
         }
-        if (l->reissue_requested || st->m->conf.reissue || !der || l->cert_status == DB_CERT_REVOKED) {
+        if (l->reissue_requested || st->env->conf->reissue || !der || l->cert_status == DB_CERT_REVOKED) {
                 st->reissue = true;
                 send_get_csr(st);
                 return;
@@ -799,7 +839,7 @@ static void submit_issuance(struct station *st) {
         strcpy(r->cert_sha256, c->sha256_hex);
         r->not_before_ms = (int64_t)c->not_before * 1000;
         r->not_after_ms = (int64_t)c->not_after * 1000;
-        r->signer_id = st->m->signer_id;
+        r->signer_id = st->sign->signer_id;
         copy_label(r->thing_name, sizeof r->thing_name, st->thing_name);
         copy_label(r->port, sizeof r->port, st->path);
         copy_label(r->slot, sizeof r->slot, st->slot);
@@ -818,7 +858,7 @@ static void on_outcome_done(struct db_req *req) {
                 }
         }
         st->session_end_us = now_usec();
-        manager_session_done(st->m, st->outcome);
+        E(st, session_done, st->outcome);
         if (st->outcome == OUTCOME_PROVISIONED)
                 slog(st, LOG_NOTICE, 0, "provisioned as %s, certificate %s, in %" PRIu64 " ms", st->thing_name,
                      st->job.cert.sha256_hex, (now_usec() - st->session_start_us + 500) / 1000);
@@ -900,7 +940,7 @@ static void on_ident(struct station *st, const struct sp_frame *f) {
         st->have_ident = true;
         slog(st, LOG_DEBUG, 0, "board %s firmware %s%s", id.model, id.fw_version,
              id.has_pubkey ? ", has a key" : "");
-        if (manager_serial_in_use(st->m, st)) {
+        if (E(st, serial_in_use, st)) {
                 session_fail(st, OUTCOME_CLONE_SUSPECTED,
                              "serial %s is in session on another port at the same time; suspected clone",
                              st->serial);
@@ -989,10 +1029,10 @@ static int on_frame(const struct sp_frame *f, int error, void *userdata) {
                 st->frame_errors++;
                 if (error == -EMSGSIZE && station_is_active(st) && st->client.pending) {
                         session_fail(st, OUTCOME_FAILED, "board sent a frame over the %u-byte limit",
-                                     st->m->conf.max_frame);
+                                     st->env->conf->max_frame);
                         return 0;
                 }
-                if (st->frame_errors > st->m->conf.max_errors && station_is_active(st) &&
+                if (st->frame_errors > st->env->conf->max_errors && station_is_active(st) &&
                     st->state != STATION_COMMIT) {
                         session_fail(st, OUTCOME_FAILED, "line noise: %u bad frames; check the cable and hub",
                                      st->frame_errors);
@@ -1061,6 +1101,7 @@ static void poll_update(struct station *st) {
 void station_free(struct station *st) {
         if (!st)
                 return;
+        signing_ctx_unref(st->sign);
         issued_cert_done(&st->job.cert);
         csr_info_done(&st->job.csr);
         sp_parser_free(st->parser);
@@ -1092,7 +1133,7 @@ static void maybe_free(struct station *st) {
                 serial_port_close(st->fd);
                 st->fd = -1;
         }
-        manager_station_gone(st->m, st);
+        E(st, station_gone, st);
 }
 
 void station_close(struct station *st, const char *why) {
@@ -1125,55 +1166,50 @@ void station_shutdown(struct station *st) {
                 station_close(st, "shutting down");
 }
 
-int station_new(struct station **ret, struct manager *m, const struct station_info *info) {
+/* A station with its buffers and parser, no port yet. */
+static int station_alloc(struct station **ret, const struct station_env *env, const struct station_info *info) {
         struct station *st;
-        size_t enc;
         int r;
 
         st = calloc(1, sizeof *st);
         if (!st)
                 return -ENOMEM;
-        st->m = m;
+        st->env = env;
         st->fd = -1;
         st->path = strdup(info->path);
         st->slot = strdup(info->slot);
         st->usb_location = info->usb_location ? strdup(info->usb_location) : NULL;
-        st->payload_cap = m->conf.max_frame;
+        st->payload_cap = env->conf->max_frame;
         st->payload = malloc(st->payload_cap);
         st->job.csr_der = malloc(st->payload_cap);
-        enc = sp_frame_encoded_max(st->payload_cap);
-        st->txbuf = malloc(enc);
+        st->txbuf = malloc(sp_frame_encoded_max(st->payload_cap));
         if (!st->path || !st->slot || (info->usb_location && !st->usb_location) ||
             !st->payload || !st->job.csr_der || !st->txbuf) {
-                r = -ENOMEM;
-                goto fail;
+                station_free(st);
+                return -ENOMEM;
         }
-        r = sp_parser_new(&st->parser, &(struct sp_limits) { .max_frame = m->conf.max_frame });
-        if (r < 0)
-                goto fail;
-        r = serial_port_open(st->path, m->conf.baud, &st->rdev);
-        if (r < 0)
-                goto fail;
-        st->fd = r;
-        /*
-         * The path may have been re-pointed between the manager's check and
-         * open() (a udev or simulator symlink): talk only to the device that
-         * was checked, which no other port holds. A change after open() comes
-         * as a directory event; this port keeps the device it opened.
-         */
-        if (st->rdev != info->rdev || manager_rdev_in_use(m, st->rdev)) {
-                r = -ESTALE;
-                goto fail;
+        r = sp_parser_new(&st->parser, &(struct sp_limits) { .max_frame = env->conf->max_frame });
+        if (r < 0) {
+                station_free(st);
+                return r;
         }
+        *ret = st;
+        return 0;
+}
 
-        sp_client_init(&st->client, st->txbuf, enc, manager_session_seq(m));
+/* Starts the handles and the session on st->fd; on failure the station is freed (maybe later). */
+static int station_begin(struct station *st) {
+        const struct station_env *env = st->env;
+        int r;
 
-        r = uv_poll_init(m->loop, &st->poll, st->fd);
+        sp_client_init(&st->client, st->txbuf, sp_frame_encoded_max(st->payload_cap), E(st, session_seq));
+
+        r = uv_poll_init(env->loop, &st->poll, st->fd);
         if (r < 0)
                 goto fail;
         st->poll.data = st;
         st->poll_open = true;
-        uv_timer_init(m->loop, &st->timer);
+        uv_timer_init(env->loop, &st->timer);
         st->timer.data = st;
         st->timer_open = true;
         st->poll_events = 0;
@@ -1182,24 +1218,65 @@ int station_new(struct station **ret, struct manager *m, const struct station_in
         st->session_start_us = st->step_start_us = now_usec();
         st->session_start_ms = wallclock_msec();
         st->state = STATION_HELLO;
-        m->sessions_started++;
         send_hello(st);
-        *ret = st;
         return 0;
 fail:
-        if (st->poll_open || st->timer_open) {
-                /* Handles exist: free through the close callbacks. */
-                st->closing = true;
-                if (st->poll_open)
-                        uv_close((uv_handle_t *)&st->poll, on_handle_closed);
-                if (st->timer_open)
-                        uv_close((uv_handle_t *)&st->timer, on_handle_closed);
-                return r;
-        }
+        /* Only the poll handle can fail, before the timer exists. */
         if (st->fd >= 0)
                 close(st->fd);
+        st->fd = -1;
         station_free(st);
         return r;
+}
+
+int station_new(struct station **ret, const struct station_env *env, const struct station_info *info) {
+        struct station *st;
+        int r;
+
+        r = station_alloc(&st, env, info);
+        if (r < 0)
+                return r;
+        r = serial_port_open(st->path, env->conf->baud, &st->rdev);
+        if (r < 0) {
+                station_free(st);
+                return r;
+        }
+        st->fd = r;
+        /*
+         * The path may have been re-pointed between the manager's check and
+         * open() (a udev or simulator symlink): talk only to the device that
+         * was checked, which no other port holds. A change after open() comes
+         * as a directory event; this port keeps the device it opened.
+         */
+        if (st->rdev != info->rdev || E(st, rdev_in_use, st->rdev)) {
+                serial_port_close(st->fd);
+                st->fd = -1;
+                station_free(st);
+                return -ESTALE;
+        }
+        r = station_begin(st);
+        if (r < 0)
+                return r;
+        *ret = st;
+        return 0;
+}
+
+int station_new_fd(struct station **ret, const struct station_env *env, const struct station_info *info, int fd) {
+        struct station *st;
+        int r;
+
+        r = station_alloc(&st, env, info);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        st->fd = fd;
+        st->rdev = info->rdev;
+        r = station_begin(st);
+        if (r < 0)
+                return r;
+        *ret = st;
+        return 0;
 }
 
 void station_status(const struct station *st, cJSON *array) {
