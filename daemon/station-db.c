@@ -16,9 +16,9 @@ static void db_submit_station(struct station *st, db_done_cb done) {
         st->req.done = done;
         st->req.userdata = st;
         st->busy++;
-        E(st, job_begin);
+        env_hook(st, job_begin);
         if (st->env->ops->db_submit)
-                E(st, db_submit, &st->req);
+                env_hook(st, db_submit, &st->req);
         else
                 db_submit(st->env->db, &st->req);
 }
@@ -30,7 +30,7 @@ static void db_submit_station(struct station *st, db_done_cb done) {
  */
 bool station_job_returned(struct station *st) {
         st->busy--;
-        E(st, job_end);
+        env_hook(st, job_end);
         st->rx_us = now_usec();
         if (st->closing) {
                 station_closing_progress(st);
@@ -179,7 +179,7 @@ static void on_outcome_done(struct db_req *req) {
                 }
         }
         st->session_end_us = now_usec();
-        E(st, session_done, st->outcome);
+        env_hook(st, session_done, st->outcome);
         if (st->outcome == OUTCOME_PROVISIONED)
                 slog(st, LOG_NOTICE, 0, "provisioned as %s, certificate %s, in %" PRIu64 " ms", st->thing_name,
                      st->job.cert.sha256_hex, (now_usec() - st->session_start_us + 500) / 1000);

@@ -106,7 +106,7 @@ struct station {
 };
 
 /* Calls the environment's hook @hook (station-env.h). */
-#define E(st, hook, ...) ((st)->env->ops->hook((st)->env->userdata, ##__VA_ARGS__))
+#define env_hook(st, hook, ...) ((st)->env->ops->hook((st)->env->userdata, ##__VA_ARGS__))
 
 #define slog(st, level, error, ...)                                                                     \
         ({                                                                                              \

@@ -102,7 +102,7 @@ void station_send_request(struct station *st, uint8_t type, size_t payload_len) 
                 return;
         }
         if (st->rx_us) {
-                E(st, record_latency, now_usec() - st->rx_us);
+                env_hook(st, record_latency, now_usec() - st->rx_us);
                 st->rx_us = 0;
         }
         st->tx_off = 0;
@@ -278,7 +278,7 @@ void station_maybe_free(struct station *st) {
                 serial_port_close(st->fd);
                 st->fd = -1;
         }
-        E(st, station_gone, st);
+        env_hook(st, station_gone, st);
 }
 
 void station_close(struct station *st, const char *why) {
@@ -347,7 +347,7 @@ static int station_begin(struct station *st) {
         const struct station_env *env = st->env;
         int r;
 
-        sp_client_init(&st->client, st->txbuf, sp_frame_encoded_max(st->payload_cap), E(st, session_seq));
+        sp_client_init(&st->client, st->txbuf, sp_frame_encoded_max(st->payload_cap), env_hook(st, session_seq));
 
         r = uv_poll_init(env->loop, &st->poll, st->fd);
         if (r < 0)
@@ -393,7 +393,7 @@ int station_new(struct station **ret, const struct station_env *env, const struc
          * was checked, which no other port holds. A change after open() comes
          * as a directory event; this port keeps the device it opened.
          */
-        if (st->rdev != info->rdev || E(st, rdev_in_use, st->rdev)) {
+        if (st->rdev != info->rdev || env_hook(st, rdev_in_use, st->rdev)) {
                 serial_port_close(st->fd);
                 st->fd = -1;
                 station_free(st);

@@ -202,7 +202,7 @@ static void after_issue(uv_work_t *w, int status) {
                 station_fail(st, OUTCOME_REJECTED, "bad CSR: %s", why);
                 return;
         }
-        E(st, cert_issued);
+        env_hook(st, cert_issued);
         r = cert_thing_name(st->env->conf->thing_name == THING_NAME_SKI ? CERT_THING_SKI : CERT_THING_CN,
                             &j->cert, st->serial, st->thing_name, sizeof st->thing_name);
         if (r < 0) {
@@ -221,7 +221,7 @@ static void after_issue(uv_work_t *w, int status) {
 static bool hold_signing_ctx(struct station *st) {
         if (st->sign)
                 return true;
-        st->sign = signing_ctx_ref(E(st, signing_ctx));
+        st->sign = signing_ctx_ref(env_hook(st, signing_ctx));
         if (!st->sign) {
                 station_fail(st, OUTCOME_FAILED, "no signer is set up in provd");
                 return false;
@@ -237,7 +237,7 @@ static void start_issue(struct station *st, const uint8_t *der, size_t len) {
                 station_fail(st, OUTCOME_REJECTED, "CSR of %zu bytes is too large", len);
                 return;
         }
-        if (!E(st, take_issuance_token)) {
+        if (!env_hook(st, take_issuance_token)) {
                 station_fail(st, OUTCOME_FAILED, "issuance budget of %u certificates per hour is spent",
                              st->env->conf->max_certs_per_hour);
                 return;
@@ -260,7 +260,7 @@ static void start_issue(struct station *st, const uint8_t *der, size_t len) {
                 return;
         }
         st->busy++;
-        E(st, job_begin);
+        env_hook(st, job_begin);
 }
 
 /*
@@ -411,7 +411,7 @@ static void start_verify(struct station *st) {
                 return;
         }
         st->busy++;
-        E(st, job_begin);
+        env_hook(st, job_begin);
 }
 
 /* --- input ---------------------------------------------------------------- */
@@ -445,7 +445,7 @@ static void on_ident(struct station *st, const struct sp_frame *f) {
         st->have_ident = true;
         slog(st, LOG_DEBUG, 0, "board %s firmware %s%s", id.model, id.fw_version,
              id.has_pubkey ? ", has a key" : "");
-        if (E(st, serial_in_use, st)) {
+        if (env_hook(st, serial_in_use, st)) {
                 station_fail(st, OUTCOME_CLONE_SUSPECTED,
                              "serial %s is in session on another port at the same time; suspected clone",
                              st->serial);

@@ -74,6 +74,10 @@ struct fx {
         char recorded_error[256];
         char recorded_step[64];
         struct db_lookup_device lookup;  /* answer for DB_LOOKUP_DEVICE (found = false by default) */
+        uint8_t issued_der[4096];       /* the last DB_RECORD_ISSUANCE's certificate */
+        size_t issued_len;
+        char issued_sha256[DB_SHA256_HEX_MAX];
+        char issued_thing[DB_NAME_MAX];
 
         /* the board */
         int board_fd;
@@ -189,10 +193,20 @@ static void db_answer(struct fx *f, int result) {
                 memcpy(serial, req->lookup.serial, sizeof serial);
                 req->lookup = f->lookup;
                 memcpy(req->lookup.serial, serial, sizeof serial);
+                if (f->lookup.cert_der_len) {   /* the station takes the DER (malloc()ed) */
+                        req->lookup.cert_der = malloc(f->lookup.cert_der_len);
+                        assert_non_null(req->lookup.cert_der);
+                        memcpy(req->lookup.cert_der, f->issued_der, f->lookup.cert_der_len);
+                }
                 break;
         }
         case DB_RECORD_ISSUANCE:
                 f->issuance_signer_id = req->issuance.signer_id;
+                assert_true(req->issuance.cert_der_len <= sizeof f->issued_der);
+                memcpy(f->issued_der, req->issuance.cert_der, req->issuance.cert_der_len);
+                f->issued_len = req->issuance.cert_der_len;
+                snprintf(f->issued_sha256, sizeof f->issued_sha256, "%s", req->issuance.cert_sha256);
+                snprintf(f->issued_thing, sizeof f->issued_thing, "%s", req->issuance.thing_name);
                 if (result >= 0)
                         req->issuance.cert_id = 7;
                 break;
@@ -407,8 +421,8 @@ static bool board_is_closed(struct fx *f) {
         return f->board_closed;
 }
 
-/* Unplugs the board (the station closes and is gone) and plugs a new one with identity @idx. */
-static void replug(struct fx *f, uint32_t idx) {
+/* Unplugs the board (the station closes and is gone) and plugs it, or a new one with identity @idx, back. */
+static void replug_board(struct fx *f, uint32_t idx, bool same) {
         if (f->st) {
                 station_close(f->st, "unplugged");
                 assert_true(run_until(f, is_gone));
@@ -418,14 +432,20 @@ static void replug(struct fx *f, uint32_t idx) {
         assert_true(run_until(f, board_is_closed));
         close(f->board_fd);
         f->board_fd = -1;
-        board_deinit(&f->board);
-        assert_int_equal(board_init(&f->board, &test_seed, idx, 0, NULL, NULL), 0);
+        if (!same) {
+                board_deinit(&f->board);
+                assert_int_equal(board_init(&f->board, &test_seed, idx, 0, NULL, NULL), 0);
+        }
         spb_reset(&f->spb);
         f->have_recorded = false;
         f->have_result = false;
         f->requests = 0;
         f->n_seen = 0;
         plug(f);
+}
+
+static void replug(struct fx *f, uint32_t idx) {
+        replug_board(f, idx, false);
 }
 
 static int teardown(void **state) {
@@ -660,6 +680,92 @@ static void test_close_during_verify(void **state) {
         assert_seen(f, 3, DB_LOOKUP_DEVICE, DB_RECORD_ISSUANCE, DB_RECORD_OUTCOME);
 }
 
+/* What the database answers for this board once its first session was recorded. */
+static void lookup_as_recorded(struct fx *f) {
+        f->lookup = (struct db_lookup_device) {
+                .found = true,
+                .state = DB_DEVICE_PROVISIONED,
+                .cert_id = 7,
+                .cert_status = DB_CERT_ACTIVE,
+                .cert_der_len = f->issued_len,
+        };
+        memcpy(f->lookup.pubkey, f->board.pubkey, sizeof f->lookup.pubkey);
+        snprintf(f->lookup.cert_sha256, sizeof f->lookup.cert_sha256, "%s", f->issued_sha256);
+        snprintf(f->lookup.thing_name, sizeof f->lookup.thing_name, "%s", f->issued_thing);
+}
+
+/* A provisioned board plugged in again proves its recorded certificate: nothing issued, nothing written. */
+static void test_already_provisioned(void **state) {
+        struct fx *f = *state;
+
+        plug(f);
+        assert_true(run_until(f, is_over));
+        assert_int_equal(f->recorded, DB_OUTCOME_PROVISIONED);
+        lookup_as_recorded(f);
+        replug_board(f, 0, true);
+        assert_true(run_until(f, is_over));
+        assert_int_equal(f->recorded, DB_OUTCOME_ALREADY_PROVISIONED);
+        assert_seen(f, 2, DB_LOOKUP_DEVICE, DB_RECORD_OUTCOME);
+        assert_int_equal(f->certs_issued, 1);
+        assert_int_equal(f->result, SP_RESULT_ALREADY_PROVISIONED);
+}
+
+/*
+ * The same board lost its certificate (PROVE answered NO_CERT): the recorded
+ * one is written again, with the chain of the signing context current then.
+ */
+static void test_recorded_certificate_rewritten(void **state) {
+        struct fx *f = *state;
+
+        plug(f);
+        assert_true(run_until(f, is_over));
+        lookup_as_recorded(f);
+        f->board.device_len = 0;
+        f->board.signer_len = 0;
+        f->current = ctx_b;
+        replug_board(f, 0, true);
+        assert_true(run_until(f, is_over));
+        assert_int_equal(f->recorded, DB_OUTCOME_PROVISIONED);
+        assert_seen(f, 2, DB_LOOKUP_DEVICE, DB_RECORD_OUTCOME);
+        assert_int_equal(f->certs_issued, 1);
+        assert_int_equal(f->board.device_len, f->issued_len);
+        assert_memory_equal(f->board.device, f->issued_der, f->issued_len);
+        assert_memory_equal(f->board.signer, ctx_b->chain_der, ctx_b->chain_len);
+}
+
+/* Unplugged while the issuance record is being committed: the certificate never leaves provd. */
+static void test_close_during_issuance_record(void **state) {
+        struct fx *f = *state;
+
+        f->db_manual = true;
+        plug(f);
+        assert_true(run_until(f, has_queued));
+        db_answer(f, 0);
+        assert_true(run_until(f, has_queued));
+        assert_int_equal(f->queue[0]->type, DB_RECORD_ISSUANCE);
+        station_close(f->st, "unplugged");
+        db_answer(f, 0);
+        assert_true(run_until(f, has_queued));
+        db_answer(f, 0);
+        assert_true(run_until(f, is_gone));
+        assert_int_equal(f->recorded, DB_OUTCOME_ABORTED);
+        assert_non_null(strstr(f->recorded_error, "at step record"));
+        assert_int_equal(f->board.device_len, 0);
+}
+
+/* The board never acknowledges LOCK: failed after the retries, at step lock. */
+static void test_lock_unanswered(void **state) {
+        struct fx *f = *state;
+
+        f->conf.lock = true;
+        f->mute_from = 6;               /* HELLO, GET_CSR, PUT_CERT, PUT_CONFIG, PROVE, then LOCK */
+        plug(f);
+        assert_true(run_until(f, is_recorded));
+        assert_int_equal(f->recorded, DB_OUTCOME_FAILED);
+        assert_non_null(strstr(f->recorded_error, "board did not answer LOCK after 3 tries"));
+        assert_string_equal(f->recorded_step, "lock");
+}
+
 /* The issuance record fails: the certificate is withheld from the board. */
 static void test_issuance_not_recorded(void **state) {
         struct fx *f = *state;
@@ -789,6 +895,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_close_during_worker_job, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_close_during_verify, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_issuance_not_recorded, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_already_provisioned, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_recorded_certificate_rewritten, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_close_during_issuance_record, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_lock_unanswered, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_budget_spent, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_serial_in_session_elsewhere, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_known_serial_other_key, setup, teardown),
