@@ -70,7 +70,7 @@ bool station_is_active(const struct station *st);      /* a session in flight */
 bool station_is_closing(const struct station *st);
 /** Adds one JSON object describing the slot to @array. */
 void station_status(const struct station *st, cJSON *array);
-/** Frees a station whose handles are closed; called by the manager only. */
+/** Frees a station whose handles are closed; called by its owner only (from the station_gone hook). */
 void station_free(struct station *st);
 
 #endif
