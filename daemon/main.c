@@ -97,9 +97,9 @@ int main(int argc, char **argv) {
                 manager_free(m);
                 return 0;
         }
-        if (m->conf.workers) {
+        if (manager_workers(m)) {
                 char buf[16];
-                snprintf(buf, sizeof buf, "%u", m->conf.workers);
+                snprintf(buf, sizeof buf, "%u", manager_workers(m));
                 setenv("UV_THREADPOOL_SIZE", buf, 1);
         }
         size_threadpool();
@@ -112,7 +112,7 @@ int main(int argc, char **argv) {
                 return 1;
         }
         uv_run(&loop, UV_RUN_DEFAULT);
-        r = m->exit_code;
+        r = manager_exit_code(m);
         manager_free(m);
         (void)uv_loop_close(&loop);
         return r;

@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/* The control socket's requests: status from memory, the rest from the database. */
+
+#include <grp.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "control.h"
+#include "db.h"
+#include "log.h"
+#include "manager-internal.h"
+#include "station.h"
+#include "util.h"
+
+/* --- control requests ----------------------------------------------------- */
+
+static cJSON *status_json(struct manager *m) {
+        cJSON *o = cJSON_CreateObject(), *totals, *ports, *lat;
+
+        cJSON_AddBoolToObject(o, "ok", true);
+        cJSON_AddStringToObject(o, "station", m->conf.name);
+        cJSON_AddStringToObject(o, "version", PROVD_VERSION);
+        cJSON_AddNumberToObject(o, "uptime_s", (double)((now_usec() - m->started_us) / 1000000));
+        cJSON_AddBoolToObject(o, "stopping", m->stopping);
+        totals = cJSON_AddObjectToObject(o, "totals");
+        for (unsigned i = 0; i < _OUTCOME_MAX; i++)
+                cJSON_AddNumberToObject(totals, outcome_to_string(i), (double)m->outcomes[i]);
+        cJSON_AddNumberToObject(totals, "certificates_issued", (double)m->certs_issued);
+        cJSON_AddNumberToObject(totals, "sessions", (double)m->sessions_started);
+        cJSON_AddNumberToObject(o, "per_minute", manager_rate_per_minute(m));
+        lat = cJSON_AddObjectToObject(o, "added_latency_us");
+        cJSON_AddNumberToObject(lat, "samples", (double)m->latency_count);
+        cJSON_AddNumberToObject(lat, "p50", manager_latency_percentile(m, 0.50));
+        cJSON_AddNumberToObject(lat, "p99", manager_latency_percentile(m, 0.99));
+        ports = cJSON_AddArrayToObject(o, "ports");
+        unsigned active = 0;
+        for (size_t i = 0; i < m->n_stations; i++) {
+                station_status(m->stations[i], ports);
+                active += station_is_active(m->stations[i]);
+        }
+        cJSON_AddNumberToObject(o, "active", active);
+        if (m->db) {
+                struct db_metrics dm;
+                cJSON *d = cJSON_AddObjectToObject(o, "database");
+
+                db_get_metrics(m->db, &dm);
+                cJSON_AddNumberToObject(d, "batches", (double)dm.batches);
+                cJSON_AddNumberToObject(d, "requests", (double)dm.requests);
+                cJSON_AddNumberToObject(d, "requests_failed", (double)dm.requests_failed);
+                cJSON_AddNumberToObject(d, "isolated_batches", (double)dm.isolated_batches);
+                cJSON_AddNumberToObject(d, "commit_failures", (double)dm.commit_failures);
+                cJSON_AddNumberToObject(d, "checkpoints", (double)dm.checkpoints);
+                cJSON_AddNumberToObject(d, "max_batch", dm.max_batch_seen);
+                cJSON_AddNumberToObject(d, "queued", dm.queued);
+        }
+        return o;
+}
+
+/* --- database -------------------------------------------------------------- */
+
+struct ctl_job {
+        struct db_req req;
+        struct manager *m;
+        struct control_client *client;
+};
+
+static void on_ctl_db_done(struct db_req *req) {
+        struct ctl_job *j = req->userdata;
+        cJSON *o;
+
+        if (req->result < 0) {
+                control_reply_error(j->client, req->result, req->errmsg[0] ? req->errmsg : NULL);
+                if (req->type == DB_QUERY_DEVICES)
+                        cJSON_Delete(req->devices.devices);
+                goto out;
+        }
+        o = cJSON_CreateObject();
+        cJSON_AddBoolToObject(o, "ok", true);
+        switch (req->type) {
+        case DB_QUERY_DEVICES: {
+                cJSON *list = req->devices.devices ?: cJSON_CreateArray();
+                cJSON *last = cJSON_GetArrayItem(list, cJSON_GetArraySize(list) - 1);
+
+                cJSON_AddItemToObject(o, "devices", list);
+                /* A full page: where the next one starts (the cursor is (updated_at, serial)). */
+                if (req->devices.more && last) {
+                        cJSON *next = cJSON_AddObjectToObject(o, "next");
+                        cJSON_AddItemToObject(next, "since",
+                                              cJSON_Duplicate(cJSON_GetObjectItem(last, "updated_at"), false));
+                        cJSON_AddItemToObject(next, "after",
+                                              cJSON_Duplicate(cJSON_GetObjectItem(last, "serial"), false));
+                }
+                break;
+        }
+        case DB_QUERY_STATS: {
+                const struct db_stats *s = &req->stats;
+                cJSON *d = cJSON_AddObjectToObject(o, "devices");
+                for (unsigned i = 0; i < _DB_DEVICE_STATE_MAX; i++)
+                        cJSON_AddNumberToObject(d, db_device_state_to_string(i), (double)s->devices[i]);
+                cJSON *c = cJSON_AddObjectToObject(o, "certificates");
+                cJSON_AddNumberToObject(c, "issued", (double)s->certificates);
+                for (unsigned i = 0; i < _DB_CERT_STATUS_MAX; i++)
+                        cJSON_AddNumberToObject(c, db_cert_status_to_string(i), (double)s->certificates_by_status[i]);
+                cJSON *a = cJSON_AddObjectToObject(o, "attempts");
+                for (unsigned i = 0; i < _DB_OUTCOME_MAX; i++)
+                        cJSON_AddNumberToObject(a, db_outcome_to_string(i), (double)s->attempts[i]);
+                cJSON *x = cJSON_AddObjectToObject(o, "aws_outbox");
+                for (unsigned i = 0; i < _DB_OUTBOX_STATE_MAX; i++)
+                        cJSON_AddNumberToObject(x, db_outbox_state_to_string(i), (double)s->outbox[i]);
+                break;
+        }
+        case DB_REISSUE_REQUEST:
+                cJSON_AddStringToObject(o, "serial", req->reissue.serial);
+                log_notice("reissue requested for %s by %s", req->reissue.serial, req->reissue.actor);
+                break;
+        default:
+                break;
+        }
+        control_reply(j->client, o);
+out:
+        control_client_unref(j->client);
+        manager_job_end(j->m);
+        free(j);
+}
+
+static void control_db_request(struct manager *m, struct control_client *c, const struct control_peer *peer,
+                               const struct control_request *req) {
+        struct ctl_job *j;
+
+        if (!m->db || m->stopping) {
+                control_reply_error(c, -ESHUTDOWN, "provd is shutting down");
+                return;
+        }
+        j = calloc(1, sizeof *j);
+        if (!j) {
+                control_reply_error(c, -ENOMEM, NULL);
+                return;
+        }
+        j->m = m;
+        switch (req->cmd) {
+        case CONTROL_DEVICES:
+                j->req.type = DB_QUERY_DEVICES;
+                j->req.devices.since_ms = req->since_ms;
+                j->req.devices.limit = req->limit;     /* the database caps a page */
+                snprintf(j->req.devices.after_serial, sizeof j->req.devices.after_serial, "%s", req->after);
+                j->req.devices.include_pem = req->pem;
+                break;
+        case CONTROL_STATS:
+                j->req.type = DB_QUERY_STATS;
+                break;
+        case CONTROL_REISSUE:
+                j->req.type = DB_REISSUE_REQUEST;
+                snprintf(j->req.reissue.serial, sizeof j->req.reissue.serial, "%s", req->serial);
+                snprintf(j->req.reissue.actor, sizeof j->req.reissue.actor, "uid:%u", (unsigned)peer->uid);
+                break;
+        default:
+                free(j);
+                control_reply_error(c, -EOPNOTSUPP, "command not supported");
+                return;
+        }
+        j->client = control_client_ref(c);
+        j->req.done = on_ctl_db_done;
+        j->req.userdata = j;
+        manager_job_begin(m);
+        db_submit(m->db, &j->req);
+}
+
+static void on_control(struct control_client *c, const struct control_peer *peer,
+                       const struct control_request *req, void *userdata) {
+        struct manager *m = userdata;
+        cJSON *o;
+
+        switch (req->cmd) {
+        case CONTROL_PING:
+                o = cJSON_CreateObject();
+                cJSON_AddBoolToObject(o, "ok", true);
+                cJSON_AddStringToObject(o, "version", PROVD_VERSION);
+                control_reply(c, o);
+                return;
+        case CONTROL_STATUS:
+                control_reply(c, status_json(m));
+                return;
+        default:
+                control_db_request(m, c, peer, req);
+                return;
+        }
+}
+
+int manager_control_open(struct manager *m) {
+        gid_t gid = (gid_t)-1;
+        int r;
+
+        if (!isempty(m->conf.control_group)) {
+                struct group *g = getgrnam(m->conf.control_group);
+                if (g)
+                        gid = g->gr_gid;
+                else
+                        log_warning("control group '%s' does not exist; only root and uid %u may use the socket",
+                                    m->conf.control_group, (unsigned)geteuid());
+        }
+        r = control_new(&m->control, m->loop, m->conf.control_socket, gid, on_control, m);
+        if (r < 0)
+                return log_error_errno(r, "control socket %s: %m", m->conf.control_socket);
+        return 0;
+}

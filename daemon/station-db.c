@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: MIT */
+/* A session's database steps: lookup, issuance record, outcome record (db.h requests). */
+
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "conf.h"
+#include "json-writer.h"
+#include "signing-ctx.h"
+#include "station-internal.h"
+
+/* --- database steps ------------------------------------------------------ */
+
+
+static void db_submit_station(struct station *st, db_done_cb done) {
+        st->req.done = done;
+        st->req.userdata = st;
+        st->busy++;
+        env_hook(st, job_begin);
+        if (st->env->ops->db_submit)
+                env_hook(st, db_submit, &st->req);
+        else
+                db_submit(st->env->db, &st->req);
+}
+
+/*
+ * A worker job or database request returned. True when its callback must stop
+ * there: the port is closing, or the session ended while it ran (its outcome
+ * is submitted now).
+ */
+bool station_job_returned(struct station *st) {
+        st->busy--;
+        env_hook(st, job_end);
+        st->rx_us = now_usec();
+        if (st->closing) {
+                station_closing_progress(st);
+                return true;
+        }
+        return station_ended_meanwhile(st);
+}
+
+static int hex_to_bytes(const char *hex, uint8_t *out, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                unsigned v;
+                if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+                        return -EINVAL;
+                out[i] = (uint8_t)v;
+        }
+        return hex[2 * n] == 0 ? 0 : -EINVAL;
+}
+
+/*
+ * A known board with the same key: have it prove it still holds the recorded
+ * certificate (PROVE), and rewrite that same certificate if it does not.
+ * No second certificate is issued for a board that is merely replugged or
+ * whose earlier session was interrupted after the issuance was recorded.
+ */
+static void start_existing(struct station *st, const struct db_lookup_device *l, uint8_t *der) {
+        struct issued_cert *c = &st->job.cert;
+
+        issued_cert_done(c);
+        *c = (struct issued_cert) { .der = der, .der_len = l->cert_der_len };
+        if (hex_to_bytes(l->cert_sha256, c->sha256, sizeof c->sha256) < 0) {
+                issued_cert_done(c);
+                station_fail(st, OUTCOME_FAILED, "database holds a malformed certificate hash");
+                return;
+        }
+        snprintf(c->sha256_hex, sizeof c->sha256_hex, "%s", l->cert_sha256);
+        memcpy(c->pubkey, l->pubkey, SP_PUBKEY_LEN);
+        snprintf(st->thing_name, sizeof st->thing_name, "%s", l->thing_name);
+        st->cert_id = l->cert_id;
+        st->existing = true;
+        st->was_provisioned = l->state == DB_DEVICE_PROVISIONED;
+        station_send_prove(st);
+}
+
+static void on_lookup_done(struct db_req *req) {
+        struct station *st = req->userdata;
+        const struct db_lookup_device *l = &req->lookup;
+        _cleanup_free_ uint8_t *der = TAKE_PTR(req->lookup.cert_der);
+        bool same_key;
+
+        if (station_job_returned(st))
+                return;
+        if (req->result < 0) {
+                station_fail(st, OUTCOME_FAILED, "database lookup failed: %s", req->errmsg);
+                return;
+        }
+        if (!l->found) {
+                station_send_get_csr(st);
+                return;
+        }
+        same_key = st->ident.has_pubkey && memcmp(l->pubkey, st->ident.pubkey, SP_PUBKEY_LEN) == 0;
+        if (!same_key) {
+                station_fail(st, OUTCOME_CLONE_SUSPECTED,
+                             st->ident.has_pubkey
+                                     ? "serial already provisioned with another key; suspected clone, nothing signed"
+                                     : "serial already provisioned but this board has no key; suspected clone");
+                return;
+        }
+        if (l->state == DB_DEVICE_CLONE_SUSPECTED && !l->reissue_requested) {
+                station_fail(st, OUTCOME_CLONE_SUSPECTED,
+                             "serial is flagged as a suspected clone; `provctl reissue` clears it");
+                return;
+        }
+        if (l->reissue_requested || st->env->conf->reissue || !der || l->cert_status == DB_CERT_REVOKED) {
+                st->reissue = true;
+                station_send_get_csr(st);
+                return;
+        }
+        start_existing(st, l, TAKE_PTR(der));
+}
+
+void station_submit_lookup(struct station *st) {
+        st->req = (struct db_req) { .type = DB_LOOKUP_DEVICE };
+        strcpy(st->req.lookup.serial, st->serial);
+        st->req.lookup.want_der = true;
+        db_submit_station(st, on_lookup_done);
+}
+
+static void on_issuance_done(struct db_req *req) {
+        struct station *st = req->userdata;
+
+        if (req->result >= 0)
+                st->cert_id = req->issuance.cert_id;
+        if (station_job_returned(st))
+                return;
+        if (req->result == -EKEYREJECTED) {
+                station_fail(st, OUTCOME_CLONE_SUSPECTED,
+                             "serial is recorded with another key; suspected clone, certificate withheld");
+                return;
+        }
+        if (req->result < 0) {
+                station_fail(st, OUTCOME_FAILED, "cannot record the issuance, certificate withheld: %s",
+                             req->errmsg);
+                return;
+        }
+        slog(st, LOG_DEBUG, 0, "certificate %s recorded%s", st->job.cert.sha256_hex,
+             req->issuance.superseded_cert_id ? " (supersedes the previous one)" : "");
+        station_send_put_cert(st);
+}
+
+static void copy_label(char *dst, size_t size, const char *src) {
+        snprintf(dst, size, "%s", src ? src : "");
+}
+
+void station_submit_issuance(struct station *st) {
+        struct db_record_issuance *r;
+        const struct issued_cert *c = &st->job.cert;
+
+        st->req = (struct db_req) { .type = DB_RECORD_ISSUANCE };
+        r = &st->req.issuance;
+        strcpy(r->serial, st->serial);
+        copy_label(r->model, sizeof r->model, st->ident.model);
+        copy_label(r->fw_version, sizeof r->fw_version, st->ident.fw_version);
+        memcpy(r->pubkey, c->pubkey, DB_PUBKEY_LEN);
+        r->cert_der = c->der;
+        r->cert_der_len = c->der_len;
+        hex_encode(c->serial, CERT_SERIAL_LEN, r->cert_serial, false);
+        strcpy(r->cert_sha256, c->sha256_hex);
+        r->not_before_ms = (int64_t)c->not_before * 1000;
+        r->not_after_ms = (int64_t)c->not_after * 1000;
+        r->signer_id = st->sign->signer_id;
+        copy_label(r->thing_name, sizeof r->thing_name, st->thing_name);
+        copy_label(r->port, sizeof r->port, st->path);
+        copy_label(r->slot, sizeof r->slot, st->slot);
+        db_submit_station(st, on_issuance_done);
+}
+
+static void on_outcome_done(struct db_req *req) {
+        struct station *st = req->userdata;
+
+        st->session_recorded = true;
+        if (req->result < 0) {
+                slog(st, LOG_ERR, 0, "cannot record the %s outcome: %s", outcome_to_string(st->outcome), req->errmsg);
+                if (st->outcome == OUTCOME_PROVISIONED) {
+                        st->outcome = OUTCOME_FAILED;
+                        snprintf(st->last_error, sizeof st->last_error, "database error: %.200s", req->errmsg);
+                }
+        }
+        st->session_end_us = now_usec();
+        env_hook(st, session_done, st->outcome);
+        if (st->outcome == OUTCOME_PROVISIONED)
+                slog(st, LOG_NOTICE, 0, "provisioned as %s, certificate %s, in %" PRIu64 " ms", st->thing_name,
+                     st->job.cert.sha256_hex, (now_usec() - st->session_start_us + 500) / 1000);
+        else if (st->outcome == OUTCOME_ALREADY_PROVISIONED)
+                slog(st, LOG_NOTICE, 0, "already provisioned as %s: it proved its certificate %s; nothing issued",
+                     st->thing_name, st->job.cert.sha256_hex);
+        if (station_job_returned(st))
+                return;
+        station_send_result(st);
+}
+
+void station_submit_outcome(struct station *st) {
+        struct db_record_outcome *o;
+        struct json_writer w;
+
+        st->req = (struct db_req) { .type = DB_RECORD_OUTCOME };
+        o = &st->req.outcome;
+        copy_label(o->port, sizeof o->port, st->path);
+        copy_label(o->slot, sizeof o->slot, st->slot);
+        strcpy(o->serial, st->serial);
+        o->started_ms = st->session_start_ms;
+        o->finished_ms = wallclock_msec();
+        o->outcome = (enum db_outcome)st->outcome;
+        copy_label(o->step, sizeof o->step, station_state_names[st->last_step]);
+        copy_label(o->error, sizeof o->error, st->outcome == OUTCOME_PROVISIONED ? "" : st->last_error);
+        o->cert_id = st->cert_id;
+        if (st->outcome == OUTCOME_CLONE_SUSPECTED && st->ident.has_pubkey) {
+                o->have_presented_pubkey = true;
+                memcpy(o->presented_pubkey, st->ident.pubkey, DB_PUBKEY_LEN);
+        }
+        /* {"hello_ms":3,"csr_ms":120,...}: steps that took time in this session. */
+        json_writer_init(&w, st->timings, sizeof st->timings);
+        for (unsigned s = 0; s < STATION_DONE; s++)
+                if ((st->step_ms[s] || s == STATION_HELLO) && station_state_ms_keys[s])
+                        json_writer_int(&w, station_state_ms_keys[s], st->step_ms[s]);
+        /* Cannot overflow: 12 keys of <= 10 bytes and 10 digits each. */
+        o->timings_json = json_writer_finish(&w);
+        db_submit_station(st, on_outcome_done);
+}
+
+void station_closing_progress(struct station *st) {
+        /* A verdict (aborted, or a failure reached while a job was in flight) not yet recorded. */
+        if (st->busy == 0 && (st->abort_pending || st->end_pending)) {
+                st->abort_pending = st->end_pending = false;
+                station_submit_outcome(st);
+                return;
+        }
+        station_maybe_free(st);
+}
