@@ -15,10 +15,15 @@
  *             struct: no malloc per request). Filled in, handed to
  *             db_submit(), untouched by the caller until done() runs.
  *   writer    the one thread that owns the read-write SQLite connection.
+ *   reader    a thread with a read-only connection that runs the reads
+ *             (DB_LOOKUP_DEVICE, DB_QUERY_DEVICES, DB_QUERY_STATS): WAL
+ *             lets it read the last commit while the writer appends, so
+ *             reads neither wait for a batch nor take the write lock. A read
+ *             runs after every write submitted before it has completed.
  *   checkpointer  a second thread and connection that copies the WAL back
  *             into the database file (PASSIVE), so no batch waits for that.
  *   batch     what the writer took from the queue in one go (<= max_batch):
- *             BEGIN IMMEDIATE, one SAVEPOINT per request, COMMIT.
+ *             BEGIN IMMEDIATE, the requests, the totals they changed, COMMIT.
  *   done()    runs on the loop thread after the batch holding the request
  *             COMMITTED (durably: synchronous=FULL), or failed. A request
  *             whose own statements failed was rolled back alone (its
@@ -270,7 +275,11 @@ struct db_query_devices {
         bool more;                              /* a full page: ask again from the last row */
 };
 
-/* DB_QUERY_STATS: exact counts by GROUP BY (scans the tables: an operator query, not for the hot path). */
+/*
+ * DB_QUERY_STATS: exact counts, read from the totals the writer keeps in the
+ * same transactions as the rows (schema 3): constant time, whatever the size
+ * of the database.
+ */
 struct db_stats {
         uint64_t devices[_DB_DEVICE_STATE_MAX];
         uint64_t certificates;                  /* ever issued */
@@ -338,6 +347,7 @@ struct db_req {
 
         /* private */
         struct db_req *queue_next;
+        uint64_t read_after;                    /* reads: the writes submitted before it */
 };
 
 struct db_options {
@@ -351,13 +361,14 @@ struct db_options {
 
 struct db_metrics {
         uint64_t batches;                       /* committed or failed */
-        uint64_t requests;                      /* completed */
-        uint64_t requests_failed;
+        uint64_t requests;                      /* completed (reads included) */
+        uint64_t requests_failed;               /* (reads included) */
         uint64_t commit_failures;               /* batches whose COMMIT failed */
         uint64_t isolated_batches;              /* run again with a savepoint per request after one failed */
         uint64_t checkpoints;                   /* WAL checkpoints run by the checkpoint thread */
         uint64_t checkpoint_retries;            /* found the WAL busy, tried again */
         uint64_t checkpoint_failures;           /* any other error */
+        uint64_t reads;                         /* completed by the reader thread */
         unsigned max_batch_seen;
         unsigned queued;                        /* waiting for the writer now */
 };

@@ -731,8 +731,11 @@ static void test_batch_fast_path(void **state) {
         open_db(c, &(struct db_options){ .max_batch = 3, .batch_delay_us = 60 * 1000 * 1000 });
 
         make_issuance(&req[0], c, "4444", 1, "bb01", der[0]);
-        req[1] = (struct db_req){ .type = DB_LOOKUP_DEVICE };
-        snprintf(req[1].lookup.serial, sizeof(req[1].lookup.serial), "not hex");
+        /* Refused before it writes anything. */
+        req[1] = (struct db_req){ .type = DB_AUDIT };
+        snprintf(req[1].audit.actor, sizeof(req[1].audit.actor), "uid:0");
+        snprintf(req[1].audit.action, sizeof(req[1].audit.action), "test.refused");
+        snprintf(req[1].audit.serial, sizeof(req[1].audit.serial), "not hex");
         make_issuance(&req[2], c, "5555", 2, "bb02", der[1]);
         target = c->done_count + 3;
         for (int i = 0; i < 3; i++)
@@ -765,10 +768,11 @@ static void test_batch_refusal_without_writes(void **state) {
 
         close_db(c);
         open_db(c, &(struct db_options){ .max_batch = 3, .batch_delay_us = 60 * 1000 * 1000 });
-        /* Alone first (max_batch 3 would wait for two more: fill the batch with reads). */
+        /* Alone first (max_batch 3 would wait for two more: fill the batch with audit rows). */
         make_issuance(&req[0], c, "9999", 1, "dd00", der[0]);
-        req[1] = (struct db_req){ .type = DB_LOOKUP_DEVICE };
-        snprintf(req[1].lookup.serial, sizeof(req[1].lookup.serial), "9999");
+        req[1] = (struct db_req){ .type = DB_AUDIT };
+        snprintf(req[1].audit.actor, sizeof(req[1].audit.actor), "uid:0");
+        snprintf(req[1].audit.action, sizeof(req[1].audit.action), "test.fill");
         req[2] = req[1];
         target = c->done_count + 3;
         for (int i = 0; i < 3; i++)
@@ -791,7 +795,7 @@ static void test_batch_refusal_without_writes(void **state) {
         assert_int_equal(req[2].result, 0);
         assert_int_equal(sql_int(c, "SELECT count(*) FROM devices WHERE serial IN ('9999', 'aaaa', 'bbbb')"), 3);
         assert_int_equal(sql_int(c, "SELECT count(*) FROM certificates WHERE serial_hex = 'dd02'"), 0);
-        verify_chain(c, 4);     /* signer.add, three cert.issue */
+        verify_chain(c, 6);     /* signer.add, two test.fill, three cert.issue */
         db_get_metrics(c->db, &m);
         assert_int_equal(m.requests_failed, 1);
         assert_int_equal(m.isolated_batches, 0);
