@@ -550,6 +550,10 @@ class Bench:
             if self.provd.poll() is not None:
                 raise BenchError(f"provd exited during the run ({self.provd.returncode}):\n"
                                  f"{self.provd_log_tail()}")
+            # Whether the simulator has exited is read before its output: its last line ('done')
+            # is written before it exits, so a simulator seen gone with no 'done' really had none.
+            # (waitid with WNOWAIT: the simulator stays unreaped for wait4() below.)
+            sim_exited = os.waitid(os.P_PID, self.sim.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
             lines = self.sim_lines()
             if t_ready is None and any(l.startswith("ready") for l in lines):
                 t_ready = now
@@ -558,8 +562,8 @@ class Bench:
                 done_line = done[0]
                 t_done = now
                 break
-            if self.sim.poll() is not None:
-                raise BenchError(f"provd-boardsim exited ({self.sim.returncode}) without 'done'; "
+            if sim_exited:
+                raise BenchError(f"provd-boardsim exited ({self.sim.poll()}) without 'done'; "
                                  f"see {self.dir}/boardsim.log")
             if now - t0 > timeout:
                 raise BenchError(f"timed out after {timeout:.0f} s; status: "
