@@ -2,11 +2,15 @@
 /* The checkpoint thread: copies the WAL back into the database file with its own connection. */
 
 #include <errno.h>
+#include <sys/stat.h>
 
 #include "db-internal.h"
 #include "schema/schema.h"
 
 #define CHECKPOINT_RETRY_NS (50 * 1000 * 1000)
+/* How long a truncating checkpoint waits for the write lock and the readers (holding the writer meanwhile). */
+#define TRUNCATE_BUSY_MS 20
+#define TRUNCATE_INTERVAL_NS (1000ull * 1000 * 1000)
 
 /* Writer thread, after each COMMIT: @pages frames are in the WAL now. */
 static int on_wal_commit(void *userdata, sqlite3 *conn, const char *name, int pages) {
@@ -23,12 +27,38 @@ static int on_wal_commit(void *userdata, sqlite3 *conn, const char *name, int pa
         return SQLITE_OK;
 }
 
+/* Size of the WAL file; 0 when there is none. */
+static uint64_t wal_size(struct db *db) {
+        struct stat st;
+
+        return stat(db->wal_path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/*
+ * A WAL over the limit: PASSIVE checkpoints could not keep up, or another
+ * connection's read transaction held them back (a WAL never shrinks by
+ * itself). TRUNCATE copies every frame and cuts the file to zero; it needs
+ * the write lock and every reader on the last snapshot, so it waits for them
+ * a little (and holds our writer that long), then gives up until later.
+ */
+static int truncate_wal(struct db *db) {
+        int rc;
+
+        sqlite3_busy_timeout(db->ckpt_conn, TRUNCATE_BUSY_MS);
+        rc = sqlite3_wal_checkpoint_v2(db->ckpt_conn, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        sqlite3_busy_timeout(db->ckpt_conn, 0);
+        return rc;
+}
+
 static void checkpointer_main(void *arg) {
         struct db *db = arg;
+        uint64_t last_truncate = 0;
         int rc;
 
         uv_mutex_lock(&db->lock);
         for (;;) {
+                bool truncated = false, over = false;
+
                 while (!db->ckpt_wanted && !db->ckpt_stop)
                         uv_cond_wait(&db->ckpt_cond, &db->lock);
                 if (db->ckpt_stop)
@@ -38,15 +68,29 @@ static void checkpointer_main(void *arg) {
 
                 /* PASSIVE: never waits for, nor blocks, the writer or readers. */
                 rc = sqlite3_wal_checkpoint_v2(db->ckpt_conn, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+                /* At most one try a second: each holds the writer up to TRUNCATE_BUSY_MS. */
+                over = rc == SQLITE_OK && wal_size(db) > db->wal_limit;
+                if (over && uv_hrtime() - last_truncate >= TRUNCATE_INTERVAL_NS) {
+                        last_truncate = uv_hrtime();
+                        rc = truncate_wal(db);
+                        truncated = rc == SQLITE_OK;
+                }
 
                 uv_mutex_lock(&db->lock);
-                if (rc == SQLITE_OK)
+                if (rc == SQLITE_OK) {
                         db->metrics.checkpoints++;
-                else if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) {
+                        db->metrics.checkpoint_truncates += truncated;
+                        /* Still too large: try again in a second, whether or not the writer commits meanwhile. */
+                        if (over && !truncated && !db->ckpt_stop) {
+                                db->ckpt_wanted = true;
+                                (void)uv_cond_timedwait(&db->ckpt_cond, &db->lock, TRUNCATE_INTERVAL_NS);
+                        }
+                } else if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) {
                         /*
                          * A lock held for a moment by another connection (seen
-                         * while the writer commits): not an error. Try again
-                         * shortly even if no further commit asks for it.
+                         * while the writer commits), or a reader on an old
+                         * snapshot: not an error. Try again shortly even if no
+                         * further commit asks for it.
                          */
                         db->metrics.checkpoint_retries++;
                         db->ckpt_wanted = true;

@@ -13,6 +13,8 @@
  *   db-signer.c      DB_SIGNER_ENSURE, DB_SIGNER_RETIRE
  *   db-outbox.c      the AWS outbox: enqueue, DB_OUTBOX_CLAIM, DB_OUTBOX_COMPLETE
  *   db-query.c       reads on the reader connection: DB_LOOKUP_DEVICE, DB_QUERY_DEVICES, DB_QUERY_STATS
+ *   db-identity.c    the database's identity and its marker file (first start, emptied, replaced)
+ *   db-check.c       integrity check, totals against the rows (db_open(), provctl db check)
  */
 
 #include <stdarg.h>
@@ -168,6 +170,10 @@ struct db {
         bool ckpt_cond_init, ckpt_started;
         sqlite3 *ckpt_conn;
         bool ckpt_wanted, ckpt_stop;    /* under lock */
+        char *wal_path;                 /* PATH-wal */
+        uint64_t wal_limit;             /* bytes: over this the checkpointer truncates the WAL */
+
+        char *path;                     /* the database file (db_free_space()) */
 
         /* Writer thread only (and db_open() before the thread starts). */
         sqlite3 *conn;
@@ -280,6 +286,10 @@ void db_reader_queue(struct db *db, struct db_req *req);
 void db_reader_wake(struct db *db);
 /* Joins the thread (after db->stopping was set and it exited, or never started) and closes. */
 void db_reader_free(struct db *db);
+
+/* db-identity.c: before the database is opened (an emptied file, a lost one), and after it migrated. */
+int db_identity_precheck(const char *path, char *errbuf, size_t errlen);
+int db_identity_check(sqlite3 *conn, const char *path, char *errbuf, size_t errlen);
 
 /* db-checkpoint.c */
 int db_checkpointer_start(struct db *db, const char *path, char *errbuf, size_t errlen);

@@ -30,8 +30,10 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "db-internal.h"
 #include "schema/schema.h"
@@ -45,10 +47,8 @@
  * longer interval writes less per board (bench: 42 -> 35 KB per board).
  */
 #define DEFAULT_CHECKPOINT_PAGES 4000
-/* A WAL file larger than this is truncated when it restarts. */
+/* A WAL file larger than this is checkpointed whole and truncated (db-checkpoint.c). */
 #define WAL_SIZE_LIMIT 67108864 /* 64 MiB */
-#define STRINGIFY_(x) #x
-#define STRINGIFY(x) STRINGIFY_(x)
 #define ERRBUF(opt) ((opt) ? (opt)->errbuf : NULL), ((opt) ? (opt)->errbuf_size : 0)
 
 /* --- the writer thread ---------------------------------------------------- */
@@ -358,6 +358,8 @@ static void db_free(struct db *db) {
         for (size_t i = 0; i < _STMT_MAX; i++)
                 sqlite3_finalize(db->stmts[i]);
         sqlite3_close(db->conn);
+        free(db->wal_path);
+        free(db->path);
         if (db->ckpt_cond_init)
                 uv_cond_destroy(&db->ckpt_cond);
         if (db->cond_init)
@@ -478,6 +480,21 @@ void db_close(struct db *db, void (*done)(struct db *db, void *userdata), void *
         uv_mutex_unlock(&db->lock);
 }
 
+int db_free_space(struct db *db, uint64_t *ret_bytes) {
+        _cleanup_free_ char *dir = NULL;
+        struct statvfs sv;
+
+        if (!db || !ret_bytes)
+                return -EINVAL;
+        dir = strdup(db->path);
+        if (!dir)
+                return -ENOMEM;
+        if (statvfs(dirname(dir), &sv) < 0)
+                return -errno;
+        *ret_bytes = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+        return 0;
+}
+
 void db_get_metrics(struct db *db, struct db_metrics *ret) {
         uv_mutex_lock(&db->lock);
         *ret = db->metrics;
@@ -543,6 +560,18 @@ int db_open(struct db **ret, uv_loop_t *loop, const char *path, const struct db_
                 goto fail;
         db->ckpt_cond_init = true;
 
+        db->path = strdup(path);
+        if (!db->path || asprintf(&db->wal_path, "%s-wal", path) < 0) {
+                db->wal_path = NULL;
+                r = -ENOMEM;
+                goto fail;
+        }
+        db->wal_limit = opt && opt->wal_limit_bytes ? opt->wal_limit_bytes : WAL_SIZE_LIMIT;
+
+        /* An emptied or lost database is not a first start (db-identity.c). */
+        r = db_identity_precheck(path, ERRBUF(opt));
+        if (r < 0)
+                goto fail;
         r = schema_open(&db->conn, path,
                         &(struct schema_open_options){ .busy_timeout_ms = opt ? opt->busy_timeout_ms : 0 },
                         err, sizeof(err));
@@ -550,6 +579,21 @@ int db_open(struct db **ret, uv_loop_t *loop, const char *path, const struct db_
                 db_open_error(ERRBUF(opt), r, "%s", err);
                 goto fail;
         }
+        /*
+         * Every page of every table and index read once: a damaged page found
+         * now, before provd says it is ready, not when a board's row lands
+         * on it. About 2 s per GB of database (docs/PERFORMANCE.md).
+         */
+        if (!(opt && opt->no_integrity_check)) {
+                r = db_check_integrity(db->conn, false, err, sizeof(err));
+                if (r < 0) {
+                        db_open_error(ERRBUF(opt), r, "%s: %s", path, err);
+                        goto fail;
+                }
+        }
+        r = db_identity_check(db->conn, path, ERRBUF(opt));
+        if (r < 0)
+                goto fail;
 
         /*
          * temp_store=MEMORY: the per-request SAVEPOINTs keep their undo pages
@@ -557,9 +601,13 @@ int db_open(struct db **ret, uv_loop_t *loop, const char *path, const struct db_
          * which otherwise costs a pwrite() per page touched. A larger page
          * cache than the 2 MB default keeps the indexes hot under load.
          */
-        (void)sqlite3_exec(db->conn, "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384; "
-                                     "PRAGMA journal_size_limit = " STRINGIFY(WAL_SIZE_LIMIT),
-                           NULL, NULL, NULL);
+        {
+                char pragmas[160];
+
+                snprintf(pragmas, sizeof(pragmas), "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384; "
+                         "PRAGMA journal_size_limit = %" PRIu64, db->wal_limit);
+                (void)sqlite3_exec(db->conn, pragmas, NULL, NULL, NULL);
+        }
 
         r = db_checkpointer_start(db, path, ERRBUF(opt));
         if (r < 0)
