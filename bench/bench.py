@@ -21,6 +21,8 @@ Exit status: 0 when all M boards were provisioned and nothing failed,
 
     /usr/bin/python3 bench/bench.py                    # 256 ports, 20,000 boards
     /usr/bin/python3 bench/bench.py --wire-baud 115200 --genkey-ms 100 --ports 64 --boards 640
+    build/daemon/bench-db --make-db /var/tmp/provd-1m.db 1000000   # a database of 1,000,000 boards
+    /usr/bin/python3 bench/bench.py --db-from /var/tmp/provd-1m.db --stats-every 0.2
     meson compile -C build bench                       # the default run, from a configured build
 """
 
@@ -36,6 +38,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -344,6 +347,47 @@ class Bench:
         with open(self.conf_path, "w") as f:
             f.write(self.conf_text)
         self.fs = fs_of(self.dir)
+        self.db_base = {"provisioned_devices": 0, "certificates": 0, "last_attempt": 0}
+        if a.db_from:
+            self.seed_db(a.db_from)
+
+    def seed_db(self, src):
+        """Starts provd on a copy of an existing database (bench-db --make-db): the run's figures
+        count only the rows it adds."""
+        if os.path.exists(src + "-wal") and os.path.getsize(src + "-wal") > 0:
+            raise BenchError(f"--db-from {src}: its WAL is not empty (another process has it open?)")
+        os.makedirs(self.state, mode=0o750, exist_ok=True)
+        dst = os.path.join(self.state, "provd.db")
+        log(f"copying {src} ({os.path.getsize(src) / 1048576:.0f} MiB) to the run's state directory")
+        shutil.copyfile(src, dst)
+        c = sqlite3.connect(f"file:{dst}?mode=ro", uri=True)
+        try:
+            self.db_base = {
+                "provisioned_devices": c.execute(
+                    "SELECT count(*) FROM devices WHERE state = 'provisioned'").fetchone()[0],
+                "certificates": c.execute("SELECT count(*) FROM certificates").fetchone()[0],
+                "last_attempt": c.execute("SELECT coalesce(max(id), 0) FROM attempts").fetchone()[0],
+            }
+        finally:
+            c.close()
+        # The copy is cold in no cache but the page cache; read it once as a long-running line's would be.
+        with open(dst, "rb") as f:
+            while f.read(1 << 24):
+                pass
+
+    def stats_loop(self, period, stop, out):
+        """provctl stats, every @period seconds (0: back to back), until @stop is set."""
+        while not stop.is_set():
+            t = time.monotonic()
+            try:
+                r = subprocess.run([self.bins["provctl"], "--socket", self.sock, "stats", "--json"],
+                                   capture_output=True, text=True, timeout=60)
+                ok = r.returncode == 0
+            except subprocess.TimeoutExpired:
+                ok = False
+            dt = time.monotonic() - t
+            out.append((dt, ok))
+            stop.wait(max(0.0, period - dt))
 
     def start_provd(self):
         self.provd_log = open(os.path.join(self.dir, "provd.log"), "w")
@@ -489,6 +533,11 @@ class Bench:
         mc0 = machine_cpu()
         t0 = time.monotonic()
         self.start_sim()
+        stats_stop, stats_calls, stats_thread = threading.Event(), [], None
+        if a.stats_every is not None:
+            stats_thread = threading.Thread(target=self.stats_loop, args=(a.stats_every, stats_stop, stats_calls),
+                                            daemon=True)
+            stats_thread.start()
         timeout = a.timeout or (120 + a.boards * 0.02 + math.ceil(a.boards / a.ports) * 2.0)
         rss_samples = []
         floor_proc, floor_next = None, t0 + a.floor_every
@@ -501,6 +550,10 @@ class Bench:
             if self.provd.poll() is not None:
                 raise BenchError(f"provd exited during the run ({self.provd.returncode}):\n"
                                  f"{self.provd_log_tail()}")
+            # Whether the simulator has exited is read before its output: its last line ('done')
+            # is written before it exits, so a simulator seen gone with no 'done' really had none.
+            # (waitid with WNOWAIT: the simulator stays unreaped for wait4() below.)
+            sim_exited = os.waitid(os.P_PID, self.sim.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
             lines = self.sim_lines()
             if t_ready is None and any(l.startswith("ready") for l in lines):
                 t_ready = now
@@ -509,8 +562,8 @@ class Bench:
                 done_line = done[0]
                 t_done = now
                 break
-            if self.sim.poll() is not None:
-                raise BenchError(f"provd-boardsim exited ({self.sim.returncode}) without 'done'; "
+            if sim_exited:
+                raise BenchError(f"provd-boardsim exited ({self.sim.poll()}) without 'done'; "
                                  f"see {self.dir}/boardsim.log")
             if now - t0 > timeout:
                 raise BenchError(f"timed out after {timeout:.0f} s; status: "
@@ -535,6 +588,13 @@ class Bench:
 
         # The sim saw every RESULT: provd recorded every outcome before sending it.
         mc1 = machine_cpu()
+        if stats_thread:
+            stats_stop.set()
+            stats_thread.join(timeout=90)
+            ms = sorted(dt * 1000 for dt, _ in stats_calls)
+            res["stats_loop"] = {"period_s": a.stats_every, "calls": len(stats_calls),
+                                 "failed": sum(1 for _, ok in stats_calls if not ok),
+                                 "ms": {k: round(v, 1) for k, v in summary(ms).items() if k != "samples"}}
         if floor_proc is not None:
             f = self.floor_collect(floor_proc, wait=True)
             if f:
@@ -669,19 +729,26 @@ class Bench:
         try:
             out = {
                 "provisioned_devices": c.execute(
-                    "SELECT count(*) FROM devices WHERE state = 'provisioned'").fetchone()[0],
-                "certificates": c.execute("SELECT count(*) FROM certificates").fetchone()[0],
-                "attempts": c.execute("SELECT count(*) FROM attempts").fetchone()[0],
+                    "SELECT count(*) FROM devices WHERE state = 'provisioned'").fetchone()[0]
+                - self.db_base["provisioned_devices"],
+                "certificates": c.execute("SELECT count(*) FROM certificates").fetchone()[0]
+                - self.db_base["certificates"],
+                "attempts": c.execute("SELECT count(*) FROM attempts WHERE id > ?",
+                                      (self.db_base["last_attempt"],)).fetchone()[0],
                 "journal_mode": c.execute("PRAGMA journal_mode").fetchone()[0],
             }
+            if self.db_base["provisioned_devices"]:
+                out["devices_before_run"] = self.db_base["provisioned_devices"]
             row = c.execute("SELECT avg(finished_at - started_at), max(finished_at - started_at) "
-                            "FROM attempts WHERE outcome = 'provisioned'").fetchone()
+                            "FROM attempts WHERE outcome = 'provisioned' AND id > ?",
+                            (self.db_base["last_attempt"],)).fetchone()
             out["session_ms_avg"] = round(row[0] or 0, 1)
             out["session_ms_max"] = row[1] or 0
             # Per-step durations of every provisioned session (whole ms, as provd records them).
             # provd leaves out the steps that took under 1 ms: they count as 0 here.
             rows = []
-            for (tj,) in c.execute("SELECT timings FROM attempts WHERE outcome = 'provisioned'"):
+            for (tj,) in c.execute("SELECT timings FROM attempts WHERE outcome = 'provisioned' AND id > ?",
+                                   (self.db_base["last_attempt"],)):
                 try:
                     rows.append({k.removesuffix("_ms"): v for k, v in json.loads(tj or "{}").items()})
                 except ValueError:
@@ -754,9 +821,16 @@ def report(r):
     p(f"  loop dispatch      p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us per step  (provd status added_latency_us: "
       f"{lat['samples']} steps, {lat['steps_per_board']} per board, response in -> next request out, "
       f"excluding the worker/DB time above)")
+    sl = r.get("stats_loop")
+    if sl:
+        p(f"  provctl stats      {sl['calls']} calls during the run ({sl['failed']} failed), every "
+          f"{sl['period_s']} s: p50 {sl['ms']['p50']} ms, p99 {sl['ms']['p99']} ms, max {sl['ms']['max']} ms")
+    if r["db"].get("devices_before_run"):
+        p(f"  database before    {r['db']['devices_before_run']} provisioned devices (--db-from)")
     dbm = r.get("provd_database")
     if dbm and dbm.get("batches"):
-        p(f"  group commit       {dbm['requests'] / dbm['batches']:.1f} requests per commit on average "
+        # provd's "requests" count the reads too (the reader thread's lookups and queries), which commit nothing.
+        p(f"  group commit       {dbm['requests'] / dbm['batches']:.1f} requests (reads included) per commit on average "
           f"({dbm['batches']} commits, largest {dbm['max_batch']}); {dbm['isolated_batches']} batches run again "
           f"with savepoints after a failed request, {dbm['requests_failed']} requests failed")
     p(f"  provd RSS          peak {rss['peak_kib'] / 1024:.1f} MiB (idle {rss['idle_kib'] / 1024:.1f} MiB before the "
@@ -853,6 +927,12 @@ def main():
                                         "(default: a new directory on /dev/shm when that is a tmpfs, "
                                         "as /dev is devtmpfs; '' = inside the run directory)")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (database, logs)")
+    ap.add_argument("--db-from", metavar="FILE",
+                    help="start provd on a copy of this database (e.g. bench-db --make-db); "
+                         "the figures count only the run's own rows")
+    ap.add_argument("--stats-every", type=float, metavar="S",
+                    help="run 'provctl stats' every S seconds during the run (0: back to back) and "
+                         "report its latency")
     ap.add_argument("--no-rss-probe", dest="rss_probe", action="store_false",
                     help="skip measuring RSS per port with idle ports after the run")
     ap.add_argument("--timeout", type=float, default=0, help="seconds (default: from the board count)")

@@ -3,6 +3,13 @@
 
 /*
  * Usage: bench-db [DIR] [SCALE] [FILTER]
+ *        bench-db --make-db PATH DEVICES
+ *   --make-db  builds a provd database of DEVICES provisioned boards at PATH (a
+ *          new file) for the measurements on a large database (bench.py
+ *          --db-from, docs/PERFORMANCE.md): each board has its device row, an
+ *          active 560-byte certificate, a provisioned attempt and a done
+ *          register_cert outbox row, written straight with SQL in transactions
+ *          of 10,000 boards (no audit rows). The totals are counted at the end.
  *   DIR    where the scratch databases go (default /var/tmp). Use a real disk:
  *          on tmpfs fsync is free and the numbers mean nothing.
  *   SCALE  multiplies the request counts (default 1).
@@ -40,6 +47,7 @@
 
 #include "db.h"
 #include "schema/schema.h"
+#include "util.h"
 
 #define TMPFS_MAGIC_ 0x01021994
 
@@ -423,6 +431,140 @@ static void print(const char *name, const struct result *res, unsigned rows_per_
                        res->max_us);
 }
 
+/* The totals of schema 3, recounted from the rows (as the migration 0003 does). */
+static const char recount_totals_sql[] =
+        "DELETE FROM totals;"
+        "INSERT INTO totals (name, n) SELECT 'devices.' || s.column1, "
+        "  (SELECT count(*) FROM devices WHERE state = s.column1) "
+        "  FROM (VALUES ('issued'), ('provisioned'), ('clone_suspected')) AS s;"
+        "INSERT INTO totals (name, n) SELECT 'certificates.total', count(*) FROM certificates;"
+        "INSERT INTO totals (name, n) SELECT 'certificates.' || s.column1, "
+        "  (SELECT count(*) FROM certificates WHERE status = s.column1) "
+        "  FROM (VALUES ('issued'), ('active'), ('superseded'), ('revoked')) AS s;"
+        "INSERT INTO totals (name, n) SELECT 'attempts.' || s.column1, "
+        "  (SELECT count(*) FROM attempts WHERE outcome = s.column1) "
+        "  FROM (VALUES ('provisioned'), ('already_provisioned'), ('failed'), ('rejected'), "
+        "  ('clone_suspected'), ('aborted')) AS s;"
+        "INSERT INTO totals (name, n) SELECT 'aws_outbox.' || s.column1, "
+        "  (SELECT count(*) FROM aws_outbox WHERE state = s.column1) "
+        "  FROM (VALUES ('pending'), ('in_flight'), ('done'), ('failed')) AS s;";
+
+static int make_db(const char *path, unsigned long devices) {
+        static const char *const sql[] = {
+                "INSERT INTO devices (serial, model, fw_version, pubkey, state, first_seen, provisioned_at, "
+                "updated_at) VALUES (?1, 'ATECC608B-TNGTLS', '1.0.0', ?2, 'provisioned', ?3, ?3, ?3)",
+                "INSERT INTO certificates (device_serial, signer_id, serial_hex, sha256, der, thing_name, "
+                "not_before, not_after, issued_at, proven_at, status, status_at) "
+                "VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6 + 31536000000, ?6, ?6, 'active', ?6)",
+                "UPDATE devices SET current_cert_id = ?2 WHERE serial = ?1",
+                "INSERT INTO attempts (port, slot, serial, started_at, finished_at, outcome, step, cert_id) "
+                "VALUES ('/dev/ttyACM0', 'A1', ?1, ?2, ?2, 'provisioned', 'done', ?3)",
+                "INSERT INTO aws_outbox (kind, cert_id, payload, state, attempts, next_attempt_at, created_at, "
+                "done_at) VALUES ('register_cert', ?1, '{}', 'done', 1, ?2, ?2, ?2)",
+        };
+        sqlite3_stmt *st[5] = {};
+        sqlite3 *db = NULL;
+        char err[256] = "", sha[DB_SHA256_HEX_MAX], serial[DB_SERIAL_MAX], cs[DB_CERT_SERIAL_MAX], thing[80];
+        uint8_t der[560], key[DB_PUBKEY_LEN], signer[300];
+        uint64_t rng = 0x9e3779b97f4a7c15ull;
+        int64_t t = 1700000000000;
+        double t0 = (double)now_ns();
+        int r, rc = SQLITE_OK;
+
+        if (access(path, F_OK) == 0) {
+                fprintf(stderr, "%s exists; --make-db writes a new file\n", path);
+                return -EEXIST;
+        }
+        r = schema_open(&db, path, NULL, err, sizeof(err));
+        if (r < 0) {
+                fprintf(stderr, "%s\n", err);
+                return r;
+        }
+        /* A fixture: nothing is lost if the build is cut short, it is built again. */
+        sqlite3_exec(db, "PRAGMA synchronous = OFF; PRAGMA cache_size = -262144", NULL, NULL, NULL);
+        for (size_t i = 0; i < sizeof(signer); i++)
+                signer[i] = (uint8_t)(i * 7 + 1);
+        db_sha256_hex(signer, sizeof(signer), sha);
+        {
+                sqlite3_stmt *s1 = NULL;
+
+                sqlite3_prepare_v2(db, "INSERT INTO signers (name, key_uri, cert_der, cert_sha256, subject, "
+                                       "not_before, not_after, created_at) VALUES ('bench-db', 'file:/nonexistent', "
+                                       "?1, ?2, 'CN=bench-db', 0, 1, 0)", -1, &s1, NULL);
+                sqlite3_bind_blob(s1, 1, signer, sizeof(signer), SQLITE_STATIC);
+                sqlite3_bind_text(s1, 2, sha, -1, SQLITE_STATIC);
+                rc = sqlite3_step(s1);
+                sqlite3_finalize(s1);
+                if (rc != SQLITE_DONE)
+                        goto fail;
+        }
+        for (size_t i = 0; i < 5; i++)
+                if ((rc = sqlite3_prepare_v2(db, sql[i], -1, &st[i], NULL)) != SQLITE_OK)
+                        goto fail;
+
+        for (unsigned long n = 0; n < devices;) {
+                sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+                for (unsigned k = 0; k < 10000 && n < devices; k++, n++, t += 10) {
+                        int64_t cert_id;
+
+                        for (size_t i = 0; i < sizeof(der); i += 8) {
+                                rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                                memcpy(der + i, &rng, MIN(sizeof(rng), sizeof(der) - i));
+                        }
+                        /* 16 random bytes: never one of the simulator's serials. */
+                        hex_encode(der, 16, serial, false);
+                        key[0] = 0x04;
+                        memcpy(key + 1, der + 16, DB_PUBKEY_LEN - 1);
+                        db_sha256_hex(der, sizeof(der), sha);
+                        snprintf(cs, sizeof(cs), "01%018lx", n);
+                        snprintf(thing, sizeof(thing), "thing-%s", serial);
+
+                        sqlite3_bind_text(st[0], 1, serial, -1, SQLITE_STATIC);
+                        sqlite3_bind_blob(st[0], 2, key, sizeof(key), SQLITE_STATIC);
+                        sqlite3_bind_int64(st[0], 3, t);
+                        sqlite3_bind_text(st[1], 1, serial, -1, SQLITE_STATIC);
+                        sqlite3_bind_text(st[1], 2, cs, -1, SQLITE_STATIC);
+                        sqlite3_bind_text(st[1], 3, sha, -1, SQLITE_STATIC);
+                        sqlite3_bind_blob(st[1], 4, der, sizeof(der), SQLITE_STATIC);
+                        sqlite3_bind_text(st[1], 5, thing, -1, SQLITE_STATIC);
+                        sqlite3_bind_int64(st[1], 6, t);
+                        if ((rc = sqlite3_step(st[0])) != SQLITE_DONE || (rc = sqlite3_step(st[1])) != SQLITE_DONE)
+                                goto fail;
+                        cert_id = sqlite3_last_insert_rowid(db);
+                        sqlite3_bind_text(st[2], 1, serial, -1, SQLITE_STATIC);
+                        sqlite3_bind_int64(st[2], 2, cert_id);
+                        sqlite3_bind_text(st[3], 1, serial, -1, SQLITE_STATIC);
+                        sqlite3_bind_int64(st[3], 2, t);
+                        sqlite3_bind_int64(st[3], 3, cert_id);
+                        sqlite3_bind_int64(st[4], 1, cert_id);
+                        sqlite3_bind_int64(st[4], 2, t);
+                        for (size_t i = 2; i < 5; i++)
+                                if ((rc = sqlite3_step(st[i])) != SQLITE_DONE)
+                                        goto fail;
+                        for (size_t i = 0; i < 5; i++)
+                                sqlite3_reset(st[i]);
+                }
+                if ((rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK)
+                        goto fail;
+                if (n % 100000 == 0 || n == devices)
+                        fprintf(stderr, "%lu devices, %.0f s\n", n, ((double)now_ns() - t0) / 1e9);
+        }
+        if ((rc = sqlite3_exec(db, recount_totals_sql, NULL, NULL, NULL)) != SQLITE_OK ||
+            (rc = sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL)) != SQLITE_OK)
+                goto fail;
+        for (size_t i = 0; i < 5; i++)
+                sqlite3_finalize(st[i]);
+        sqlite3_close(db);
+        printf("%s: %lu provisioned devices\n", path, devices);
+        return 0;
+fail:
+        fprintf(stderr, "%s: %s\n", path, sqlite3_errmsg(db));
+        for (size_t i = 0; i < 5; i++)
+                sqlite3_finalize(st[i]);
+        sqlite3_close(db);
+        return -EIO;
+}
+
 int main(int argc, char **argv) {
         const char *dir = argc > 1 ? argv[1] : "/var/tmp";
         unsigned long scale = argc > 2 ? strtoul(argv[2], NULL, 10) : 1;
@@ -430,6 +572,8 @@ int main(int argc, char **argv) {
         struct statfs sfs;
         struct result res = {};
 
+        if (argc == 4 && strcmp(argv[1], "--make-db") == 0)
+                return make_db(argv[2], strtoul(argv[3], NULL, 10)) < 0 ? 1 : 0;
         if (scale == 0)
                 scale = 1;
         /* as provd's main() does, before SQLite initialises */

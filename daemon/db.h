@@ -15,10 +15,15 @@
  *             struct: no malloc per request). Filled in, handed to
  *             db_submit(), untouched by the caller until done() runs.
  *   writer    the one thread that owns the read-write SQLite connection.
+ *   reader    a thread with a read-only connection that runs the reads
+ *             (DB_LOOKUP_DEVICE, DB_QUERY_DEVICES, DB_QUERY_STATS): WAL
+ *             lets it read the last commit while the writer appends, so
+ *             reads neither wait for a batch nor take the write lock. A read
+ *             runs after every write submitted before it has completed.
  *   checkpointer  a second thread and connection that copies the WAL back
  *             into the database file (PASSIVE), so no batch waits for that.
  *   batch     what the writer took from the queue in one go (<= max_batch):
- *             BEGIN IMMEDIATE, one SAVEPOINT per request, COMMIT.
+ *             BEGIN IMMEDIATE, the requests, the totals they changed, COMMIT.
  *   done()    runs on the loop thread after the batch holding the request
  *             COMMITTED (durably: synchronous=FULL), or failed. A request
  *             whose own statements failed was rolled back alone (its
@@ -270,7 +275,11 @@ struct db_query_devices {
         bool more;                              /* a full page: ask again from the last row */
 };
 
-/* DB_QUERY_STATS: exact counts by GROUP BY (scans the tables: an operator query, not for the hot path). */
+/*
+ * DB_QUERY_STATS: exact counts, read from the totals the writer keeps in the
+ * same transactions as the rows (schema 3): constant time, whatever the size
+ * of the database.
+ */
 struct db_stats {
         uint64_t devices[_DB_DEVICE_STATE_MAX];
         uint64_t certificates;                  /* ever issued */
@@ -338,6 +347,7 @@ struct db_req {
 
         /* private */
         struct db_req *queue_next;
+        uint64_t read_after;                    /* reads: the writes submitted before it */
 };
 
 struct db_options {
@@ -345,31 +355,44 @@ struct db_options {
         unsigned batch_delay_us;                /* wait this long for a batch to fill; 0 = never */
         unsigned busy_timeout_ms;               /* another process holding the lock; 0 = 5000 */
         unsigned checkpoint_pages;              /* WAL pages after a commit that start a checkpoint; 0 = 4000 */
+        uint64_t wal_limit_bytes;               /* a WAL larger than this is checkpointed and truncated as soon
+                                                 * as no reader holds it; 0 = 64 MiB */
+        bool no_integrity_check;                /* skip PRAGMA quick_check at open (tests, tools) */
         char *errbuf;                           /* optional: db_open() failure reason */
         size_t errbuf_size;
 };
 
 struct db_metrics {
         uint64_t batches;                       /* committed or failed */
-        uint64_t requests;                      /* completed */
-        uint64_t requests_failed;
+        uint64_t requests;                      /* completed (reads included) */
+        uint64_t requests_failed;               /* (reads included) */
         uint64_t commit_failures;               /* batches whose COMMIT failed */
         uint64_t isolated_batches;              /* run again with a savepoint per request after one failed */
         uint64_t checkpoints;                   /* WAL checkpoints run by the checkpoint thread */
         uint64_t checkpoint_retries;            /* found the WAL busy, tried again */
         uint64_t checkpoint_failures;           /* any other error */
+        uint64_t checkpoint_truncates;          /* WAL over wal_limit_bytes, checkpointed whole and truncated */
+        uint64_t reads;                         /* completed by the reader thread */
         unsigned max_batch_seen;
         unsigned queued;                        /* waiting for the writer now */
 };
 
 /**
- * Opens (creating) and migrates the database at @path, resets AWS outbox
- * rows a crash left in_flight, prepares every statement and starts the
- * writer thread and a checkpoint thread (copies the WAL back into the
- * database with its own connection, off the writer's path). Synchronous:
- * call at startup. @opt may be NULL. Errors as schema_open(): -EBADMSG
- * corrupt or not a database, -EPROTONOSUPPORT written by a newer provd,
- * -EMEDIUMTYPE not a provd database.
+ * Opens (creating) and migrates the database at @path, checks it (PRAGMA
+ * quick_check: every page of every table and index is read), checks its
+ * identity against the marker file @path.id (written at the first start),
+ * resets AWS outbox rows a crash left in_flight, prepares every statement
+ * and starts the writer thread, the reader thread and a checkpoint thread
+ * (copies the WAL back into the database with its own connection, off the
+ * writer's path). Synchronous: call at startup. @opt may be NULL. Errors:
+ *   -EBADMSG          not a database, or damaged (errbuf names the damage
+ *                     and, when SQLite tells, the table or index)
+ *   -EPROTONOSUPPORT  written by a newer provd (the file is not touched)
+ *   -EMEDIUMTYPE      not a provd database
+ *   -ENODATA          @path is an empty (0-byte) file: never taken for a new database
+ *   -ENOENT           @path is missing but its marker remains (the database was lost)
+ *   -ESTALE           @path is another database than the marker names (replaced)
+ * A first start is @path and @path.id both absent.
  */
 int db_open(struct db **ret, uv_loop_t *loop, const char *path, const struct db_options *opt);
 
@@ -392,6 +415,16 @@ void db_submit(struct db *db, struct db_req *req);
 /** Counters since db_open(); loop thread. */
 void db_get_metrics(struct db *db, struct db_metrics *ret);
 
+/**
+ * Free space, in bytes, that provd may use on the filesystem holding the
+ * database (statvfs(): f_bavail * f_frsize of its directory). One system
+ * call, no SQLite: callable from the loop thread, e.g. by the station before
+ * it starts a session, to refuse one that could not be recorded. A board
+ * needs about 40 KB (docs/PERFORMANCE.md: ~22-35 KB written per board,
+ * plus the WAL up to wal_limit_bytes).
+ */
+int db_free_space(struct db *db, uint64_t *ret_bytes);
+
 /* --- offline tools (provctl without the daemon) --------------------------- */
 
 /**
@@ -402,6 +435,16 @@ void db_get_metrics(struct db *db, struct db_metrics *ret);
 int db_open_readonly(sqlite3 **ret, const char *path);
 /** The same, with a one-line reason in @errbuf on failure. */
 int db_open_readonly_err(sqlite3 **ret, const char *path, char *errbuf, size_t errlen);
+
+/**
+ * PRAGMA quick_check (@full: integrity_check) on @conn: 0 when clean;
+ * -EBADMSG when damaged, with up to ten problems in @errbuf, each naming the
+ * table or index when SQLite says which b-tree; other -errno when the check
+ * could not run.
+ */
+int db_check_integrity(sqlite3 *conn, bool full, char *errbuf, size_t errlen);
+/** The totals behind DB_QUERY_STATS against a count of the rows: 0 equal, -EBADMSG naming the first that differs. */
+int db_check_totals(sqlite3 *conn, char *errbuf, size_t errlen);
 
 /** The SQLite→errno mapping of schema_errno(). */
 int db_errno(int sqlite_rc);

@@ -333,6 +333,18 @@ int schema_open(sqlite3 **ret, const char *path, const struct schema_open_option
         r = check_identity(db, &version, errbuf, errlen);
         if (r < 0)
                 goto fail;
+        /*
+         * A newer schema is refused before anything below can write to the
+         * file (journal_mode = WAL rewrites its header): the provd that wrote
+         * it must find it as it left it.
+         */
+        if (version > schema_version_latest()) {
+                set_error(errbuf, errlen,
+                          "%s: database schema version %u is newer than this program knows (%u); "
+                          "refusing to touch it, upgrade provd", path, version, schema_version_latest());
+                r = -EPROTONOSUPPORT;
+                goto fail;
+        }
 
         r = exec(db, "PRAGMA foreign_keys = ON");
         if (r < 0)
@@ -342,13 +354,6 @@ int schema_open(sqlite3 **ret, const char *path, const struct schema_open_option
                 if (version == 0) {
                         set_error(errbuf, errlen, "%s: empty database (provd never ran on it)", path);
                         r = -ENODATA;
-                        goto fail;
-                }
-                if (version > schema_version_latest()) {
-                        set_error(errbuf, errlen,
-                                  "%s: database schema version %u is newer than this program knows (%u)",
-                                  path, version, schema_version_latest());
-                        r = -EPROTONOSUPPORT;
                         goto fail;
                 }
                 *ret = db;

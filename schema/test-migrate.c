@@ -175,6 +175,34 @@ static void test_reopen_idempotent(void **state) {
         sqlite3_close(db);
 }
 
+/*
+ * A newer provd's database in rollback-journal mode (as a newer provd might
+ * leave it, or a restored backup): refused before journal_mode = WAL could
+ * rewrite its header. Byte for byte the same file, and no -wal beside it.
+ */
+static void test_newer_refused_untouched(void **state) {
+        struct fixture *f = *state;
+        char sql[256], err[256] = "", wal[160];
+        uint64_t size0, sum0, size1, sum1;
+        sqlite3 *db = NULL;
+
+        snprintf(sql, sizeof(sql), "PRAGMA journal_mode = DELETE; PRAGMA application_id = %d; "
+                                   "PRAGMA user_version = %u; CREATE TABLE future (x INTEGER)",
+                 SCHEMA_APPLICATION_ID, schema_version_latest() + 1);
+        assert_int_equal(raw_exec(f->path, sql), SQLITE_OK);
+        file_digest(f->path, &size0, &sum0);
+
+        assert_int_equal(schema_open(&db, f->path, NULL, err, sizeof(err)), -EPROTONOSUPPORT);
+        assert_null(db);
+        assert_non_null(strstr(err, "newer"));
+
+        file_digest(f->path, &size1, &sum1);
+        assert_int_equal(size0, size1);
+        assert_true(sum0 == sum1);
+        snprintf(wal, sizeof(wal), "%s-wal", f->path);
+        assert_int_equal(access(wal, F_OK), -1);
+}
+
 static void test_newer_refused(void **state) {
         struct fixture *f = *state;
         char sql[64], err[256] = "";
@@ -482,6 +510,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_from_empty, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reopen_idempotent, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_newer_refused_untouched, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_notadb_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_corrupt_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_truncated_refused, setup, teardown),
