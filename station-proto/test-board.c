@@ -154,11 +154,19 @@ static void test_init_args(void **state) {
         ops.result = NULL;
         assert_int_equal(spb_init(&g.b, &ops, NULL, g.rx, FRAME, g.tx, sizeof g.tx, g.work, FRAME), SPB_OK);
         assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, 63, g.tx, sizeof g.tx, g.work, FRAME), SPB_E_NOSPC);
-        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, FRAME, g.tx, SPB_TX_BUF(FRAME) - 1, g.work, FRAME),
+        /* @tx is an output chunk: anything from SPB_TX_MIN up */
+        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, FRAME, g.tx, SPB_TX_MIN - 1, g.work, FRAME),
                          SPB_E_NOSPC);
-        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, FRAME, g.tx, sizeof g.tx, g.work, FRAME - 1),
+        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, FRAME, g.tx, SPB_TX_MIN, g.work, FRAME), SPB_OK);
+        /* @work holds the largest response, not a frame */
+        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, FRAME, g.tx, sizeof g.tx, g.work, SPB_WORK_MIN - 1),
                          SPB_E_NOSPC);
-        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, 64, g.tx, SPB_TX_BUF(64), g.work, 64), SPB_OK);
+        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, FRAME, g.tx, sizeof g.tx, g.work, SPB_WORK_MIN),
+                         SPB_OK);
+        /* ... or the largest payload a frame carries, when that is less */
+        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, 64, g.tx, SPB_TX_BUF(64), g.work, 64 - 12),
+                         SPB_E_NOSPC);
+        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, 64, g.tx, SPB_TX_BUF(64), g.work, 64 - 11), SPB_OK);
         /* NULL-safe */
         spb_feed(NULL, (const uint8_t *)"x", 1);
         spb_reset(NULL);
