@@ -109,7 +109,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         rx_cap = caps[cfg & 3];
         work_cap = rx_cap + ((cfg & 4) ? 0 : 37);
-        tx_cap = SP_ENCODED_MAX(rx_cap) + ((cfg & 8) ? 0 : 5);
+        /* a whole-frame @tx, or an output chunk of 8..39 bytes (several writes per frame) */
+        tx_cap = (cfg & 8) ? SPB_TX_MIN + (mode >> 3) % 32 : SP_ENCODED_MAX(rx_cap) + 5;
         rx = alloc_guarded(rx_cap);
         tx = alloc_guarded(tx_cap);
         work = alloc_guarded(work_cap);
