@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Cross-builds the board library for Cortex-M0+, Cortex-M4F and AVR; fails on a warning; prints sizes, RAM and the worst stack path.
 """
-For every target whose compiler is installed, each board source is compiled
+For every target whose compiler is installed (and sdcc for the 8051), each board source is compiled
 with `-std=c99 -ffreestanding -Wall -Wextra -Werror -pedantic -Os` from the
 public include folder alone (sp-core.h is found next to the sources, never
 through -I). Any compiler output fails the test, as does an undefined symbol
@@ -239,6 +239,43 @@ def check_target(src, name, prefix, tflags, call_cost):
     return not failed
 
 
+def check_sdcc(src):
+    """8051 (sdcc, --stack-auto as callbacks through pointers need): warning-free, and the
+    largest local frames (the 8051 stack is 256 bytes of internal RAM)."""
+    if not shutil.which("sdcc"):
+        print("# mcs51: sdcc not installed, skipped (scripts/deps.sh installs it)")
+        return None
+    failed = False
+    frames = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for s in SOURCES:
+            rel = os.path.join(tmp, s[:-2] + ".rel")
+            cmd = ["sdcc", "-mmcs51", "--model-large", "--stack-auto", "--std-c99", "-I",
+                   os.path.join(src, "include"), "-c", os.path.join(src, s), "-o", rel]
+            rc, out = run(cmd, cwd=tmp)
+            if rc or out.strip():
+                print(f"FAILED: mcs51: {' '.join(cmd)}\n{out}")
+                failed = True
+                continue
+            fn = None
+            lines = open(rel[:-4] + ".asm").read().splitlines()
+            for i, line in enumerate(lines):
+                m = re.match(r"^_(\w+):$", line)
+                if m:
+                    fn = m.group(1)
+                if line.strip() == "mov\ta,sp" and i + 1 < len(lines):
+                    m = re.match(r"^\s*add\s+a,#0x([0-9a-fA-F]+)$", lines[i + 1])
+                    # an add of 0x80 and more is the epilogue's sp decrement
+                    if m and fn and int(m.group(1), 16) < 0x80:
+                        frames.append((int(m.group(1), 16), fn))
+    if failed:
+        return False
+    frames.sort(reverse=True)
+    print("mcs51: largest local frames (bytes of the 256-byte stack): " +
+          ", ".join(f"{f} {n}" for n, f in frames[:4]))
+    return True
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__)
@@ -250,6 +287,8 @@ def main():
         if only and t[0] != only:
             continue
         results.append(check_target(src, *t))
+    if not only or only == "mcs51":
+        results.append(check_sdcc(src))
     if all(r is None for r in results):
         print("# no cross compiler installed: skipped")
         return 77
