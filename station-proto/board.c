@@ -61,8 +61,7 @@ static int callback_code(int r) {
 }
 
 /* For the callbacks that may answer SPB_PENDING. */
-static int async_code(struct spb_board *b, int r) {
-        (void)b;
+static int async_code(int r) {
         if (r == SPB_PENDING)
                 return PENDING;
         return callback_code(r);
@@ -206,7 +205,7 @@ static int do_get_csr(struct spb_board *b, const uint8_t *p, size_t n, struct sp
         cap = csr_cap(w);
         if (cap == 0)
                 return SP_ERR_TOO_LARGE;
-        r = async_code(b, b->ops->get_csr(b->ctx, new_key, cn.len ? (const char *)cn.value : NULL, cn.len,
+        r = async_code(b->ops->get_csr(b->ctx, new_key, cn.len ? (const char *)cn.value : NULL, cn.len,
                                           w->buf + SP_TLV_HEADER_LEN, cap, &der_len));
         if (r)
                 return r;
@@ -269,7 +268,7 @@ static int do_put_cert(struct spb_board *b, const uint8_t *p, size_t n, struct s
 
         /* A new certificate invalidates an earlier proof in this session. */
         b->proved = false;
-        r = async_code(b, b->ops->store_certs(b->ctx, &c));
+        r = async_code(b->ops->store_certs(b->ctx, &c));
         if (r)
                 return r;
         return finish_put_cert(b, p, n, w);
@@ -308,7 +307,7 @@ static int store_pairs(struct spb_board *b, const uint8_t *p, size_t n, size_t o
                 }
                 if (t.tag != SP_TAG_CFG_VALUE || !key.value)
                         continue;
-                r = async_code(b, b->ops->store_config(b->ctx, (const char *)key.value, key.len, t.value, t.len));
+                r = async_code(b->ops->store_config(b->ctx, (const char *)key.value, key.len, t.value, t.len));
                 key.value = NULL;
                 if (r == PENDING)
                         b->pend_off = rd.off;
@@ -389,7 +388,7 @@ static int do_prove(struct spb_board *b, const uint8_t *p, size_t n, struct spc_
          * in this session or before (a replugged, already provisioned board);
          * without one the callback answers SP_ERR_NO_CERT.
          */
-        r = async_code(b, b->ops->prove(b->ctx, nonce.value, w->buf + PROVE_HASH_OFF, w->buf + PROVE_SIG_OFF));
+        r = async_code(b->ops->prove(b->ctx, nonce.value, w->buf + PROVE_HASH_OFF, w->buf + PROVE_SIG_OFF));
         if (r)
                 return r;
         return finish_prove(b, w);
@@ -406,7 +405,7 @@ static int do_lock(struct spb_board *b) {
                 return 0;               /* already locked: nothing to do, success */
         if (!b->proved)
                 return SP_ERR_BAD_STATE;
-        r = async_code(b, b->ops->lock(b->ctx));
+        r = async_code(b->ops->lock(b->ctx));
         if (r)
                 return r;
         b->locked = true;
