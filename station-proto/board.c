@@ -33,6 +33,14 @@
 #define MAX_CN                  64u
 #define MAX_ERROR_TEXT          128u
 
+/* Keeps a function out of its caller so that the caller's frame does not
+ * carry its locals down every path (GCC and Clang; others ignore it). */
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+
 /* Handler result: 0 = success (payload in the writer), else an enum sp_error,
  * or PENDING: a callback answered SPB_PENDING and spb_complete() finishes it. */
 #define PENDING                 (-1)
@@ -114,7 +122,7 @@ static int get_identity(struct spb_board *b, struct spb_identity *id) {
 
 /* --- handlers ------------------------------------------------------------- */
 
-static int do_hello(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
+static NOINLINE int do_hello(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
         struct spc_tlv versions, maxf;
         struct spb_identity id;
         bool have_v1 = false;
@@ -184,7 +192,7 @@ static size_t csr_cap(const struct spc_tlv_writer *w) {
         return min_size(w->cap - 2 * SP_TLV_HEADER_LEN - SP_PUBKEY_LEN, 0xffffu);
 }
 
-static int do_get_csr(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
+static NOINLINE int do_get_csr(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
         struct spc_tlv t, cn = { 0, 0, NULL };
         bool new_key = false;
         size_t cap, der_len = 0;
@@ -236,10 +244,12 @@ static int finish_put_cert(struct spb_board *b, const uint8_t *p, size_t n, stru
         return 0;
 }
 
-static int do_put_cert(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
+/* Checks PUT_CERT and calls store_certs(); apart from do_put_cert() so that
+ * its locals are gone before finish_put_cert() hashes the certificate. */
+static NOINLINE int put_cert_store(struct spb_board *b, const uint8_t *p, size_t n) {
         struct spc_tlv dev, signer, root, comp;
         struct spb_certs c;
-        int rd, rs, rr, rc, r;
+        int rd, rs, rr, rc;
 
         if (!b->session)
                 return SP_ERR_BAD_STATE;
@@ -268,7 +278,12 @@ static int do_put_cert(struct spb_board *b, const uint8_t *p, size_t n, struct s
 
         /* A new certificate invalidates an earlier proof in this session. */
         b->proved = false;
-        r = async_code(b->ops->store_certs(b->ctx, &c));
+        return async_code(b->ops->store_certs(b->ctx, &c));
+}
+
+static int do_put_cert(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
+        int r = put_cert_store(b, p, n);
+
         if (r)
                 return r;
         return finish_put_cert(b, p, n, w);
@@ -317,7 +332,7 @@ static int store_pairs(struct spb_board *b, const uint8_t *p, size_t n, size_t o
         return 0;
 }
 
-static int do_put_config(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
+static NOINLINE int do_put_config(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
         struct spc_tlv_reader rd;
         struct spc_tlv t;
         size_t pairs = 0;
@@ -373,7 +388,7 @@ static int finish_prove(struct spb_board *b, struct spc_tlv_writer *w) {
         return 0;
 }
 
-static int do_prove(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
+static NOINLINE int do_prove(struct spb_board *b, const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
         struct spc_tlv nonce;
         int r;
 
@@ -412,7 +427,7 @@ static int do_lock(struct spb_board *b) {
         return 0;
 }
 
-static int do_ping(const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
+static NOINLINE int do_ping(const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
         struct spc_tlv echo;
 
         if (get_tlv(p, n, SP_TAG_ECHO, 0, 0xffff, &echo) == 1)
@@ -420,7 +435,7 @@ static int do_ping(const uint8_t *p, size_t n, struct spc_tlv_writer *w) {
         return writer_code(w);
 }
 
-static int do_result(struct spb_board *b, const uint8_t *p, size_t n) {
+static NOINLINE int do_result(struct spb_board *b, const uint8_t *p, size_t n) {
         struct spc_tlv res, text;
 
         if (!b->session)
