@@ -4,8 +4,9 @@
 # Usage: test-build.sh FIRMWARE_DIR
 set -eu
 fw=$(cd "$1" && pwd)
-command -v cmake >/dev/null 2>&1 && command -v arm-none-eabi-gcc >/dev/null 2>&1 ||
-        { echo "cmake or arm-none-eabi-gcc not installed: skipped"; exit 77; }
+for t in cmake make arm-none-eabi-gcc avr-gcc; do
+        command -v $t >/dev/null 2>&1 || { echo "FAILED: $t not installed (scripts/deps.sh installs it)"; exit 1; }
+done
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
@@ -60,10 +61,9 @@ fi
 grep -q 'SPC_CRC_SMALL' "$out/build.log" || { echo "FAILED: SPB_CRC_SMALL not passed"; exit 1; }
 arm-none-eabi-size "$out/cmake/app"
 
-if command -v avr-gcc >/dev/null 2>&1; then
-        echo "make: avr-gcc -mmcu=avrxmega3"
-        make -s -C "$fw" CC=avr-gcc AR=avr-ar CFLAGS="-mmcu=avrxmega3 -Os -Werror" O="$out/avr" 2>&1 | tee "$out/make.log"
-        [ -s "$out/make.log" ] && { echo "FAILED: output from make"; exit 1; }
-        avr-size -t "$out/avr/libstation-proto-board.a" | tail -1
-fi
+echo "make: avr-gcc -mmcu=avrxmega3"
+make -s -C "$fw" CC=avr-gcc AR=avr-ar CFLAGS="-mmcu=avrxmega3 -Os -Werror" O="$out/avr" >"$out/make.log" 2>&1 ||
+        { cat "$out/make.log"; echo "FAILED: make"; exit 1; }
+[ -s "$out/make.log" ] && { cat "$out/make.log"; echo "FAILED: output from make"; exit 1; }
+avr-size -t "$out/avr/libstation-proto-board.a" | tail -1
 echo "ok: the board library builds into a firmware project from station-proto/include alone"

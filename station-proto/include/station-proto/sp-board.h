@@ -50,6 +50,13 @@
  *   - the watchdog must tolerate the longest callback: feed it before
  *     spb_feed() and give it a period above that callback's worst case, or
  *     feed it from the callback itself, or use the asynchronous mode.
+ *   - each callback should finish within the station's timeout for its
+ *     step (PROTOCOL.md §8.3 defaults: GET_CSR with NEW_KEY 3 s, PUT_CERT,
+ *     PUT_CONFIG and LOCK 2 s, PROVE and GET_CSR 1 s), else the station
+ *     retransmits (answered from the cache once the answer exists) and,
+ *     after its retries, fails the board.
+ *   The library's own work per request is a few SHA-256 blocks and CRC/COBS
+ *   over two frames: microseconds to a few ms on a small MCU.
  *
  * Asynchronous mode (optional, per call): get_csr, store_certs,
  * store_config, prove and lock may return SPB_PENDING after starting the
