@@ -69,7 +69,7 @@ class Qemu:
 
 
 def test_provd_provisions_the_qemu_board():
-    env = Env("qemu")
+    env = Env("qemu", profile={"lock": "yes"})
     qemu = None
     try:
         qemu = Qemu(env)
@@ -102,8 +102,10 @@ def test_provd_provisions_the_qemu_board():
                               capture_output=True, check=True).stdout
         pub = bytes(dev["pubkey"]) if not isinstance(dev["pubkey"], str) else bytes.fromhex(dev["pubkey"])
         check(spki.endswith(pub), "the certificate's key is not the board's PUBKEY")
+        thing = c["thing_name"]
         log = qemu.uart1()
-        for step in ("get_csr: csr written", "prove: signed", "result: provisioned"):
+        for step in ("get_csr: csr written", f"config: thing_name = {thing}\n", "config: aws_endpoint\n",
+                     "prove: signed", "lock: locked", "result: provisioned"):
             check(step in log, f"the board's log lacks '{step}':\n{log}")
         rc = env.stop_provd()
         check(rc == 0, f"provd exited {rc} on SIGTERM")

@@ -397,6 +397,15 @@ static int op_store_config(void *ctx, const char *key, size_t key_len, const uin
         memcpy(dev.cfg_val[dev.cfg_n], value, value_len);
         dev.cfg_len[dev.cfg_n] = value_len;
         dev.cfg_n++;
+        /* The log shows the keys and the thing name, never a value that may be a secret (wifi_psk). */
+        log_str("config: ");
+        log_str(dev.cfg_key[dev.cfg_n - 1]);
+        if (strcmp(dev.cfg_key[dev.cfg_n - 1], "thing_name") == 0) {
+                log_str(" = ");
+                for (size_t i = 0; i < value_len; i++)
+                        uart_putc(UART1, value[i] >= 0x20 && value[i] < 0x7f ? value[i] : '?');
+        }
+        log_str("\n");
         return 0;
 }
 
@@ -413,6 +422,7 @@ static int op_prove(void *ctx, const uint8_t nonce[SP_NONCE_LEN], uint8_t ret_ce
 static int op_lock(void *ctx) {
         (void)ctx;
         dev.locked = true;
+        log_str("lock: locked\n");
         return 0;
 }
 
