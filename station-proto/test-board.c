@@ -1318,6 +1318,12 @@ static void test_async_edges(void **state) {
         assert_int_equal(xfer_seq(&g, SP_MSG_HELLO, 0, 0x0300, p, hello_payload(p, FRAME), &r), 0);
         complete(&g, SP_ERR_NO_CERT, 0, &r);
         assert_int_equal(error_code(&r), SP_ERR_NO_CERT);
+
+        /* identify() cannot go pending: SPB_PENDING from it is a bug, answered SP_ERR_INTERNAL. */
+        g.s.fail_identify = SPB_PENDING;
+        assert_int_equal(xfer(&g, SP_MSG_HELLO, p, hello_payload(p, FRAME), &r), SP_MSG_ERROR);
+        assert_int_equal(error_code(&r), SP_ERR_INTERNAL);
+        assert_false(spb_pending(&g.b));
 }
 
 int main(void) {

@@ -158,7 +158,8 @@ struct spb_ops {
  *                bug, a *ret_len outside 1..@cap is answered SP_ERR_INTERNAL.
  *   store_config() @key is not NUL-terminated.
  * A callback that returns a value outside 1..65535 other than 0 is reported
- * as SP_ERR_INTERNAL.
+ * as SP_ERR_INTERNAL; so is SPB_PENDING from identify() or cert_hash(),
+ * which always answer at once.
  */
 
 struct spb_stats {
