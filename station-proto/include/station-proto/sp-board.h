@@ -63,7 +63,7 @@
  * work (e.g. an ATECC608 command, a flash erase). The library then sends
  * nothing and returns from spb_feed(); the firmware keeps its main loop, its
  * UART and its watchdog serviced and calls spb_complete(b, result, csr_len)
- * once the work finished (result 0 or an enum sp_error; csr_len the DER
+ * once the work finished (after the callback returned, never from inside it) (result 0 or an enum sp_error; csr_len the DER
  * length for GET_CSR). The output pointers the callback got (der, the
  * proof's hash and signature) and the request data it was given (the
  * certificates, the config value) stay valid until then: they are in @rx and
