@@ -6,6 +6,8 @@
  *   cfg  picks the buffer sizes (exactly the minimum, or a little more) and
  *        which callbacks fail or are missing.
  *   mode bit 0 = raw: rest is fed as wire bytes in chunks derived from mode.
+ *   mode bit 2 = asynchronous: the callbacks that may answer SPB_PENDING do,
+ *        and the harness completes them with the stub's result after the feed.
  *        Otherwise rest is a list of records type(1) flags(1) seq(1) len(2)
  *        payload(len) that the harness frames correctly, so that the fuzzer
  *        reaches the request handlers without having to learn CRC-32.
@@ -87,6 +89,54 @@ static void drain(struct stub *s, struct out_check *oc) {
         s->out_len = 0;
 }
 
+/* --- asynchronous mode: the stub's answer, delivered through spb_complete() --- */
+
+static int async_result;
+static size_t async_len;
+
+static int async_get_csr(void *ctx, bool new_key, const char *cn, size_t cn_len, uint8_t *der, size_t cap,
+                         size_t *ret_len) {
+        async_len = 0;
+        async_result = stub_get_csr(ctx, new_key, cn, cn_len, der, cap, &async_len);
+        (void)ret_len;
+        return SPB_PENDING;
+}
+
+static int async_store_certs(void *ctx, const struct spb_certs *c) {
+        async_result = stub_store_certs(ctx, c);
+        return SPB_PENDING;
+}
+
+static int async_store_config(void *ctx, const char *key, size_t key_len, const uint8_t *value, size_t value_len) {
+        async_result = stub_store_config(ctx, key, key_len, value, value_len);
+        return SPB_PENDING;
+}
+
+static int async_prove(void *ctx, const uint8_t nonce[SP_NONCE_LEN], uint8_t ret_hash[SP_SHA256_LEN],
+                       uint8_t ret_sig[SP_SIG_LEN]) {
+        async_result = stub_prove(ctx, nonce, ret_hash, ret_sig);
+        return SPB_PENDING;
+}
+
+static int async_lock(void *ctx) {
+        async_result = stub_lock(ctx);
+        return SPB_PENDING;
+}
+
+/* Completes whatever is pending (PUT_CONFIG may go pending once per pair). */
+static void complete_all(struct spb_board *b) {
+        for (unsigned i = 0; spb_pending(b); i++) {
+                check(i <= 32, "PUT_CONFIG pending more often than it has pairs");
+                check(spb_complete(b, async_result, async_len) == SPB_OK, "spb_complete");
+        }
+        check(spb_complete(b, 0, 0) == SPB_E_INVAL, "spb_complete with nothing pending");
+}
+
+static void feed(struct spb_board *b, const uint8_t *p, size_t n) {
+        spb_feed(b, p, n);
+        complete_all(b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -109,7 +159,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         rx_cap = caps[cfg & 3];
         work_cap = rx_cap + ((cfg & 4) ? 0 : 37);
-        tx_cap = SP_ENCODED_MAX(rx_cap) + ((cfg & 8) ? 0 : 5);
+        /* a whole-frame @tx, or an output chunk of 8..39 bytes (several writes per frame) */
+        tx_cap = (cfg & 8) ? SPB_TX_MIN + (mode >> 3) % 32 : SP_ENCODED_MAX(rx_cap) + 5;
         rx = alloc_guarded(rx_cap);
         tx = alloc_guarded(tx_cap);
         work = alloc_guarded(work_cap);
@@ -126,6 +177,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 s.se_locked = true;
                 ops.cert_hash = NULL;
         }
+        if (mode & 4) {
+                ops.get_csr = async_get_csr;
+                ops.store_certs = async_store_certs;
+                ops.store_config = async_store_config;
+                ops.prove = async_prove;
+                if (ops.lock)
+                        ops.lock = async_lock;
+        }
         check(spb_init(&b, &ops, &s, rx, rx_cap, tx, tx_cap, work, work_cap) == SPB_OK, "init");
         oc.max_frame = rx_cap;
 
@@ -141,7 +200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         n = 1 + (seed >> 16) % ((mode & 2) ? 7 : 300);
                         if (n > size - off)
                                 n = size - off;
-                        spb_feed(&b, data + off, n);
+                        feed(&b, data + off, n);
                         off += n;
                         drain(&s, &oc);
                 }
@@ -174,10 +233,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         oc.seqs[oc.n_seqs++] = f.seq;
                         /* sometimes feed the frame in two pieces */
                         if ((f.flags & 0x40) && n > 3) {
-                                spb_feed(&b, wire, (size_t)n / 2);
-                                spb_feed(&b, wire + n / 2, (size_t)n - (size_t)n / 2);
+                                feed(&b, wire, (size_t)n / 2);
+                                feed(&b, wire + n / 2, (size_t)n - (size_t)n / 2);
                         } else
-                                spb_feed(&b, wire, (size_t)n);
+                                feed(&b, wire, (size_t)n);
                         /* A board answers at most once per frame. */
                         oc.frames = 0;
                         drain(&s, &oc);

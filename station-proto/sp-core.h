@@ -62,7 +62,7 @@ uint32_t spc_crc32(uint32_t crc, const void *buf, size_t len);
 
 struct spc_sha256 {
         uint32_t h[8];
-        uint64_t total;
+        uint32_t total;         /* bytes hashed: messages up to 4 GiB - 1 */
         uint8_t block[64];
         size_t fill;
 };

@@ -24,6 +24,15 @@ struct rig {
         struct spb_board b;
         uint8_t rx[FRAME], tx[SPB_TX_BUF(FRAME)], work[FRAME];
         uint16_t seq;
+        /* asynchronous mode: what the pending callback was given */
+        unsigned n_pending;
+        uint8_t *pend_der;
+        size_t pend_cap;
+        uint8_t *pend_hash, *pend_sig;
+        const uint8_t *pend_cert;
+        size_t pend_cert_len;
+        const uint8_t *pend_value;
+        size_t pend_value_len;
 };
 
 struct resp {
@@ -154,11 +163,19 @@ static void test_init_args(void **state) {
         ops.result = NULL;
         assert_int_equal(spb_init(&g.b, &ops, NULL, g.rx, FRAME, g.tx, sizeof g.tx, g.work, FRAME), SPB_OK);
         assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, 63, g.tx, sizeof g.tx, g.work, FRAME), SPB_E_NOSPC);
-        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, FRAME, g.tx, SPB_TX_BUF(FRAME) - 1, g.work, FRAME),
+        /* @tx is an output chunk: anything from SPB_TX_MIN up */
+        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, FRAME, g.tx, SPB_TX_MIN - 1, g.work, FRAME),
                          SPB_E_NOSPC);
-        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, FRAME, g.tx, sizeof g.tx, g.work, FRAME - 1),
+        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, FRAME, g.tx, SPB_TX_MIN, g.work, FRAME), SPB_OK);
+        /* @work holds the largest response, not a frame */
+        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, FRAME, g.tx, sizeof g.tx, g.work, SPB_WORK_MIN - 1),
                          SPB_E_NOSPC);
-        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, 64, g.tx, SPB_TX_BUF(64), g.work, 64), SPB_OK);
+        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, FRAME, g.tx, sizeof g.tx, g.work, SPB_WORK_MIN),
+                         SPB_OK);
+        /* ... or the largest payload a frame carries, when that is less */
+        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, 64, g.tx, SPB_TX_BUF(64), g.work, 64 - 12),
+                         SPB_E_NOSPC);
+        assert_int_equal(spb_init(&g.b, &stub_ops, NULL, g.rx, 64, g.tx, SPB_TX_BUF(64), g.work, 64 - 11), SPB_OK);
         /* NULL-safe */
         spb_feed(NULL, (const uint8_t *)"x", 1);
         spb_reset(NULL);
@@ -1000,6 +1017,315 @@ static void test_client_board_retransmit(void **state) {
         sp_parser_free(l.p);
 }
 
+/* --- output in chunks, asynchronous mode ---------------------------------- */
+
+/* The same requests through a board with a whole-frame @tx and one with SPB_TX_MIN bytes. */
+static void test_small_tx(void **state) {
+        static struct rig big, small;
+        static uint8_t p[1200];
+        struct sp_tlv_writer w;
+        uint8_t echo[1100];
+        struct resp r;
+        size_t n;
+
+        (void)state;
+        rig_init(&big);
+        rig_init(&small);
+        assert_int_equal(spb_init(&small.b, &small.ops, &small.s, small.rx, sizeof small.rx, small.tx, SPB_TX_MIN,
+                                  small.work, sizeof small.work), SPB_OK);
+        /* Runs of 254 non-zero bytes and more, zeros at block ends, a trailing zero. */
+        for (size_t i = 0; i < sizeof echo; i++)
+                echo[i] = (uint8_t)(i < 600 ? 1 + i % 255 : (i % 254 == 0 ? 0 : i));
+        echo[sizeof echo - 1] = 0;
+        sp_tlv_writer_init(&w, p, sizeof p);
+        sp_tlv_put(&w, SP_TAG_ECHO, echo, sizeof echo);
+        for (int k = 0; k < 2; k++) {
+                struct rig *g = k ? &small : &big;
+
+                hello(g);
+                g->s.n_write = 0;
+                n = w.len;
+                spb_feed(&g->b, NULL, 0);
+                assert_int_equal(xfer(g, SP_MSG_PING, p, n, &r), SP_MSG_PONG);
+                assert_int_equal(r.f.len, n);
+                assert_memory_equal(r.payload, p, n);
+        }
+        /* the small board wrote the frame in chunks of at most 8 bytes, the big one in one piece */
+        assert_int_equal(big.s.n_write, 1);
+        assert_true(small.s.n_write > 1000 / SPB_TX_MIN);
+        /* byte for byte the same encoding */
+        hello(&big);
+        hello(&small);
+        big.s.out_len = small.s.out_len = 0;
+        {
+                static uint8_t wire[SP_ENCODED_MAX(FRAME)];
+                struct sp_frame f = { .version = 1, .type = SP_MSG_PING, .seq = 7, .len = (uint16_t)n, .payload = p };
+                ssize_t m = sp_frame_encode(&f, wire, sizeof wire);
+
+                assert_true(m > 0);
+                spb_feed(&big.b, wire, (size_t)m);
+                spb_feed(&small.b, wire, (size_t)m);
+        }
+        assert_true(big.s.out_len > n);
+        assert_int_equal(big.s.out_len, small.s.out_len);
+        assert_memory_equal(big.s.out, small.s.out, big.s.out_len);
+}
+
+static int async_get_csr(void *ctx, bool new_key, const char *cn, size_t cn_len, uint8_t *der, size_t cap,
+                         size_t *ret_len) {
+        struct rig *g = ctx;
+
+        (void)new_key;
+        (void)cn;
+        (void)cn_len;
+        (void)ret_len;
+        g->s.n_get_csr++;
+        g->s.have_key = true;
+        g->n_pending++;
+        g->pend_der = der;
+        g->pend_cap = cap;
+        return SPB_PENDING;
+}
+
+static int async_store_certs(void *ctx, const struct spb_certs *c) {
+        struct rig *g = ctx;
+
+        g->s.n_store_certs++;
+        g->n_pending++;
+        g->pend_cert = c->device;
+        g->pend_cert_len = c->device_len;
+        return SPB_PENDING;
+}
+
+static int async_store_config(void *ctx, const char *key, size_t key_len, const uint8_t *value, size_t value_len) {
+        struct rig *g = ctx;
+
+        (void)key;
+        (void)key_len;
+        g->s.n_store_config++;
+        g->n_pending++;
+        g->pend_value = value;
+        g->pend_value_len = value_len;
+        return SPB_PENDING;
+}
+
+static int async_prove(void *ctx, const uint8_t nonce[SP_NONCE_LEN], uint8_t ret_hash[SP_SHA256_LEN],
+                       uint8_t ret_sig[SP_SIG_LEN]) {
+        struct rig *g = ctx;
+
+        (void)nonce;
+        g->s.n_prove++;
+        g->n_pending++;
+        g->pend_hash = ret_hash;
+        g->pend_sig = ret_sig;
+        return SPB_PENDING;
+}
+
+static int async_lock(void *ctx) {
+        struct rig *g = ctx;
+
+        g->s.n_lock++;
+        g->n_pending++;
+        return SPB_PENDING;
+}
+
+static void async_rig(struct rig *g) {
+        rig_init(g);
+        g->ops.get_csr = async_get_csr;
+        g->ops.store_certs = async_store_certs;
+        g->ops.store_config = async_store_config;
+        g->ops.prove = async_prove;
+        g->ops.lock = async_lock;
+        g->ops.cert_hash = NULL;
+        hello(g);
+}
+
+/* A request whose callback went pending: nothing is sent until spb_complete(). */
+static void send_pending(struct rig *g, uint8_t type, const void *payload, size_t len) {
+        struct resp r;
+        unsigned before = g->n_pending;
+
+        assert_int_equal(xfer_seq(g, type, 0, g->seq++, payload, len, &r), 0);
+        assert_int_equal(g->n_pending, before + 1);
+        assert_true(spb_pending(&g->b));
+}
+
+static void complete(struct rig *g, int result, size_t csr_len, struct resp *r) {
+        assert_int_equal(spb_complete(&g->b, result, csr_len), SPB_OK);
+        decode_output(g, r);
+}
+
+static void test_async_session(void **state) {
+        static struct rig g;
+        static const uint8_t csr[] = { 0x30, 0x03, 0x02, 0x01, 0x07 };
+        static uint8_t wire[SP_ENCODED_MAX(FRAME)];
+        uint8_t p[512], ping[64], want[32];
+        struct sp_tlv_writer w;
+        struct sp_proof proof;
+        struct sp_frame f;
+        struct resp r;
+        const uint8_t *der;
+        size_t der_len, n;
+        ssize_t m;
+
+        (void)state;
+        async_rig(&g);
+        assert_int_equal(spb_complete(&g.b, 0, 0), SPB_E_INVAL);       /* nothing pending */
+
+        /* GET_CSR with a new key: the "key generation" finishes later */
+        sp_tlv_writer_init(&w, p, sizeof p);
+        sp_tlv_put_u8(&w, SP_TAG_NEW_KEY, 1);
+        send_pending(&g, SP_MSG_GET_CSR, p, w.len);
+        assert_true(g.pend_cap >= sizeof csr);
+
+        /* Meanwhile the UART keeps delivering: a PING is dropped, not answered, not decoded into @rx. */
+        sp_tlv_writer_init(&w, ping, sizeof ping);
+        sp_tlv_put(&w, SP_TAG_ECHO, "x", 1);
+        f = (struct sp_frame){ .version = 1, .type = SP_MSG_PING, .seq = 0x0100, .len = (uint16_t)w.len,
+                               .payload = ping };
+        m = sp_frame_encode(&f, wire, sizeof wire);
+        assert_true(m > 0);
+        spb_feed(&g.b, wire, (size_t)m);
+        assert_int_equal(g.s.out_len, 0);
+        assert_int_equal(spb_get_stats(&g.b)->dropped_busy, (uint32_t)m);
+        assert_true(spb_pending(&g.b));
+
+        /* The firmware writes the DER where get_csr() was told to, then completes. */
+        memcpy(g.pend_der, csr, sizeof csr);
+        complete(&g, 0, sizeof csr, &r);
+        assert_false(spb_pending(&g.b));
+        assert_int_equal(r.n, 1);
+        assert_int_equal(r.f.type, SP_MSG_CSR);
+        assert_int_equal(sp_csr_parse(&r.f, &der, &der_len), 0);
+        assert_int_equal(der_len, sizeof csr);
+        assert_memory_equal(der, csr, sizeof csr);
+        assert_int_equal(spb_complete(&g.b, 0, 0), SPB_E_INVAL);
+        /* the station's retransmission is answered from the cache, no callback */
+        assert_int_equal(xfer_seq(&g, SP_MSG_GET_CSR, SP_FLAG_RETRANSMIT, (uint16_t)(g.seq - 1), p, 4, &r), 1);
+        assert_int_equal(r.f.type, SP_MSG_CSR);
+        assert_true(r.f.flags & SP_FLAG_REPLAY);
+        assert_int_equal(g.s.n_get_csr, 1);
+        /* and the line works again */
+        assert_int_equal(xfer(&g, SP_MSG_PING, ping, w.len, &r), SP_MSG_PONG);
+
+        /* PUT_CERT: the certificate stays readable in @rx while the flash write runs */
+        n = put_cert_payload(p, sizeof p);
+        send_pending(&g, SP_MSG_PUT_CERT, p, n);
+        spb_feed(&g.b, wire, (size_t)m);        /* would overwrite @rx if it were decoded */
+        assert_int_equal(g.pend_cert_len, sizeof cert_der);
+        assert_memory_equal(g.pend_cert, cert_der, sizeof cert_der);
+        complete(&g, 0, 0, &r);
+        assert_int_equal(r.f.type, SP_MSG_CERT_OK);
+        spb_sha256(cert_der, sizeof cert_der, want);
+        assert_int_equal(r.f.len, 35);
+        assert_memory_equal(r.payload + 3, want, 32);
+
+        /* PUT_CONFIG: each pair goes pending in turn */
+        sp_tlv_writer_init(&w, p, sizeof p);
+        sp_tlv_put(&w, SP_TAG_CFG_KEY, "wifi.ssid", 9);
+        sp_tlv_put(&w, SP_TAG_CFG_VALUE, "line-3", 6);
+        sp_tlv_put(&w, SP_TAG_CFG_KEY, "mqtt.host", 9);
+        sp_tlv_put(&w, SP_TAG_CFG_VALUE, "broker.local", 12);
+        send_pending(&g, SP_MSG_PUT_CONFIG, p, w.len);
+        assert_int_equal(g.pend_value_len, 6);
+        assert_memory_equal(g.pend_value, "line-3", 6);
+        complete(&g, 0, 0, &r);
+        assert_int_equal(r.n, 0);               /* the second pair is pending now */
+        assert_true(spb_pending(&g.b));
+        assert_int_equal(g.s.n_store_config, 2);
+        assert_int_equal(g.pend_value_len, 12);
+        assert_memory_equal(g.pend_value, "broker.local", 12);
+        complete(&g, 0, 0, &r);
+        assert_int_equal(r.n, 1);
+        assert_int_equal(r.f.type, SP_MSG_CONFIG_OK);
+
+        /* PROVE: hash and signature written in place after the callback returned */
+        send_pending(&g, SP_MSG_PROVE, p, nonce_payload(p, 0x5a));
+        memcpy(g.pend_hash, want, 32);
+        memcpy(g.pend_sig, g.s.sig, SP_SIG_LEN);
+        complete(&g, 0, 0, &r);
+        assert_int_equal(r.f.type, SP_MSG_PROOF);
+        assert_int_equal(sp_proof_parse(&r.f, &proof), 0);
+        assert_memory_equal(proof.signature, g.s.sig, SP_SIG_LEN);
+        assert_memory_equal(proof.cert_hash, want, 32);
+
+        /* LOCK fails in the secure element */
+        send_pending(&g, SP_MSG_LOCK, NULL, 0);
+        complete(&g, SP_ERR_SE_FAILURE, 0, &r);
+        assert_int_equal(error_code(&r), SP_ERR_SE_FAILURE);
+        /* ... then works; a completion that answers SPB_PENDING again is the firmware's bug */
+        send_pending(&g, SP_MSG_LOCK, NULL, 0);
+        complete(&g, SPB_PENDING, 0, &r);
+        assert_int_equal(error_code(&r), SP_ERR_INTERNAL);
+        send_pending(&g, SP_MSG_LOCK, NULL, 0);
+        complete(&g, 0, 0, &r);
+        assert_int_equal(r.f.type, SP_MSG_LOCKED);
+        assert_int_equal(g.s.n_lock, 3);
+}
+
+static void test_async_edges(void **state) {
+        static struct rig g;
+        static uint8_t wire[SP_ENCODED_MAX(FRAME)];
+        uint8_t p[64], ping[64];
+        struct sp_tlv_writer w;
+        struct sp_frame f;
+        struct resp r;
+        ssize_t m;
+
+        (void)state;
+        async_rig(&g);
+
+        /* A completed CSR whose length is outside 1..cap is the firmware's bug. */
+        send_pending(&g, SP_MSG_GET_CSR, p, 0);
+        complete(&g, 0, g.pend_cap + 1, &r);
+        assert_int_equal(error_code(&r), SP_ERR_INTERNAL);
+        send_pending(&g, SP_MSG_GET_CSR, p, 0);
+        complete(&g, 0, 0, &r);
+        assert_int_equal(error_code(&r), SP_ERR_INTERNAL);
+
+        /* Input that stopped inside a frame while pending: the rest of it is skipped, the next frame answered. */
+        sp_tlv_writer_init(&w, ping, sizeof ping);
+        sp_tlv_put(&w, SP_TAG_ECHO, "abc", 3);
+        f = (struct sp_frame){ .version = 1, .type = SP_MSG_PING, .seq = 0x0200, .len = (uint16_t)w.len,
+                               .payload = ping };
+        m = sp_frame_encode(&f, wire, sizeof wire);
+        assert_true(m > 4);
+        send_pending(&g, SP_MSG_GET_CSR, p, 0);
+        spb_feed(&g.b, wire, 4);                /* delimiter and the start of a PING */
+        memset(g.pend_der, 0x30, 1);
+        complete(&g, 0, 1, &r);
+        assert_int_equal(r.f.type, SP_MSG_CSR);
+        spb_feed(&g.b, wire + 4, (size_t)m - 4);        /* its rest: no answer, no bad frame */
+        decode_output(&g, &r);
+        assert_int_equal(r.n, 0);
+        assert_int_equal(spb_get_stats(&g.b)->bad_crc, 0);
+        assert_int_equal(spb_get_stats(&g.b)->bad_format, 0);
+        /* all but the final delimiter, which ended the skipped frame */
+        assert_int_equal(spb_get_stats(&g.b)->dropped_busy, (uint32_t)m - 1);
+        assert_int_equal(xfer(&g, SP_MSG_PING, ping, w.len, &r), SP_MSG_PONG);
+
+        /* spb_reset() cancels a pending request: its completion is refused and sends nothing. */
+        send_pending(&g, SP_MSG_PROVE, p, nonce_payload(p, 1));
+        spb_reset(&g.b);
+        assert_false(spb_pending(&g.b));
+        assert_int_equal(spb_complete(&g.b, 0, 0), SPB_E_INVAL);
+        decode_output(&g, &r);
+        assert_int_equal(r.n, 0);
+
+        /* A HELLO while a request is pending is dropped too (the board is busy). */
+        hello(&g);
+        send_pending(&g, SP_MSG_PROVE, p, nonce_payload(p, 2));
+        assert_int_equal(xfer_seq(&g, SP_MSG_HELLO, 0, 0x0300, p, hello_payload(p, FRAME), &r), 0);
+        complete(&g, SP_ERR_NO_CERT, 0, &r);
+        assert_int_equal(error_code(&r), SP_ERR_NO_CERT);
+
+        /* identify() cannot go pending: SPB_PENDING from it is a bug, answered SP_ERR_INTERNAL. */
+        g.s.fail_identify = SPB_PENDING;
+        assert_int_equal(xfer(&g, SP_MSG_HELLO, p, hello_payload(p, FRAME), &r), SP_MSG_ERROR);
+        assert_int_equal(error_code(&r), SP_ERR_INTERNAL);
+        assert_false(spb_pending(&g.b));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_init_args),
@@ -1014,6 +1340,9 @@ int main(void) {
                 cmocka_unit_test(test_response_limits),
                 cmocka_unit_test(test_buffers_never_overrun),
                 cmocka_unit_test(test_client_board_retransmit),
+                cmocka_unit_test(test_small_tx),
+                cmocka_unit_test(test_async_session),
+                cmocka_unit_test(test_async_edges),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -298,6 +298,27 @@ static void test_sha256(void **state) {
                 spc_sha256_update(&s, m2 + i, 1);
         spc_sha256_final(&s, out);
         assert_memory_equal(out, two, 32);
+
+        /* One million 'a' (FIPS 180-2 B.3): 15625 blocks through the 16-word schedule
+         * and a bit count above 2^23, fed in uneven pieces. */
+        {
+                static const uint8_t million[32] = {
+                0xcd, 0xc7, 0x6e, 0x5c, 0x99, 0x14, 0xfb, 0x92, 0x81, 0xa1, 0xc7, 0xe2, 0x84, 0xd7, 0x3e, 0x67,
+                0xf1, 0x80, 0x9a, 0x48, 0xa4, 0x97, 0x20, 0x0e, 0x04, 0x6d, 0x39, 0xcc, 0xc7, 0x11, 0x2c, 0xd0,
+                };
+                static uint8_t a[1000];
+
+                memset(a, 'a', sizeof a);
+                spc_sha256_init(&s);
+                for (size_t done = 0, k = 1; done < 1000000; k = k * 7 % 997 + 1) {
+                        size_t n = 1000000 - done < k ? 1000000 - done : k;
+
+                        spc_sha256_update(&s, a, n);
+                        done += n;
+                }
+                spc_sha256_final(&s, out);
+                assert_memory_equal(out, million, 32);
+        }
 }
 
 /* --- TLV ------------------------------------------------------------------ */

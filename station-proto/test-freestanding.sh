@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Proves the board library builds for a microcontroller: every board source
-# compiles with `cc -std=c99 -ffreestanding -Wall -Wextra -Werror -c`, and the
+# compiles with `cc -std=c99 -ffreestanding -Wall -Wextra -Werror -c` with
+# only the public include folder on the include path, and the
 # board sources and the headers they use include no system header beyond
 # <stdint.h> <stddef.h> <stdbool.h> <string.h>.
 # Usage: test-freestanding.sh SRCDIR CC [CC-ARGS...]
@@ -15,7 +16,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 fail=0
 for f in $board_files; do
-        if "$@" -std=c99 -ffreestanding -Wall -Wextra -Werror -pedantic -Iinclude -I. -c "$f" -o "$out/${f%.c}.o"; then
+        if "$@" -std=c99 -ffreestanding -Wall -Wextra -Werror -pedantic -Iinclude -c "$f" -o "$out/${f%.c}.o"; then
                 echo "ok: $* -std=c99 -ffreestanding -Wall -Wextra -Werror -pedantic -c $f"
         else
                 echo "FAILED: $f"
@@ -23,7 +24,7 @@ for f in $board_files; do
         fi
 done
 # The small CRC (bytewise table only) for boards short of flash.
-if "$@" -std=c99 -ffreestanding -Wall -Wextra -Werror -pedantic -DSPC_CRC_SMALL -Iinclude -I. -c crc.c -o "$out/crc-small.o"; then
+if "$@" -std=c99 -ffreestanding -Wall -Wextra -Werror -pedantic -DSPC_CRC_SMALL -Iinclude -c crc.c -o "$out/crc-small.o"; then
         echo "ok: crc.c with -DSPC_CRC_SMALL"
 else
         echo "FAILED: crc.c with -DSPC_CRC_SMALL"

@@ -73,8 +73,10 @@ void spc_tlv_writer_init(struct spc_tlv_writer *w, uint8_t *buf, size_t cap) {
 int spc_tlv_put(struct spc_tlv_writer *w, uint8_t tag, const void *value, size_t len) {
         if (w->error != SPC_OK)
                 return w->error;
+#if SIZE_MAX > 0xffffu   /* with a 16-bit size_t no length can exceed it (and sdcc warns) */
         if (len > 0xffffu)
                 return (w->error = SPC_E_MSGSIZE);
+#endif
         if (len > 0 && !value)
                 return (w->error = SPC_E_INVAL);
         if (w->cap - w->len < SP_TLV_HEADER_LEN || w->cap - w->len - SP_TLV_HEADER_LEN < len)
