@@ -148,6 +148,7 @@ static NOINLINE int do_hello(struct spb_board *b, const uint8_t *p, size_t n, st
         b->peer_max_frame = peer;
         b->session = true;
         b->locked = id.locked;
+        b->keygen = (id.caps & SP_CAP_KEYGEN) != 0;
         w->cap = payload_cap(b);        /* IDENT may use the station's new limit */
 
         spc_tlv_put(w, SP_TAG_SERIAL, id.serial, id.serial_len);
@@ -207,6 +208,9 @@ static NOINLINE int do_get_csr(struct spb_board *b, const uint8_t *p, size_t n, 
         r = get_tlv(p, n, SP_TAG_SUBJECT_CN, 1, MAX_CN, &cn);
         if (r < 0 || (r == 1 && !spc_is_printable(cn.value, cn.len)))
                 return SP_ERR_BAD_PAYLOAD;
+        /* Spec §6.2: asking a board without KEYGEN for a new key is an operation it does not support. */
+        if (new_key && !b->keygen)
+                return SP_ERR_UNKNOWN_TYPE;
         if (new_key && b->locked)
                 return SP_ERR_LOCKED;
 
@@ -414,8 +418,6 @@ static int do_lock(struct spb_board *b) {
 
         if (!b->session)
                 return SP_ERR_BAD_STATE;
-        if (!b->ops->lock)
-                return SP_ERR_UNKNOWN_TYPE;
         if (b->locked)
                 return 0;               /* already locked: nothing to do, success */
         if (!b->proved)
@@ -655,13 +657,17 @@ static void handle_frame(struct spb_board *b, const uint8_t *frame, size_t flen)
         /* Anything else overwrites @work, so the old cache is gone from here on. */
         b->have_last = false;
         /* A HELLO always ends the current session; only a good one starts the next. */
-        if (h.type == SP_MSG_HELLO)
+        if (h.type == SP_MSG_HELLO) {
                 b->session = b->proved = false;
+                /* Spec §5.3: the old session's frame limit ends with it; 64 until a HELLO succeeds. */
+                b->peer_max_frame = SP_MAX_FRAME_MIN;
+        }
         if (h.version != SP_PROTO_VERSION) {
                 answer(b, h.type, h.seq, SP_ERR_VERSION, 0, h.type != SP_MSG_HELLO);
                 return;
         }
-        if (!known_type(h.type)) {
+        /* Spec §6.6: a board without LOCK does not know the type, in or out of a session. */
+        if (!known_type(h.type) || (h.type == SP_MSG_LOCK && !b->ops->lock)) {
                 answer(b, h.type, h.seq, SP_ERR_UNKNOWN_TYPE, 0, true);
                 return;
         }
@@ -727,7 +733,7 @@ void spb_reset(struct spb_board *b) {
         b->cobs_code = 0;
         b->cobs_left = 0;
         b->have_last = false;
-        b->session = b->proved = b->locked = false;
+        b->session = b->proved = b->locked = b->keygen = false;
         b->pend_type = 0;               /* a later spb_complete() is ignored */
         b->skip = false;
         /* Until a HELLO says otherwise, assume the smallest station (spec §5.1). */

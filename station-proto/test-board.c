@@ -863,6 +863,55 @@ static void test_response_limits(void **state) {
         assert_int_equal(error_code(&r), SP_ERR_TOO_LARGE);
 }
 
+/* PROTOCOL.md §5.3, §6.2, §6.6 as clarified: a failed HELLO drops the old frame limit,
+ * NEW_KEY=1 without KEYGEN and LOCK without LOCK are operations the board does not support. */
+static void test_spec_clarifications(void **state) {
+        static struct rig g;
+        struct resp r;
+        uint8_t p[512], echo[100];
+        struct sp_tlv_writer w;
+
+        (void)state;
+        rig_init(&g);
+        memset(echo, 0x65, sizeof echo);
+        hello(&g);
+        sp_tlv_writer_init(&w, p, sizeof p);
+        sp_tlv_put(&w, SP_TAG_ECHO, echo, sizeof echo);
+        assert_int_equal(xfer(&g, SP_MSG_PING, p, w.len, &r), SP_MSG_PONG);     /* 4096 in force */
+        /* a HELLO without MAX_FRAME fails: the session and its 4096 are gone, 64 again */
+        sp_tlv_writer_init(&w, p, sizeof p);
+        sp_tlv_put_u8(&w, SP_TAG_PROTO_VERSION, 1);
+        assert_int_equal(xfer(&g, SP_MSG_HELLO, p, w.len, &r), SP_MSG_ERROR);
+        assert_int_equal(error_code(&r), SP_ERR_BAD_PAYLOAD);
+        sp_tlv_writer_init(&w, p, sizeof p);
+        sp_tlv_put(&w, SP_TAG_ECHO, echo, sizeof echo);
+        assert_int_equal(xfer(&g, SP_MSG_PING, p, w.len, &r), SP_MSG_ERROR);
+        assert_int_equal(error_code(&r), SP_ERR_TOO_LARGE);
+
+        /* no KEYGEN: NEW_KEY=1 is refused before the secure element is touched */
+        g.s.caps = SP_CAP_LOCK;
+        hello(&g);
+        sp_tlv_writer_init(&w, p, sizeof p);
+        sp_tlv_put_u8(&w, SP_TAG_NEW_KEY, 1);
+        assert_int_equal(xfer(&g, SP_MSG_GET_CSR, p, w.len, &r), SP_MSG_ERROR);
+        assert_int_equal(error_code(&r), SP_ERR_UNKNOWN_TYPE);
+        assert_int_equal(g.s.n_get_csr, 0);
+        /* with KEYGEN the same request makes a key */
+        g.s.caps = SP_CAP_KEYGEN | SP_CAP_LOCK;
+        hello(&g);
+        assert_int_equal(xfer(&g, SP_MSG_GET_CSR, p, w.len, &r), SP_MSG_CSR);
+        assert_int_equal(g.s.n_get_csr, 1);
+        assert_true(g.s.last_new_key);
+
+        /* no LOCK support: UNKNOWN_TYPE in a session and out of one (not BAD_STATE) */
+        g.ops.lock = NULL;
+        assert_int_equal(xfer(&g, SP_MSG_LOCK, NULL, 0, &r), SP_MSG_ERROR);
+        assert_int_equal(error_code(&r), SP_ERR_UNKNOWN_TYPE);
+        spb_reset(&g.b);
+        assert_int_equal(xfer(&g, SP_MSG_LOCK, NULL, 0, &r), SP_MSG_ERROR);
+        assert_int_equal(error_code(&r), SP_ERR_UNKNOWN_TYPE);
+}
+
 /* A board with exactly sized buffers and guard bytes after each, fed a flood. */
 static void test_buffers_never_overrun(void **state) {
         static uint8_t mem[3][SPB_TX_BUF(128) + 64];
@@ -1338,6 +1387,7 @@ int main(void) {
                 cmocka_unit_test(test_csr_needs_pubkey_and_cert_hash_cb),
                 cmocka_unit_test(test_frame_errors),
                 cmocka_unit_test(test_response_limits),
+                cmocka_unit_test(test_spec_clarifications),
                 cmocka_unit_test(test_buffers_never_overrun),
                 cmocka_unit_test(test_client_board_retransmit),
                 cmocka_unit_test(test_small_tx),

@@ -198,6 +198,7 @@ struct spb_board {
         bool session;
         bool proved;
         bool locked;
+        bool keygen;                    /* IDENT's CAPS had KEYGEN (spec §6.2) */
         uint16_t peer_max_frame;        /* station's MAX_FRAME from HELLO */
         /* asynchronous mode: the request a callback answered SPB_PENDING */
         uint8_t pend_type;              /* 0: none */
