@@ -21,10 +21,8 @@ import json
 import os
 import random
 import re
-import secrets
 import signal
 import socket
-import socketserver
 import ssl
 import subprocess
 import sys
@@ -1044,9 +1042,9 @@ class Fake:
         with self.lock:
             return json.loads(json.dumps(self.reg.dump(), default=sorted))
 
-    def handle(self, method, target, headers, body):
-        """(operation, status, response headers, response body) or raises ApiError. A
-        'drop' outcome is returned as status None."""
+    def handle(self, method, target, headers, body, entry):
+        """(operation, validated input) or raises ApiError; entry (the request's log
+        record) gets the operation as soon as it is known."""
         path, _, query = target.partition("?")
         # Signature first: AWS authenticates before it looks at the request.
         self.verifier.verify(method, target, headers, body)
@@ -1058,6 +1056,7 @@ class Fake:
                                f"{method} is not allowed on {dpath}", reject=True)
             raise ApiError(404, "UnknownOperationException",
                            f"No operation matches {method} {dpath}", reject=True)
+        entry["operation"] = name
         params = self.parse_input(name, labels, fixed_q, query, headers, body, method)
         return name, params
 
@@ -1091,7 +1090,7 @@ class Fake:
                 if not k:
                     raise validation("query string: empty parameter name")
                 pairs.append((k, v))
-            if pairs != sorted(pairs):
+            if pairs != sorted(pairs) and not self.args.lenient_query_order:
                 raise validation("query string: parameters are not sorted by name and value "
                                  "(the fake requires the canonical SigV4 order)")
         fixed = dict(kv.partition("=")[::2] for kv in fixed_q.split("&") if kv)
@@ -1258,8 +1257,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             except ValueError:
                 self.close_connection = True
                 raise validation("bad chunked body")
-            name, params = fake.handle(self.command, self.path, self.headers, body)
-            entry["operation"] = name
+            name, params = fake.handle(self.command, self.path, self.headers, body, entry)
             with fake.lock:
                 bo = fake.stats["by_operation"]
                 bo[name] = bo.get(name, 0) + 1
@@ -1469,6 +1467,9 @@ def parse_args(argv):
     ap.add_argument("--service", action="append",
                     help="signing name accepted in the credential scope (repeatable; "
                          "default iot)")
+    ap.add_argument("--lenient-query-order", action="store_true",
+                    help="accept query parameters in any order (AWS does; botocore and "
+                         "awscli send them in model order)")
     ap.add_argument("--thing-type", action="append", help="a thing type that exists")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--throttle", type=float, default=0.0)
