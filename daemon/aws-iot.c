@@ -782,6 +782,11 @@ int aws_template_expand(const char *tmpl, const struct aws_template_var *vars, s
                                 return snprintf(err, errlen, "${provd:%s} is used but not configured",
                                                 vars[i].name), -EINVAL;
                         v = vars[i].value;
+                        /* Inserted verbatim, inside JSON strings: nothing that would need escaping. */
+                        for (const char *q = v; *q; q++)
+                                if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f || *q == '"' || *q == '\\')
+                                        return snprintf(err, errlen, "the value of ${provd:%s} has a character that "
+                                                        "cannot go into JSON unescaped", vars[i].name), -EINVAL;
                         skip = (size_t)(end - p) + 1;
                 }
                 size_t n = v ? strlen(v) : 1;
