@@ -426,6 +426,11 @@ int aws_http_send(struct aws_http *h, const struct aws_request *req, aws_http_cb
                 return -ENOKEY;
         if (!req->method || req->path[0] != '/' || !cb)
                 return -EINVAL;
+        /* SigV4 for every service but S3 signs the path percent-encoded a
+         * second time (%3A -> %253A); libcurl signs it as sent, so AWS would
+         * answer 403 InvalidSignatureException: refused here instead. */
+        if (strchr(req->path, '%'))
+                return -ENOTSUP;
         c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;

@@ -55,7 +55,9 @@ int aws_http_set_creds(struct aws_http *h, const struct aws_creds *creds);
 /**
  * Sends @req (copied: it may be freed on return). @cb runs exactly once on the
  * loop, never from inside this function. Returns 0, -ENOKEY (no
- * credentials set), -ESHUTDOWN (closing), -ENOMEM, -EIO.
+ * credentials set), -ESHUTDOWN (closing), -ENOTSUP (a path with a
+ * percent-encoded character: AWS signs such a path encoded twice and libcurl
+ * (7.88, checked against the fake) once, so it could only fail), -ENOMEM, -EIO.
  */
 int aws_http_send(struct aws_http *h, const struct aws_request *req, aws_http_cb cb, void *userdata);
 

@@ -111,6 +111,8 @@ int aws_req_create_policy(struct aws_request *ret, const char *policy, const cha
 int aws_req_attach_policy(struct aws_request *ret, const char *policy, const char *target_arn);
 /** Always EXCLUSIVE_THING: a device certificate belongs to one thing. */
 int aws_req_attach_thing_principal(struct aws_request *ret, const char *thing, const char *principal_arn);
+/** The ARN is one path segment, ':' and '/' percent-encoded once, as AWS
+ *  wants it on the wire; aws_http_send() refuses it (-ENOTSUP, see there). */
 int aws_req_list_attached_policies(struct aws_request *ret, const char *target_arn, unsigned page_size);
 int aws_req_get_registration_code(struct aws_request *ret);
 

@@ -22,6 +22,8 @@ struct aws_registrar {
         struct aws_bucket buckets[AWS_OP_MAX];
         struct aws_backoff backoff;
         bool policy_ready;
+        bool policy_inflight;           /* one job's CreatePolicy is out: the others wait for it */
+        struct aws_mar_job *policy_waiters;
 };
 
 static const char *const attr_names[] = { "serial", "model", "firmware", "station", "signer" };
@@ -125,6 +127,7 @@ struct aws_mar_job {
         struct aws_registrar *reg;
         aws_mar_cb cb;
         void *userdata;
+        struct aws_mar_job *next_waiter;
 };
 
 static const char *const mar_step_names[] = {
@@ -311,6 +314,17 @@ static void mar_done(const struct aws_response *resp, void *userdata) {
                         r.cls = AWS_OK;
                         j->step = AWS_MAR_ATTACH_POLICY;
                 }
+                reg->policy_inflight = false;
+                /* The jobs that waited for this call share its outcome (a failure:
+                 * they retry, and one of them sends CreatePolicy again). */
+                for (struct aws_mar_job *w = TAKE_PTR(reg->policy_waiters), *next; w; w = next) {
+                        next = w->next_waiter;
+                        w->next_waiter = NULL;
+                        if (r.cls == AWS_OK)
+                                w->step = AWS_MAR_ATTACH_POLICY;
+                        w->busy = false;
+                        w->cb(w, &r, w->userdata);
+                }
                 break;
         case AWS_MAR_ATTACH_POLICY:
                 if (r.cls == AWS_OK)
@@ -364,6 +378,16 @@ int aws_mar_step(struct aws_registrar *reg, struct aws_mar_job *j, aws_mar_cb cb
         case AWS_MAR_CREATE_POLICY:
                 if (!reg->policy_name || !reg->policy_document)
                         return -EINVAL;
+                if (reg->policy_inflight) {
+                        /* Once per registrar: wait for the call already out (completed from mar_done()). */
+                        j->reg = reg;
+                        j->cb = cb;
+                        j->userdata = userdata;
+                        j->busy = true;
+                        j->next_waiter = reg->policy_waiters;
+                        reg->policy_waiters = j;
+                        return 0;
+                }
                 r = aws_req_create_policy(&req, reg->policy_name, reg->policy_document);
                 break;
         case AWS_MAR_ATTACH_POLICY:
@@ -387,6 +411,8 @@ int aws_mar_step(struct aws_registrar *reg, struct aws_mar_job *j, aws_mar_cb cb
         if (r < 0)
                 return r;
         j->busy = true;
+        if (j->step == AWS_MAR_CREATE_POLICY)
+                reg->policy_inflight = true;
         return 0;
 }
 
