@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 import urllib.request
 import uuid
@@ -564,6 +565,26 @@ class Operations:
         c["customerVersion"] += 1
         return {}
 
+    def DeleteCertificate(self, p):
+        reg = self.reg
+        c = self._cert(p["certificateId"])
+        if c["status"] not in ("INACTIVE", "REVOKED"):
+            raise ApiError(406, "CertificateStateException",
+                           "The certificate must be deactivated before deletion")
+        arn = c["certificateArn"]
+        if any(pr == arn for _, pr in reg.thing_principals):
+            raise ApiError(409, "DeleteConflictException",
+                           "Things must be detached before deletion (arn: " + arn + ")")
+        attached = [n for n, ts in reg.policy_targets.items() if arn in ts]
+        if attached and not p.get("forceDelete"):
+            raise ApiError(409, "DeleteConflictException",
+                           "Certificate policies must be detached before deletion (arn: " +
+                           arn + ")")
+        for n in attached:
+            reg.policy_targets[n].discard(arn)
+        del reg.certs[c["certificateId"]]
+        return {}
+
     def ListCertificates(self, p):
         items = sorted(self.reg.certs.values(), key=lambda c: c["seq"],
                        reverse=not p.get("ascendingOrder", False))
@@ -630,6 +651,62 @@ class Operations:
             t["thingTypeName"] = ttype
         reg.things[name] = t
         return {"thingName": name, "thingArn": arn, "thingId": t["thingId"]}
+
+    def UpdateThing(self, p):
+        reg = self.reg
+        t = self._thing(p["thingName"])
+        if p.get("expectedVersion") is not None and p["expectedVersion"] != t["version"]:
+            raise ApiError(409, "VersionConflictException",
+                           f"The version of thing {t['thingName']} is {t['version']}, not "
+                           f"{p['expectedVersion']}")
+        ttype = p.get("thingTypeName")
+        if ttype is not None and p.get("removeThingType"):
+            raise ApiError(400, "InvalidRequestException",
+                           "thingTypeName and removeThingType cannot both be given")
+        if ttype is not None and ttype not in reg.thing_types:
+            raise ApiError(404, "ResourceNotFoundException", f"Thing type {ttype} does not exist")
+        ap = p.get("attributePayload")
+        if ap is not None:
+            attrs = ap.get("attributes") or {}
+            if ap.get("merge"):
+                # With merge, an empty value removes that attribute.
+                for k, v in attrs.items():
+                    if v == "":
+                        t["attributes"].pop(k, None)
+                    else:
+                        t["attributes"][k] = v
+            else:
+                t["attributes"] = {k: v for k, v in attrs.items() if v != ""}
+        if ttype is not None:
+            t["thingTypeName"] = ttype
+        if p.get("removeThingType"):
+            t.pop("thingTypeName", None)
+        t["version"] += 1
+        return {}
+
+    def DeleteThing(self, p):
+        reg = self.reg
+        t = reg.things.get(p["thingName"])
+        if t is None:
+            return {}  # AWS: deleting a thing that does not exist succeeds
+        if p.get("expectedVersion") is not None and p["expectedVersion"] != t["version"]:
+            raise ApiError(409, "VersionConflictException",
+                           f"The version of thing {t['thingName']} is {t['version']}")
+        if any(th == t["thingName"] for th, _ in reg.thing_principals):
+            raise ApiError(400, "InvalidRequestException",
+                           f"Cannot delete thing {t['thingName']}: principals are attached")
+        del reg.things[t["thingName"]]
+        return {}
+
+    def DescribeEndpoint(self, p):
+        et = p.get("endpointType") or "iot:Data"
+        sub = {"iot:Data": "", "iot:Data-ATS": "-ats", "iot:CredentialProvider": ".credentials",
+               "iot:Jobs": ".jobs"}.get(et)
+        if sub is None:
+            raise ApiError(400, "InvalidRequestException", f"Unknown endpointType {et}")
+        pre = hashlib.sha256(self.reg.account.encode()).hexdigest()[:14]
+        host = f"{pre}{sub}.iot.{self.reg.region}.amazonaws.com"
+        return {"endpointAddress": host}
 
     def _thing(self, name):
         t = self.reg.things.get(name)
@@ -751,6 +828,23 @@ class Operations:
         self.reg.policy_targets.setdefault(p["policyName"], set()).add(target)
         return {}
 
+    def DetachPolicy(self, p):
+        self._policy(p["policyName"])
+        self.reg.policy_targets.get(p["policyName"], set()).discard(p["target"])
+        return {}
+
+    def DeletePolicy(self, p):
+        pol = self._policy(p["policyName"])
+        if self.reg.policy_targets.get(p["policyName"]):
+            raise ApiError(409, "DeleteConflictException",
+                           f"The policy {p['policyName']} is attached to targets")
+        if len(pol["versions"]) > 1:
+            raise ApiError(409, "DeleteConflictException",
+                           "Cannot delete a policy with non-default versions")
+        del self.reg.policies[p["policyName"]]
+        self.reg.policy_targets.pop(p["policyName"], None)
+        return {}
+
     def ListAttachedPolicies(self, p):
         target = p["target"]
         names = sorted(n for n, ts in self.reg.policy_targets.items() if target in ts)
@@ -793,6 +887,11 @@ class Operations:
             raise ApiError(400, "InvalidRequestException",
                            f"Principal {principal} is already attached to {thing} as {mine}")
         reg.thing_principals[(thing, principal)] = ptype
+        return {}
+
+    def DetachThingPrincipal(self, p):
+        thing = self._thing(p["thingName"])["thingName"]
+        self.reg.thing_principals.pop((thing, p["principal"]), None)
         return {}
 
     def ListThingPrincipals(self, p):
@@ -913,12 +1012,23 @@ class Verifier:
         sts = signer.string_to_sign(req, creq)
         want = signer.signature(sts, req)
         if not hmac.compare_digest(want, sig):
+            # Name the one mistake clients commonly make: the path encoded only once in
+            # the canonical request, as for S3 (libcurl's CURLOPT_AWS_SIGV4 up to at least
+            # 7.88 does this for every service).
+            once = _ReceivedSigV4(creds, service, region, hdrs, single_encode=True)
+            c1 = once.canonical_request(req)
+            hint = ""
+            if c1 != creq and hmac.compare_digest(once.signature(
+                    once.string_to_sign(req, c1), req), sig):
+                hint = (" [aws-iot-fake: the signature matches a canonical URI encoded only "
+                        "once, as for S3; for this service SigV4 encodes the already "
+                        "percent-encoded path again (%3A -> %253A)]")
             raise ApiError(403, "InvalidSignatureException",
                            "The request signature we calculated does not match the signature "
                            "you provided. Check your AWS Secret Access Key and signing method. "
                            "Consult the service documentation for details.\n\nThe Canonical "
                            "String for this request should have been\n'" + creq +
-                           "'\n\nThe String-to-Sign should have been\n'" + sts + "'\n",
+                           "'\n\nThe String-to-Sign should have been\n'" + sts + "'\n" + hint,
                            reject=True)
 
 
@@ -927,12 +1037,18 @@ def _make_signer_class():
         """SigV4Auth over a received request: exactly the headers the client listed in
         SignedHeaders, the body as received."""
 
-        def __init__(self, creds, service, region, hdrs):
+        def __init__(self, creds, service, region, hdrs, single_encode=False):
             super().__init__(creds, service, region)
             self._hdrs = hdrs
+            self._single = single_encode
 
         def headers_to_sign(self, request):
             return self._hdrs
+
+        def _normalize_url_path(self, path):
+            if self._single:
+                return path
+            return super()._normalize_url_path(path)
 
     return ReceivedSigV4
 
@@ -1285,7 +1401,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             fake.record(entry, False)
             self.answer(200, {"Content-Type": "application/json", "x-amzn-RequestId": reqid},
                         data)
-        except ApiError as err:
+        except OSError:
+            # The client went away (or a drop fault): nothing to answer.
+            self.close_connection = True
+        except Exception as exc:  # noqa: BLE001 - a bug in the fake must not pass silently
+            if not isinstance(exc, ApiError):
+                err = ApiError(500, "InternalFailureException",
+                               "aws-iot-fake internal error: " + traceback.format_exc(),
+                               reject=True)
+                entry["fake_internal_error"] = True
+            else:
+                err = exc
             entry.update(status=err.status, code=err.code, message=err.message[:2000])
             if err.reject:
                 entry["headers"] = {k.lower(): v for k, v in self.headers.items()
@@ -1495,6 +1621,8 @@ def main(argv=None):
     paths = make_certs(args.dir, args.host)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    # HTTP/1.1 only: a client offering h2 in ALPN falls back to it, as it must.
+    ctx.set_alpn_protocols(["http/1.1"])
     ctx.load_cert_chain(paths["cert"], paths["key"])
     family = socket.AF_INET6 if ":" in args.bind else socket.AF_INET
     fake = Fake(args)

@@ -120,7 +120,8 @@ class Raw:
         self.conn = None
 
     def send(self, method, target, body=b"", headers=None, sign=True, secret=None,
-             access_key=None, service="iot", region=None, token="default", date=None):
+             access_key=None, service="iot", region=None, token="default", date=None,
+             signer_cls=botocore.auth.SigV4Auth):
         hdrs = dict(headers or {})
         hdrs["Host"] = self.host
         if sign:
@@ -130,7 +131,7 @@ class Raw:
                 self.fake.info["session_token"] if token == "default" else token)
             req = botocore.awsrequest.AWSRequest(method=method, url="https://" + self.host +
                                                  target, data=body, headers=hdrs)
-            signer = botocore.auth.SigV4Auth(creds, service, region or self.fake.info["region"])
+            signer = signer_cls(creds, service, region or self.fake.info["region"])
             if date is not None:
                 # Sign as of another time: botocore reads utcnow() in add_auth.
                 real = botocore.auth.datetime.datetime
@@ -162,6 +163,13 @@ class Raw:
     def close(self):
         if self.conn:
             self.conn.close()
+
+
+class SigV4EncodedOnce(botocore.auth.SigV4Auth):
+    """The path put in the canonical request as sent, not encoded again (S3's rule)."""
+
+    def _normalize_url_path(self, path):
+        return path
 
 
 def error_code(headers, data):
@@ -420,6 +428,59 @@ def test_botocore_exclusive_and_reuse(fake, ids):
           f"{after['connections'] - before['connections']} new connection(s)")
 
 
+def test_more_ops(fake, ids):
+    """UpdateThing, DescribeEndpoint and the detach/delete operations, with botocore."""
+    c = boto_client(fake)
+
+    def code_of(fn, **kw):
+        try:
+            fn(**kw)
+        except botocore.exceptions.ClientError as e:
+            return e.response["Error"]["Code"]
+        return None
+
+    c.update_thing(thingName="dev-0001", attributePayload={
+        "attributes": {"batch": "", "line": "L2"}, "merge": True})
+    t = c.describe_thing(thingName="dev-0001")
+    check(t["attributes"] == {"serial": "0001", "line": "L2"} and t["version"] == 2, f"{t}")
+    check(code_of(c.update_thing, thingName="dev-0001", expectedVersion=1,
+                  attributePayload={"attributes": {}}) == "VersionConflictException", "version")
+    c.update_thing(thingName="dev-0001", thingTypeName="provd-board",
+                   attributePayload={"attributes": {"serial": "0001"}})
+    t = c.describe_thing(thingName="dev-0001")
+    check(t["attributes"] == {"serial": "0001"} and t["thingTypeName"] == "provd-board", f"{t}")
+    check(code_of(c.update_thing, thingName="nope") == "ResourceNotFoundException", "404")
+    ep = c.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+    check(ep.endswith("-ats.iot.eu-west-1.amazonaws.com"), ep)
+
+    # A certificate cannot go while active, attached to a thing, or (without force)
+    # to a policy; detaching clears the way.
+    arn, cid = ids["self_arn"], ids["self_id"]
+    check(code_of(c.delete_certificate, certificateId=cid) == "CertificateStateException", "")
+    c.update_certificate(certificateId=cid, newStatus="INACTIVE")
+    check(code_of(c.delete_certificate, certificateId=cid) == "DeleteConflictException", "thing")
+    check(code_of(c.delete_thing, thingName="dev-0002") == "InvalidRequestException", "")
+    c.detach_thing_principal(thingName="dev-0002", principal=arn)
+    check(c.list_thing_principals(thingName="dev-0002")["principals"] == [], "detached")
+    c.attach_policy(policyName="provd-device", target=arn)
+    check(code_of(c.delete_policy, policyName="provd-device") == "DeleteConflictException", "")
+    check(code_of(c.delete_certificate, certificateId=cid) == "DeleteConflictException", "pol")
+    c.detach_policy(policyName="provd-device", target=arn)
+    c.delete_certificate(certificateId=cid)
+    check(cid not in fake.state()["certificates"], "certificate deleted")
+    c.delete_thing(thingName="dev-0002")
+    c.delete_thing(thingName="dev-0002")  # AWS: absent is fine
+    check("dev-0002" not in fake.state()["things"], "thing deleted")
+    c.create_policy_version(policyName="provd-device", setAsDefault=True, policyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*",
+                                                 "Resource": "*"}]}))
+    check(c.get_policy(policyName="provd-device")["defaultVersionId"] == "2", "version 2")
+    check([v["versionId"] for v in c.list_policy_versions(policyName="provd-device")
+           ["policyVersions"]] == ["2", "1"], "versions")
+    fake.assert_no_rejections()
+    print("ok UpdateThing, DescribeEndpoint, detach and delete")
+
+
 def expect_reject(fake, raw, what, status, code, *args, **kw):
     n = len(fake.rejections())
     st, h, data = raw.send(*args, **kw)
@@ -452,6 +513,10 @@ def test_rejections(fake):
                   "GET", "/things/dev-0001", sign=False)
     expect_reject(fake, raw, "a wrongly signed request", 403, "InvalidSignatureException",
                   "GET", "/things/dev-0001", secret="not-the-secret")
+    expect_reject(fake, raw, "a path encoded once in the canonical request", 403,
+                  "InvalidSignatureException", "POST", "/attached-policies/" + enc,
+                  signer_cls=SigV4EncodedOnce)
+    check("encoded only once" in fake.rejections()[-1]["message"], "no hint for S3-style path")
     expect_reject(fake, raw, "an unknown access key", 403, "UnrecognizedClientException",
                   "GET", "/things/dev-0001", access_key="AKIDNOTKNOWN")
     expect_reject(fake, raw, "a body changed after signing", 403, "InvalidSignatureException",
@@ -498,7 +563,7 @@ def test_rejections(fake):
     expect_reject(fake, raw, "an operation the model does not have", 404,
                   "UnknownOperationException", "GET", "/no-such-thing")
     raw.close()
-    check(len(fake.rejections()) == 21, f"{len(fake.rejections())} rejections recorded")
+    check(len(fake.rejections()) == 22, f"{len(fake.rejections())} rejections recorded")
     fake.clear_rejections()
 
 
@@ -632,6 +697,7 @@ def main():
                          thing_type=["provd-board"], seed=1) as fake:
             ids = test_operations_with_awscli(fake, work)
             test_botocore_exclusive_and_reuse(fake, ids)
+            test_more_ops(fake, ids)
             test_rejections(fake)
             test_faults(fake)
         test_session_token_v6(work)
