@@ -363,6 +363,12 @@ def cert_id(cert):
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
 
 
+def spki_hash(cert):
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    return hashlib.sha256(cert.public_key().public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+
+
 def validity(cert):
     return {"notBefore": cert.not_valid_before.replace(tzinfo=datetime.timezone.utc).timestamp(),
             "notAfter": cert.not_valid_after.replace(tzinfo=datetime.timezone.utc).timestamp()}
@@ -420,14 +426,15 @@ class Operations:
             raise ApiError(409, "ResourceAlreadyExistsException",
                            "The CA certificate is already registered",
                            resourceId=cid, resourceArn=arn)
-        if mode != "SNI_ONLY":
+        spki = spki_hash(ca)
+        if p.get("setAsActive"):
+            # AWS keeps one ACTIVE CA certificate per subject and key in an account.
             for other in reg.cas.values():
-                if other["certificateMode"] != "SNI_ONLY" and other["subject"] == \
-                        ca.subject.rfc4514_string() and other["status"] == "ACTIVE" \
-                        and p.get("setAsActive"):
+                if other["status"] == "ACTIVE" and other["spki"] == spki and \
+                        other["subject"] == ca.subject.rfc4514_string():
                     raise ApiError(409, "ResourceAlreadyExistsException",
-                                   "An active CA certificate with the same subject exists",
-                                   resourceId=other["certificateId"],
+                                   "An active CA certificate with the same subject and key "
+                                   "is registered", resourceId=other["certificateId"],
                                    resourceArn=other["certificateArn"])
         t = now_ts()
         reg.cas[cid] = {
@@ -438,7 +445,7 @@ class Operations:
             "generationId": str(uuid.uuid4()),
             "autoRegistrationStatus": "ENABLE" if p.get("allowAutoRegistration") else "DISABLE",
             "validity": validity(ca), "certificateMode": mode,
-            "subject": ca.subject.rfc4514_string(),
+            "subject": ca.subject.rfc4514_string(), "spki": spki,
             "registrationConfig": p.get("registrationConfig") or {},
             "seq": reg.next_seq(),
         }
@@ -1103,12 +1110,14 @@ class Fake:
                        "drop": args.drop, "drop_after": args.drop_after,
                        "delay_ms": args.delay_ms, "delay_fraction": 1.0,
                        "throttle_next": 0, "error500_next": 0, "drop_next": 0,
-                       "drop_after_next": 0, "ops": None,
+                       "drop_after_next": 0, "ops": None, "rate_limits": {},
                        "error_mode": args.error_mode}
         self.stats = {"connections": 0, "requests": 0, "open_connections": 0,
                       "by_operation": {}, "faults": {}}
         self.rejections = []
         self.log = []
+        self.buckets = {}
+        self.faults["rate_limits"] = dict(args.rate_limit)
         for tt in args.thing_type or []:
             self.ops.CreateThingType({"thingTypeName": tt})
 
@@ -1120,10 +1129,30 @@ class Fake:
             if rejected:
                 self.rejections.append(entry)
 
+    def over_rate(self, op):
+        """AWS's per-API request rate: a token bucket per operation (burst = rate) for
+        each operation named in rate_limits ('*': every other operation), burst
+        max(1, rate)."""
+        limits = self.faults["rate_limits"]
+        rate = limits.get(op, limits.get("*"))
+        if not rate:
+            return False
+        now = time.monotonic()
+        burst = max(1.0, float(rate))
+        tokens, last = self.buckets.get(op, (burst, now))
+        tokens = min(burst, tokens + (now - last) * rate)
+        if tokens < 1.0:
+            self.buckets[op] = (tokens, now)
+            return True
+        self.buckets[op] = (tokens - 1.0, now)
+        return False
+
     def pick_fault(self, op):
         """One fault or None for this call, drawn from the seeded generator."""
         with self.lock:
             f = self.faults
+            if self.over_rate(op):
+                return "rate_limit", 0.0
             if f["ops"] is not None and op not in f["ops"]:
                 return None, 0.0
             delay = 0.0
@@ -1151,6 +1180,11 @@ class Fake:
                     raise ValueError(f"unknown fault setting {k}")
                 if k == "error_mode" and v not in ERROR_MODES:
                     raise ValueError(f"error_mode must be one of {ERROR_MODES}")
+                if k == "rate_limits":
+                    if not isinstance(v, dict) or not all(
+                            isinstance(r, (int, float)) and r > 0 for r in v.values()):
+                        raise ValueError("rate_limits is {operation or '*': requests/s > 0}")
+                    self.buckets.clear()
                 self.faults[k] = v
             return dict(self.faults)
 
@@ -1387,7 +1421,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if fault == "drop":
                 fake.record({**entry, "status": None}, False)
                 return self.drop()
-            if fault == "throttle":
+            if fault in ("throttle", "rate_limit"):
                 raise ApiError(400, "ThrottlingException", "Rate exceeded")
             if fault == "error500":
                 raise ApiError(500, "InternalFailureException",
@@ -1604,11 +1638,27 @@ def parse_args(argv):
     ap.add_argument("--drop-after", type=float, default=0.0)
     ap.add_argument("--delay-ms", type=int, default=0)
     ap.add_argument("--error-mode", default="json", choices=ERROR_MODES)
+    ap.add_argument("--rate-limit", action="append", default=[], metavar="OP=N",
+                    help="at most N requests/s to OP ('*' for every operation), as AWS's "
+                         "per-API limits; more are ThrottlingException")
+    ap.add_argument("--exit-on-stdin-eof", action="store_true",
+                    help="stop when standard input closes (a parent that dies takes the "
+                         "fake with it)")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args(argv)
     for f in ("throttle", "error500", "drop", "drop_after"):
         if not 0.0 <= getattr(a, f) <= 1.0:
             ap.error(f"--{f} is a fraction between 0 and 1")
+    limits = {}
+    for item in a.rate_limit:
+        op, _, n = item.partition("=")
+        try:
+            limits[op] = float(n)
+        except ValueError:
+            ap.error(f"--rate-limit {item}: not OP=N")
+        if not op or limits[op] <= 0:
+            ap.error(f"--rate-limit {item}: not OP=N with N > 0")
+    a.rate_limit = limits
     return a
 
 
@@ -1651,6 +1701,12 @@ def main(argv=None):
     signal.signal(signal.SIGINT, lambda *a: stop.set())
     for s in (srv, adm):
         threading.Thread(target=s.serve_forever, daemon=True).start()
+    if args.exit_on_stdin_eof:
+        def watch():
+            while os.read(0, 4096):
+                pass
+            stop.set()
+        threading.Thread(target=watch, daemon=True).start()
     stop.wait()
     srv.shutdown()
     adm.shutdown()
@@ -1670,7 +1726,8 @@ class FakeProcess:
         info_path = os.path.join(d, "fake.json")
         if os.path.exists(info_path):
             os.unlink(info_path)
-        cmd = [python, os.path.join(HERE, "aws_iot_fake.py"), "--dir", d]
+        # The fake's stdin is a pipe from this process: if the test dies, the fake goes.
+        cmd = [python, os.path.join(HERE, "aws_iot_fake.py"), "--dir", d, "--exit-on-stdin-eof"]
         for k, v in opts.items():
             flag = "--" + k.replace("_", "-")
             if isinstance(v, bool):
@@ -1682,7 +1739,8 @@ class FakeProcess:
             elif v is not None:
                 cmd += [flag, str(v)]
         self.log = open(os.path.join(d, "fake.log"), "w")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=self.log)
         deadline = time.monotonic() + 30
         while not os.path.exists(info_path):
             if self.proc.poll() is not None:
@@ -1741,6 +1799,9 @@ class FakeProcess:
                                  json.dumps(r, indent=1)[:8000])
 
     def stop(self):
+        if self.proc.stdin:
+            self.proc.stdin.close()
+            self.proc.stdin = None
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

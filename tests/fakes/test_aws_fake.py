@@ -653,6 +653,16 @@ def test_faults(fake):
     check(a.count(200) not in (0, 30) and 400 in a and 500 in a, f"fractions not applied: {a}")
     print(f"ok seeded faults: {a.count(400)} throttled, {a.count(500)} failed of 30, twice")
 
+    # Per-operation rate limit: at 0.01/s the first call passes and the next (well
+    # within 100 s) is throttled; other operations are not limited.
+    fake.set_faults(rate_limits={"DescribeThing": 0.01})
+    st1, _, _ = raw.send("GET", "/things/dev-0001")
+    st2, h, data = raw.send("GET", "/things/dev-0001")
+    st3, _, _ = raw.send("GET", "/things")
+    fake.set_faults(rate_limits={})
+    check((st1, st2, st3) == (200, 400, 200) and error_code(h, data) == "ThrottlingException",
+          f"rate limit: {st1} {st2} {st3}")
+
     # Delay (measured, not asserted: only that the answer still comes).
     fake.set_faults(delay_ms=200)
     st, _, _ = raw.send("GET", "/things/dev-0001")
