@@ -52,6 +52,7 @@ ERROR_MODES = ("json", "notype", "noheader", "html", "empty")
 UNRESERVED = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 HEX = set("0123456789ABCDEFabcdef")
 DOUBLE_ENC = re.compile(r"%[0-9A-Fa-f]{2}")
+HOST_RE = re.compile(r"([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 
 
 def _load_deps():
@@ -1089,7 +1090,13 @@ def check_encoding(raw, what, allow_slash):
             i += 1
             continue
         raise validation(f"{what}: character {c!r} must be percent-encoded")
-    dec = urllib.parse.unquote(raw, errors="strict")
+    try:
+        dec = urllib.parse.unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise validation(f"{what}: percent-encoded bytes are not UTF-8")
+    if allow_slash and any(seg in ("", ".", "..") for seg in raw.split("/")[1:]):
+        # The canonical request normalises these away; a client should not send them.
+        raise validation(f"{what}: empty, '.' or '..' segment in '{raw[:80]}'")
     if DOUBLE_ENC.search(dec):
         raise validation(f"{what}: value is percent-encoded twice ('{raw[:80]}')")
     return dec
@@ -1196,6 +1203,11 @@ class Fake:
         """(operation, validated input) or raises ApiError; entry (the request's log
         record) gets the operation as soon as it is known."""
         path, _, query = target.partition("?")
+        host = headers.get("host")
+        if host is None or not HOST_RE.fullmatch(host):
+            raise validation(f"Host header {host!r} is not a host[:port]")
+        if not path.startswith("/"):
+            raise validation(f"request target {target[:80]!r} is not a path")
         # Signature first: AWS authenticates before it looks at the request.
         self.verifier.verify(method, target, headers, body)
         dpath = check_encoding(path, "path", True)
@@ -1343,7 +1355,6 @@ def error_parts(err, mode, reqid):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    timeout = 30
 
     def version_string(self):
         return "aws-iot-fake"
@@ -1353,6 +1364,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             sys.stderr.write("aws-iot-fake: " + (fmt % a) + "\n")
 
     def setup(self):
+        # Idle keep-alive connections are closed after this long, as AWS's are.
+        self.timeout = self.server.fake.args.idle_timeout
         super().setup()
         fake = self.server.fake
         with fake.lock:
@@ -1644,6 +1657,8 @@ def parse_args(argv):
     ap.add_argument("--exit-on-stdin-eof", action="store_true",
                     help="stop when standard input closes (a parent that dies takes the "
                          "fake with it)")
+    ap.add_argument("--idle-timeout", type=float, default=30.0,
+                    help="seconds before an idle connection is closed by the fake")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args(argv)
     for f in ("throttle", "error500", "drop", "drop_after"):

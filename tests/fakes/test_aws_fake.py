@@ -560,17 +560,20 @@ def test_rejections(fake):
                   "GET", "/things?attributeName=a%253Ab")
     expect_reject(fake, raw, "an unencoded ':' in the path", 400, "ValidationException",
                   "POST", "/attached-policies/" + arn.replace("/", "%2F"))
+    expect_reject(fake, raw, "a '..' segment in the path", 400, "ValidationException",
+                  "GET", "/things/x/../dev-0001")
     expect_reject(fake, raw, "an operation the model does not have", 404,
                   "UnknownOperationException", "GET", "/no-such-thing")
     raw.close()
-    check(len(fake.rejections()) == 22, f"{len(fake.rejections())} rejections recorded")
+    check(len(fake.rejections()) == 23, f"{len(fake.rejections())} rejections recorded")
     fake.clear_rejections()
 
 
 def test_session_token_v6(work):
     """A fake with a session token, on ::1: the token must come in x-amz-security-token.
     (awscli takes no IPv6 literal in --endpoint-url, so hand-built requests here.)"""
-    with FakeProcess(os.path.join(work, "tok"), bind="::1", session_token="tok-123") as fake:
+    with FakeProcess(os.path.join(work, "tok"), bind="::1", session_token="tok-123",
+                     idle_timeout=0.5) as fake:
         raw = Raw(fake)
         raw.host = f"[::1]:{fake.info['port']}"
         st, _, data = raw.send("GET", "/things")
@@ -582,8 +585,17 @@ def test_session_token_v6(work):
         # Only 'iot' by default: Debian's botocore signing name is refused.
         expect_reject(fake, raw, "the execute-api scope on a default fake", 403,
                       "InvalidSignatureException", "GET", "/things", service="execute-api")
+        # The fake closes an idle connection (a client must reconnect): wait for EOF.
+        st, _, _ = raw.send("GET", "/things")
+        check(st == 200 and raw.conn is not None, "kept-alive connection")
+        raw.conn.sock.settimeout(60)
+        try:
+            eof = raw.conn.sock.recv(1) == b""
+        except (ssl.SSLEOFError, ConnectionResetError):
+            eof = True
+        check(eof, "idle connection not closed by the fake")
         raw.close()
-        print("ok session token on ::1")
+        print("ok session token on ::1, idle connection closed by the fake")
 
 
 def test_lenient(work):
