@@ -790,6 +790,12 @@ int conf_validate(const struct conf *c, char *err, size_t errlen) {
                 snprintf(err, errlen, "[timeouts] keygen_ms must be at least response_ms");
                 return -EINVAL;
         }
+        if (c->aws.mode == AWS_MODE_JITP && c->thing_name == THING_NAME_SKI) {
+                /* JITP names the thing from the certificate's subject; the SKI is not in it. */
+                snprintf(err, errlen, "[aws] mode = jitp names things from the certificate CN: "
+                         "[profile] thing_name = ski needs mode = mar");
+                return -EINVAL;
+        }
         return validate_aws(&c->aws, err, errlen);
 }
 

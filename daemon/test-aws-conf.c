@@ -89,6 +89,8 @@ static void test_refused(void **state) {
                 { "mode = mar\nendpoint = iot.eu-west-1.amazonaws.com\npolicy_template = /p\n"
                   "thing_attributes = serial model firmware station\n", "3 attributes" },
                 { "mode = jitp\nendpoint = iot.eu-west-1.amazonaws.com\n", "jitp_template and jitp_role_arn" },
+                { "mode = jitp\nendpoint = iot.eu-west-1.amazonaws.com\njitp_template = /t\n"
+                  "jitp_role_arn = arn:aws:iam::1:role/r\n[profile]\nthing_name = ski\n", "names things from the certificate CN" },
                 { "mode = jitr\nendpoint = iot.eu-west-1.amazonaws.com\njitp_template = /t\n", "for mode = jitp" },
                 { "mode = jitr\nendpoint = iot.eu-west-1.amazonaws.com\nregister_with_ca = yes\n", "for mode = mar" },
                 { "mode = mar\nendpoint = iot.eu-west-1.amazonaws.com\npolicy_template = /p\nsni_only = yes\n",

@@ -33,16 +33,18 @@ POLICY = """{
 }
 """
 
+# As docs/AWS.md: provd's certificates carry CN = the board serial and no subject
+# serialNumber, so the template takes the thing name and the serial attribute from the CN.
 JITP = """{
   "Parameters": {
     "AWS::IoT::Certificate::CommonName": {"Type": "String"},
-    "AWS::IoT::Certificate::SerialNumber": {"Type": "String"},
     "AWS::IoT::Certificate::Id": {"Type": "String"}
   },
   "Resources": {
     "thing": {"Type": "AWS::IoT::Thing", "Properties": {
       "ThingName": {"Ref": "AWS::IoT::Certificate::CommonName"},
-      "AttributePayload": {"serial": {"Ref": "AWS::IoT::Certificate::SerialNumber"}}}},
+      "AttributePayload": {"serial": {"Ref": "AWS::IoT::Certificate::CommonName"},
+                           "station": "${provd:station}"}}},
     "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {
       "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"}},
     "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": "${provd:policy}"}}
@@ -318,6 +320,7 @@ def test_jitp():
         check(body["Resources"]["policy"]["Properties"]["PolicyName"] == "provd-device", f"{body}")
         check(body["Resources"]["thing"]["Properties"]["ThingName"] == {"Ref": "AWS::IoT::Certificate::CommonName"},
               f"{body}")
+        check(body["Resources"]["thing"]["Properties"]["AttributePayload"]["station"] == "aws-jitp", f"{body}")
     finally:
         close(env)
 
