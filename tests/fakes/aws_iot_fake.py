@@ -521,6 +521,12 @@ class Operations:
     def RegisterCertificate(self, p):
         cert = load_cert(p["certificatePem"], "certificate")
         cands = list(self.reg.cas.values())
+        same = [c for c in cands if c["subject"] == cert.issuer.rfc4514_string()]
+        if len(same) > 1 and not p.get("caCertificatePem"):
+            # AWS: with several CA certificates of one subject, the request must name it.
+            raise ApiError(400, "CertificateValidationException",
+                           "More than one registered CA certificate has the issuer's subject; "
+                           "caCertificatePem must say which signed this certificate")
         if p.get("caCertificatePem"):
             given = cert_id(load_cert(p["caCertificatePem"], "CA certificate"))
             cands = [c for c in cands if c["certificateId"] == given]

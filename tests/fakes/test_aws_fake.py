@@ -375,7 +375,8 @@ def test_operations_with_awscli(fake, work):
     check(st["policies"]["provd-device"]["defaultVersionId"] == "1", "policy version")
     fake.assert_no_rejections()
     print(f"ok awscli: {cli.calls} calls, state as expected, no rejections")
-    return {"dev_arn": dev_arn, "self_arn": self_arn, "self_id": self_id}
+    return {"dev_arn": dev_arn, "self_arn": self_arn, "self_id": self_id, "ca": ca,
+            "ca_key": ca_key, "code": code}
 
 
 def test_botocore_exclusive_and_reuse(fake, ids):
@@ -477,8 +478,23 @@ def test_more_ops(fake, ids):
     check(c.get_policy(policyName="provd-device")["defaultVersionId"] == "2", "version 2")
     check([v["versionId"] for v in c.list_policy_versions(policyName="provd-device")
            ["policyVersions"]] == ["2", "1"], "versions")
+    # A second CA of the same subject (another key): RegisterCertificate must then be
+    # told which CA signed.
+    k2 = newkey()
+    ca2 = make_cert("provd test CA", k2, ca=True)
+    c.register_ca_certificate(caCertificate=pem(ca2), setAsActive=True,
+                              verificationCertificate=pem(make_cert(ids["code"], newkey(),
+                                                                    ca2, k2)))
+    dev = make_cert("dev-0009", newkey(), ids["ca"], ids["ca_key"])
+    check(code_of(c.register_certificate, certificatePem=pem(dev)) ==
+          "CertificateValidationException", "ambiguous CA accepted")
+    check(code_of(c.register_certificate, certificatePem=pem(dev), caCertificatePem=pem(ca2))
+          == "CertificateValidationException", "signed by the other CA's key?")
+    out = c.register_certificate(certificatePem=pem(dev), caCertificatePem=pem(ids["ca"]))
+    check(fake.state()["certificates"][out["certificateId"]]["caCertificateId"] ==
+          der_id(ids["ca"]), "CA of the registered certificate")
     fake.assert_no_rejections()
-    print("ok UpdateThing, DescribeEndpoint, detach and delete")
+    print("ok UpdateThing, DescribeEndpoint, detach and delete, CA disambiguation")
 
 
 def expect_reject(fake, raw, what, status, code, *args, **kw):
