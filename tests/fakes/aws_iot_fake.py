@@ -83,7 +83,10 @@ class ApiError(Exception):
 
 
 def validation(msg):
-    return ApiError(400, "ValidationException", msg, reject=True)
+    """A request the model (or SigV4's canonical form) does not allow. AWS IoT answers
+    these 400 InvalidRequestException ("1 validation error detected: ..."), which all
+    but four parameterless operations of its 2015-05-28 API list."""
+    return ApiError(400, "InvalidRequestException", msg, reject=True)
 
 
 def now_ts():
@@ -172,7 +175,8 @@ class Model:
             if not isinstance(value, str):
                 raise validation(f"{where}: expected a string")
             if "enum" in shape and value not in shape["enum"]:
-                raise validation(f"Value '{value}' at '{where}' failed to satisfy constraint: "
+                raise validation(f"1 validation error detected: Value '{value}' at '{where}' "
+                                 f"failed to satisfy constraint: "
                                  f"Member must satisfy enum value set: {shape['enum']}")
             self._bounds(shape, len(value), where, "length")
             if "pattern" in shape:
@@ -1420,6 +1424,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         entry = {"time": time.time(), "method": self.command, "target": self.path,
                  "requestId": reqid, "connection": conn_no}
         name = None
+        body = None
         try:
             try:
                 body = self.read_body()
@@ -1469,6 +1474,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if err.reject:
                 entry["headers"] = {k.lower(): v for k, v in self.headers.items()
                                     if k.lower() != "authorization"}
+                entry["body"] = body[:4096].decode("utf-8", "replace") \
+                    if isinstance(body, bytes) else None
             fake.record(entry, err.reject)
             with fake.lock:
                 mode = fake.faults["error_mode"]

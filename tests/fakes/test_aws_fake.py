@@ -546,37 +546,37 @@ def test_rejections(fake):
     expect_reject(fake, raw, "a date 20 minutes old", 403, "InvalidSignatureException",
                   "GET", "/things/dev-0001",
                   date=datetime.datetime.utcnow() - datetime.timedelta(minutes=20))
-    expect_reject(fake, raw, "a missing required member", 400, "ValidationException",
+    expect_reject(fake, raw, "a missing required member", 400, "InvalidRequestException",
                   "POST", "/policies/p1", body=b"{}", headers={"Content-Type": "application/json"})
-    expect_reject(fake, raw, "an unknown body member", 400, "ValidationException",
+    expect_reject(fake, raw, "an unknown body member", 400, "InvalidRequestException",
                   "POST", "/policies/p1", body=json.dumps({"policyDocument": "{}", "x": 1}).encode(),
                   headers={"Content-Type": "application/json"})
-    expect_reject(fake, raw, "a wrong member type", 400, "ValidationException",
+    expect_reject(fake, raw, "a wrong member type", 400, "InvalidRequestException",
                   "POST", "/things/t9", body=json.dumps({"attributePayload": {"merge": "yes"}})
                   .encode(), headers={"Content-Type": "application/json"})
-    expect_reject(fake, raw, "a name outside its pattern", 400, "ValidationException",
+    expect_reject(fake, raw, "a name outside its pattern", 400, "InvalidRequestException",
                   "POST", "/things/bad%20name", body=b"{}",
                   headers={"Content-Type": "application/json"})
-    expect_reject(fake, raw, "an enum value not in the model", 400, "ValidationException",
+    expect_reject(fake, raw, "an enum value not in the model", 400, "InvalidRequestException",
                   "PUT", "/certificates/" + "ab" * 32 + "?newStatus=ON")
-    expect_reject(fake, raw, "an integer over the model's max", 400, "ValidationException",
+    expect_reject(fake, raw, "an integer over the model's max", 400, "InvalidRequestException",
                   "GET", "/certificates?pageSize=251")
-    expect_reject(fake, raw, "an unknown query parameter", 400, "ValidationException",
+    expect_reject(fake, raw, "an unknown query parameter", 400, "InvalidRequestException",
                   "GET", "/things?colour=red")
-    expect_reject(fake, raw, "libcurl's default form content type", 400, "ValidationException",
+    expect_reject(fake, raw, "libcurl's default form content type", 400, "InvalidRequestException",
                   "POST", "/policies/p1", body=body,
                   headers={"Content-Type": "application/x-www-form-urlencoded"})
-    expect_reject(fake, raw, "a JSON body without a content type", 400, "ValidationException",
+    expect_reject(fake, raw, "a JSON body without a content type", 400, "InvalidRequestException",
                   "POST", "/policies/p1", body=body)
-    expect_reject(fake, raw, "an unsorted query", 400, "ValidationException",
+    expect_reject(fake, raw, "an unsorted query", 400, "InvalidRequestException",
                   "GET", "/things?thingTypeName=provd-board&maxResults=1")
-    expect_reject(fake, raw, "a double-encoded path", 400, "ValidationException",
+    expect_reject(fake, raw, "a double-encoded path", 400, "InvalidRequestException",
                   "POST", "/attached-policies/" + enc.replace("%", "%25"))
-    expect_reject(fake, raw, "a double-encoded query", 400, "ValidationException",
+    expect_reject(fake, raw, "a double-encoded query", 400, "InvalidRequestException",
                   "GET", "/things?attributeName=a%253Ab")
-    expect_reject(fake, raw, "an unencoded ':' in the path", 400, "ValidationException",
+    expect_reject(fake, raw, "an unencoded ':' in the path", 400, "InvalidRequestException",
                   "POST", "/attached-policies/" + arn.replace("/", "%2F"))
-    expect_reject(fake, raw, "a '..' segment in the path", 400, "ValidationException",
+    expect_reject(fake, raw, "a '..' segment in the path", 400, "InvalidRequestException",
                   "GET", "/things/x/../dev-0001")
     expect_reject(fake, raw, "an operation the model does not have", 404,
                   "UnknownOperationException", "GET", "/no-such-thing")
