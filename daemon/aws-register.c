@@ -36,9 +36,9 @@ int aws_attr_from_name(const char *name) {
 }
 
 /*
- * AWS IoT Core's per-account API rates (requests per second). Certificate
- * calls are the slowest at 10/s; thing and attach calls 15/s. AWS can raise
- * them per account on request, hence [aws] rate_limit.
+ * AWS IoT Core's default per-account "API TPS" quotas (requests per second):
+ * certificate calls 10/s, thing and attach calls 15/s. They differ by
+ * account and region and AWS raises them on request, hence [aws] rate_limit.
  */
 uint32_t aws_default_rate_milli(enum aws_op op) {
         switch (op) {

@@ -61,7 +61,9 @@ struct aws_registrar_opts {
 
 struct aws_registrar;
 
-/** @http is borrowed (must outlive the registrar). Strings are copied. -EINVAL, -ENOMEM. */
+/** @http is borrowed (must outlive the registrar). Strings are copied. -EINVAL, -ENOMEM.
+ *  Free it only when no job's step is in flight (close @http first: that
+ *  completes every call with "Cancelled"). */
 int aws_registrar_new(struct aws_http *http, const struct aws_registrar_opts *opts, struct aws_registrar **ret);
 struct aws_registrar *aws_registrar_free(struct aws_registrar *reg);
 
@@ -105,7 +107,7 @@ typedef void (*aws_mar_cb)(struct aws_mar_job *job, const struct aws_response *r
 /** Copies everything out of @dev. -EINVAL (with a reason in @err) for a
  *  thing name or attribute AWS would refuse or provd cannot send. */
 int aws_mar_job_new(const struct aws_device *dev, struct aws_mar_job **ret, char *err, size_t errlen);
-/** Not while a step is in flight (-EBUSY is returned by aws_mar_step() instead). */
+/** Not while a step is in flight (its callback has not run yet). */
 struct aws_mar_job *aws_mar_job_free(struct aws_mar_job *job);
 
 /** Restores persisted progress. Steps after the certificate's need its ARN
@@ -148,6 +150,7 @@ struct aws_ca_job;
 typedef void (*aws_ca_cb)(struct aws_ca_job *job, const struct aws_response *resp, void *userdata);
 
 int aws_ca_job_new(const struct aws_ca_params *p, struct aws_ca_job **ret, char *err, size_t errlen);
+/** Not while a step is in flight (its callback has not run yet). */
 struct aws_ca_job *aws_ca_job_free(struct aws_ca_job *job);
 /** Steps before AWS_CA_REGISTER change nothing at AWS and keep nothing worth
  *  persisting: a job resumed there starts at the beginning. */
