@@ -5,12 +5,15 @@
  * Usage: test-aws-flow CONFIG mar DER...        one MAR job per device certificate
  *        test-aws-flow CONFIG ca                 the signer CA (JITR, JITP or SNI_ONLY by config)
  *        test-aws-flow CONFIG list ARN           ListAttachedPolicies of ARN (an ARN in the path)
+ *        test-aws-flow CONFIG register-inactive DER   registers DER with status INACTIVE (as
+ *                                                another tool might have), for the MAR recovery path
  * Options (before CONFIG):
  *   --repeat-steps    every step of the first job is run twice: after it
  *                     succeeds the job is dropped and resumed from the step
  *                     persisted before it (a crash between AWS applying a
  *                     call and provd recording it)
  *   --station NAME    the station attribute
+ *   --firmware V      the firmware attribute (default 1.2.3)
  * Prints one JSON line per job and exits 0 if every job reached done. This
  * is the loop the outbox worker will run: token bucket, step, backoff.
  */
@@ -192,7 +195,7 @@ static int read_all(const char *path, uint8_t **ret, size_t *len) {
 int main(int argc, char **argv) {
         struct conf c;
         char err[512], region[40];
-        const char *station = "station-1";
+        const char *station = "station-1", *firmware = "1.2.3";
         bool repeat = false;
         int i = 1, r;
 
@@ -201,6 +204,8 @@ int main(int argc, char **argv) {
                         repeat = true;
                 else if (streq(argv[i], "--station") && i + 1 < argc)
                         station = argv[++i];
+                else if (streq(argv[i], "--firmware") && i + 1 < argc)
+                        firmware = argv[++i];
                 else
                         return fprintf(stderr, "unknown option %s\n", argv[i]), 2;
         }
@@ -272,6 +277,37 @@ int main(int argc, char **argv) {
                 return rc;
         }
 
+        if (streq(what, "register-inactive")) {
+                struct aws_request req;
+                uint8_t *der = NULL;
+                size_t len = 0;
+                char *pem = NULL;
+                int rc = 1;
+                if (n_ders != 1 || read_all(ders[0], &der, &len) < 0 || aws_pem_from_der(der, len, &pem) < 0 ||
+                    aws_req_register_certificate(&req, pem, NULL) < 0)
+                        return fprintf(stderr, "register-inactive: bad certificate\n"), 1;
+                /* The request as provd builds it, but INACTIVE: what a console user might have done. */
+                char *act = strstr(req.body, "\"ACTIVE\"");
+                if (!act)
+                        return 1;
+                size_t need = req.body_len + 3;
+                char *b = malloc(need);
+                snprintf(b, need, "%.*s\"INACTIVE\"%s", (int)(act - req.body), req.body, act + 8);
+                free(req.body);
+                req.body = b;
+                req.body_len = strlen(b);
+                if (aws_http_send(http, &req, list_cb, &rc) < 0)
+                        return 1;
+                aws_request_done(&req);
+                free(pem);
+                free(der);
+                uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+                aws_registrar_free(reg);
+                issuer_free(is);
+                conf_deinit(&c);
+                return rc;
+        }
+
         size_t n_jobs = streq(what, "mar") ? n_ders : 1;
         struct job *jobs = calloc(n_jobs, sizeof *jobs);
         for (size_t k = 0; k < n_jobs; k++) {
@@ -290,7 +326,7 @@ int main(int argc, char **argv) {
                                 return fprintf(stderr, "%s: cannot read\n", ders[k]), 1;
                         j->dev = (struct aws_device) {
                                 .cert_der = j->der, .cert_len = len, .thing_name = j->thing,
-                                .serial = j->serial, .model = "board-x1", .firmware = "1.2.3",
+                                .serial = j->serial, .model = "board-x1", .firmware = firmware,
                                 .station = station, .signer = "provd-signer",
                         };
                         r = aws_mar_job_new(&j->dev, &j->mar, err, sizeof err);

@@ -216,6 +216,35 @@ def test_mar_repeated_steps_and_thing_type():
         close(env)
 
 
+def test_mar_recovers_existing_state():
+    """What another tool (or an earlier provd) left: a certificate registered INACTIVE is
+    found by its id and activated; a thing with other attributes (new firmware) is
+    updated with merge; nothing is duplicated."""
+    env = setup("aws-mar-existing")
+    try:
+        certs = device_certs(env, 2)
+        flow(env, env.conf_path, "register-inactive", certs[0])
+        st = env.fake.state()
+        check([c["status"] for c in st["certificates"].values()] == ["INACTIVE"], f"{st['certificates']}")
+        out = flow(env, env.conf_path, "mar", *certs)
+        check(all(o.get("done") for o in out[:-1]), f"jobs: {out}")
+        check_mar_state(env, certs, env.fake.state())
+        ops = env.fake.admin("/stats")["by_operation"]
+        check(ops.get("UpdateCertificate") == 1 and ops.get("DescribeCertificate") == 1, f"{ops}")
+        # A reissue-like run: same certificates, new firmware attribute.
+        out = flow(env, "--firmware", "2.0.0", env.conf_path, "mar", *certs)
+        check(all(o.get("done") for o in out[:-1]), f"jobs: {out}")
+        st = env.fake.state()
+        for t in st["things"].values():
+            check(t["attributes"]["firmware"] == "2.0.0" and t["attributes"]["model"] == "board-x1",
+                  f"thing {t['thingName']} attributes {t['attributes']}")
+        check(len(st["things"]) == 2 and len(st["certificates"]) == 2, f"{st['things']} {st['certificates']}")
+        ops = env.fake.admin("/stats")["by_operation"]
+        check(ops.get("UpdateThing") == 2, f"{ops}")
+    finally:
+        close(env)
+
+
 def test_mar_faults():
     """Throttling, 500s, dropped connections and lost replies (applied, then dropped):
     every job still completes, with retries, and the registry is the same."""
@@ -339,5 +368,5 @@ def test_sni_only():
 
 
 if __name__ == "__main__":
-    run([test_mar, test_mar_repeated_steps_and_thing_type, test_mar_faults, test_mar_session_token_and_error_shapes,
+    run([test_mar, test_mar_repeated_steps_and_thing_type, test_mar_recovers_existing_state, test_mar_faults, test_mar_session_token_and_error_shapes,
          test_mar_with_ca, test_jitr, test_jitp, test_sni_only])
