@@ -116,9 +116,13 @@ def setup(name, fake_opts=None, aws=None, creds_token=None):
     return env
 
 
-def flow(env, *args, expect_rc=0):
+NO_PROXY_ENV = {"http_proxy": "", "https_proxy": "", "HTTPS_PROXY": "", "ALL_PROXY": "", "all_proxy": "",
+                "NO_PROXY": "", "no_proxy": ""}
+
+
+def flow(env, *args, expect_rc=0, extra_env=None):
     p = subprocess.run([FLOW, *args], capture_output=True, text=True, timeout=240,
-                       env={**os.environ, "http_proxy": "", "https_proxy": "", "HTTPS_PROXY": ""})
+                       env={**os.environ, **NO_PROXY_ENV, **(extra_env or {})})
     lines = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
     if p.returncode != expect_rc:
         raise Failure(f"test-aws-flow exited {p.returncode}: {p.stderr.strip()} {lines}")
@@ -307,6 +311,97 @@ def test_mar_with_ca():
         close(env)
 
 
+class ConnectProxy:
+    """A CONNECT-only HTTP proxy on 127.0.0.1 that counts the tunnels it opened."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.tunnels = []
+        self.stop = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        import socket
+        import threading
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            threading.Thread(target=self.tunnel, args=(c,), daemon=True).start()
+
+    def tunnel(self, c):
+        import select
+        import socket
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = c.recv(4096)
+            if not d:
+                return c.close()
+            head += d
+        line = head.split(b"\r\n")[0].decode()
+        method, target, _ = line.split(" ", 2)
+        if method != "CONNECT":
+            c.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+            return c.close()
+        self.tunnels.append(target)
+        host, port = target.rsplit(":", 1)
+        u = socket.create_connection((host, int(port)))
+        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        socks = [c, u]
+        while True:
+            r, _, _ = select.select(socks, [], [], 5)
+            if not r:
+                continue
+            for s in r:
+                d = s.recv(65536)
+                if not d:
+                    c.close()
+                    u.close()
+                    return
+                (u if s is c else c).sendall(d)
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        self.sock.close()
+
+
+def test_https_proxy_from_environment():
+    """No [aws] proxy: libcurl takes https_proxy (and HTTPS_PROXY) from the environment and
+    tunnels TLS with CONNECT; NO_PROXY exempts the host; proxy = (empty) ignores them."""
+    env = setup("aws-proxy")
+    proxy = ConnectProxy()
+    try:
+        certs = device_certs(env, 3)
+        port = env.fake.info["port"]
+        out = flow(env, env.conf_path, "mar", certs[0], extra_env={"https_proxy": f"http://127.0.0.1:{proxy.port}"})
+        check(out[0]["done"], f"{out}")
+        check(proxy.tunnels and all(t == f"127.0.0.1:{port}" for t in proxy.tunnels), f"tunnels {proxy.tunnels}")
+        n = len(proxy.tunnels)
+        out = flow(env, env.conf_path, "mar", certs[1], extra_env={"HTTPS_PROXY": f"http://127.0.0.1:{proxy.port}"})
+        check(out[0]["done"] and len(proxy.tunnels) > n, f"HTTPS_PROXY not used: {proxy.tunnels}")
+        n = len(proxy.tunnels)
+        out = flow(env, env.conf_path, "mar", certs[2], extra_env={"https_proxy": f"http://127.0.0.1:{proxy.port}",
+                                                                    "NO_PROXY": "127.0.0.1"})
+        check(out[0]["done"] and len(proxy.tunnels) == n, f"NO_PROXY ignored: {proxy.tunnels}")
+        env.conf["aws"]["proxy"] = ""
+        env.write_conf()
+        out = flow(env, env.conf_path, "mar", certs[0], extra_env={"https_proxy": f"http://127.0.0.1:{proxy.port}"})
+        check(out[0]["done"] and len(proxy.tunnels) == n, f"proxy = (empty) still used the proxy: {proxy.tunnels}")
+        check_mar_state(env, certs, env.fake.state())
+    finally:
+        proxy.close()
+        close(env)
+
+
 def ca_state(env, st):
     with open(os.path.join(env.ca, "signer.pem"), "rb") as f:
         der = x509.load_pem_x509_certificate(f.read()).public_bytes(serialization.Encoding.DER)
@@ -369,4 +464,4 @@ def test_sni_only():
 
 if __name__ == "__main__":
     run([test_mar, test_mar_repeated_steps_and_thing_type, test_mar_recovers_existing_state, test_mar_faults, test_mar_session_token_and_error_shapes,
-         test_mar_with_ca, test_jitr, test_jitp, test_sni_only])
+         test_mar_with_ca, test_https_proxy_from_environment, test_jitr, test_jitp, test_sni_only])
