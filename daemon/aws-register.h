@@ -28,6 +28,14 @@ struct issuer;
  *
  * Every step is idempotent at AWS, so a job resumed after a crash from its
  * last persisted step repeats at most the one step that was in flight.
+ *
+ * CreatePolicy is sent once per registrar: a job reaching create-policy while
+ * another job's CreatePolicy is out waits for it (no call of its own; the
+ * token it took is simply not used) and its callback gets that call's outcome.
+ * Callbacks never run from inside aws_mar_step()/aws_ca_step().
+ *
+ * Ownership: jobs and the registrar belong to the caller; the registrar
+ * borrows the aws_http; responses passed to callbacks live for the call only.
  */
 
 enum aws_attr {
