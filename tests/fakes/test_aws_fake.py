@@ -2,8 +2,10 @@
 """Self-test of aws_iot_fake.py: real awscli and botocore clients drive every operation
 and the end state is checked; hand-built requests show each kind of rejection."""
 
+import contextlib
 import datetime
 import hashlib
+import io
 import http.client
 import json
 import os
@@ -13,6 +15,38 @@ import subprocess
 import sys
 import tempfile
 import traceback
+
+
+
+def awscli_worker():
+    """`test_aws_fake.py --awscli-worker`: runs Debian's awscli driver for each JSON line
+    {"argv", "env"} on stdin and answers {"rc", "stdout", "stderr"} on one line. A new
+    driver per call, as a new `aws` process would make, without 40 interpreter
+    start-ups (minutes on a loaded machine). It must not share a process with
+    python3-botocore: awscli v2 brings its own."""
+    import awscli.clidriver
+    # awscli's import put its data directories in AWS_DATA_PATH: kept for every call.
+    data_path = os.environ["AWS_DATA_PATH"]
+    proto = os.fdopen(os.dup(1), "w")
+    for line in sys.stdin:
+        req = json.loads(line)
+        os.environ.clear()
+        os.environ.update(req["env"])
+        os.environ["AWS_DATA_PATH"] = data_path
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = awscli.clidriver.create_clidriver().main(req["argv"])
+            except SystemExit as e:
+                rc = e.code if isinstance(e.code, int) else 255
+        proto.write(json.dumps({"rc": rc, "stdout": out.getvalue(),
+                                "stderr": err.getvalue()}) + "\n")
+        proto.flush()
+    return 0
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--awscli-worker"]:
+    sys.exit(awscli_worker())
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from aws_iot_fake import FakeProcess  # noqa: E402
@@ -74,28 +108,43 @@ def newkey():
 
 
 class Cli:
-    """/usr/bin/aws iot ... against the fake; returns (rc, parsed stdout, stderr)."""
+    """Debian's awscli (`aws iot ...`) against the fake; returns (rc, parsed stdout,
+    stderr). Calls go to one awscli worker process (see awscli_worker); spawn=True runs
+    /usr/bin/aws itself."""
 
     def __init__(self, fake, workdir):
         self.fake = fake
-        self.env = dict(os.environ)
-        for k in list(self.env):
-            if k.startswith("AWS_"):
-                del self.env[k]
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         self.env.update(fake.env())
         self.env["AWS_PAGER"] = ""
         self.env["HOME"] = workdir
         self.calls = 0
+        self.worker = subprocess.Popen([sys.executable, os.path.abspath(__file__),
+                                        "--awscli-worker"], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, text=True)
 
-    def run(self, *args, ok=True):
-        cmd = [AWS, "iot", *args, "--endpoint-url", self.fake.endpoint, "--ca-bundle",
-               self.fake.ca_bundle, "--output", "json", "--no-cli-pager"]
-        p = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
+    def run(self, *args, ok=True, spawn=False):
+        argv = ["iot", *args, "--endpoint-url", self.fake.endpoint, "--ca-bundle",
+                self.fake.ca_bundle, "--output", "json", "--no-cli-pager"]
+        if spawn:
+            p = subprocess.run([AWS, *argv], env=self.env, capture_output=True, text=True,
+                               timeout=120)
+            rc, stdout, stderr = p.returncode, p.stdout, p.stderr
+        else:
+            self.worker.stdin.write(json.dumps({"argv": argv, "env": self.env}) + "\n")
+            self.worker.stdin.flush()
+            line = self.worker.stdout.readline()
+            check(line, "the awscli worker died")
+            r = json.loads(line)
+            rc, stdout, stderr = r["rc"], r["stdout"], r["stderr"]
         self.calls += 1
-        if ok and p.returncode != 0:
-            raise Failure(f"aws iot {args[0]} failed ({p.returncode}): {p.stderr.strip()}")
-        out = json.loads(p.stdout) if p.stdout.strip() else {}
-        return p.returncode, out, p.stderr
+        if ok and rc != 0:
+            raise Failure(f"aws iot {args[0]} failed ({rc}): {stderr.strip()}")
+        return rc, (json.loads(stdout) if stdout.strip() else {}), stderr
+
+    def close(self):
+        self.worker.stdin.close()
+        self.worker.wait(30)
 
 
 def boto_client(fake, retries=0, service_name=None):
@@ -192,7 +241,7 @@ def test_operations_with_awscli(fake, work):
     ca_key, dev_key, self_key = newkey(), newkey(), newkey()
     ca = make_cert("provd test CA", ca_key, ca=True)
 
-    _, out, _ = cli.run("get-registration-code")
+    _, out, _ = cli.run("get-registration-code", spawn=True)
     code = out["registrationCode"]
     check(code == fake.info["registration_code"] and len(code) == 64, f"code {code}")
 
@@ -374,6 +423,7 @@ def test_operations_with_awscli(fake, work):
           [("dev-0001", dev_arn), ("dev-0002", self_arn)], f"{st['thingPrincipals']}")
     check(st["policies"]["provd-device"]["defaultVersionId"] == "1", "policy version")
     fake.assert_no_rejections()
+    cli.close()
     print(f"ok awscli: {cli.calls} calls, state as expected, no rejections")
     return {"dev_arn": dev_arn, "self_arn": self_arn, "self_id": self_id, "ca": ca,
             "ca_key": ca_key, "code": code}
@@ -629,6 +679,7 @@ def test_lenient(work):
         d = fake.state()["caCertificates"][out["certificateId"]]
         check(d["status"] == "ACTIVE" and d["autoRegistrationStatus"] == "ENABLE", f"{d}")
         fake.assert_no_rejections()
+        cli.close()
         print("ok lenient query order, session token from awscli's environment")
 
 
