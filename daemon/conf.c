@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "aws-register.h"
 #include "conf.h"
 #include "serial-port.h"
 #include "log.h"
@@ -236,6 +237,177 @@ static int parse_usb_ids(struct parse_ctx *ctx, const char *value, void *field) 
         return 0;
 }
 
+/* ---- [aws] ---- */
+
+static const char *const aws_mode_names[] = {
+        [AWS_MODE_OFF] = "off",
+        [AWS_MODE_MAR] = "mar",
+        [AWS_MODE_JITR] = "jitr",
+        [AWS_MODE_JITP] = "jitp",
+};
+
+const char *aws_mode_to_string(enum aws_mode m) {
+        return (unsigned)m < ELEMENTSOF(aws_mode_names) ? aws_mode_names[m] : "?";
+}
+
+static int parse_aws_mode(struct parse_ctx *ctx, const char *value, void *field) {
+        for (size_t i = 0; i < ELEMENTSOF(aws_mode_names); i++)
+                if (strcasecmp(value, aws_mode_names[i]) == 0) {
+                        *(enum aws_mode *)field = (enum aws_mode)i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+/* An absolute path, or a bare name looked up in $CREDENTIALS_DIRECTORY when loaded. */
+static int parse_credentials_file(struct parse_ctx *ctx, const char *value, void *field) {
+        if (isempty(value))
+                return parse_opt_string(ctx, value, field);
+        if (value[0] == '/')
+                return parse_path(ctx, value, field);
+        if (strchr(value, '/') || streq(value, ".") || streq(value, "..") || strlen(value) > 255)
+                return -EINVAL;
+        return parse_string(ctx, value, field);
+}
+
+/* Proxy: empty is meaningful ("no proxy", not "from the environment"). */
+static int parse_proxy(struct parse_ctx *ctx, const char *value, void *field) {
+        if (strchr(value, ' '))
+                return -EINVAL;
+        return parse_string(ctx, value, field);
+}
+
+static int parse_thing_type(struct parse_ctx *ctx, const char *value, void *field) {
+        if (!isempty(value) && !aws_thing_name_valid(value))
+                return -EINVAL;
+        return parse_opt_string(ctx, value, field);
+}
+
+static int parse_policy_name(struct parse_ctx *ctx, const char *value, void *field) {
+        if (!aws_policy_name_valid(value))
+                return -EINVAL;
+        return parse_string(ctx, value, field);
+}
+
+static int parse_account_id(struct parse_ctx *ctx, const char *value, void *field) {
+        if (!isempty(value) && (strlen(value) != 12 || strspn(value, "0123456789") != 12))
+                return -EINVAL;
+        return parse_opt_string(ctx, value, field);
+}
+
+static int parse_arn(struct parse_ctx *ctx, const char *value, void *field) {
+        if (!isempty(value) && !aws_arn_valid(value))
+                return -EINVAL;
+        return parse_opt_string(ctx, value, field);
+}
+
+static int parse_region(struct parse_ctx *ctx, const char *value, void *field) {
+        if (!isempty(value) && !aws_region_valid(value))
+                return -EINVAL;
+        return parse_opt_string(ctx, value, field);
+}
+
+static int parse_service(struct parse_ctx *ctx, const char *value, void *field) {
+        if (!aws_region_valid(value))          /* same character set: [a-z0-9-] */
+                return -EINVAL;
+        return parse_string(ctx, value, field);
+}
+
+/* "thing_attributes = serial model firmware"; empty: the default for the thing type. */
+static int parse_thing_attributes(struct parse_ctx *ctx, const char *value, void *field) {
+        struct conf_aws *a = &ctx->conf->aws;
+        _cleanup_free_ char *copy = strdup(value);
+        char *save = NULL;
+        unsigned mask = 0;
+
+        if (!copy)
+                return -ENOMEM;
+        if (isempty(value)) {
+                a->thing_attributes = 0;
+                a->thing_attributes_set = false;
+                return 0;
+        }
+        for (char *w = strtok_r(copy, " \t,", &save); w; w = strtok_r(NULL, " \t,", &save)) {
+                if (streq(w, "none"))
+                        continue;
+                int r = aws_attr_from_name(w);
+                if (r < 0)
+                        return r;
+                mask |= (unsigned)r;
+        }
+        a->thing_attributes = mask;
+        a->thing_attributes_set = true;
+        return 0;
+}
+
+/* "1", "0.5", "12.25" tokens per second -> milli-tokens (three decimals at most). */
+static int parse_milli(const char *s, size_t len, uint32_t *ret) {
+        uint64_t v = 0;
+        size_t i = 0, decimals = 0;
+        bool dot = false;
+
+        if (len == 0)
+                return -EINVAL;
+        for (; i < len; i++) {
+                if (s[i] == '.' && !dot) {
+                        dot = true;
+                        continue;
+                }
+                if (s[i] < '0' || s[i] > '9' || (dot && ++decimals > 3))
+                        return -EINVAL;
+                v = v * 10 + (uint64_t)(s[i] - '0');
+                if (v > 100000000000ull)
+                        return -ERANGE;
+        }
+        for (; decimals < 3; decimals++)
+                v *= 10;
+        if (v == 0 || v > 1000000000ull)
+                return -ERANGE;
+        *ret = (uint32_t)v;
+        return 0;
+}
+
+/* "rate_limit = CreateThing:15 RegisterCertificateWithoutCA:10/20" (per second, optional burst). */
+static int parse_rate_limit(struct parse_ctx *ctx, const char *value, void *field) {
+        struct conf_aws *a = &ctx->conf->aws;
+        _cleanup_free_ char *copy = strdup(value);
+        char *save = NULL;
+
+        if (!copy)
+                return -ENOMEM;
+        if (isempty(value)) {
+                memset(a->rate_milli, 0, sizeof a->rate_milli);
+                memset(a->burst, 0, sizeof a->burst);
+                return 0;
+        }
+        for (char *w = strtok_r(copy, " \t,", &save); w; w = strtok_r(NULL, " \t,", &save)) {
+                char *colon = strchr(w, ':'), *slash;
+                uint32_t milli, burst = 0;
+                int op, r;
+
+                if (!colon)
+                        return -EINVAL;
+                *colon = 0;
+                op = aws_op_from_name(w);
+                if (op < 0)
+                        return op;
+                slash = strchr(colon + 1, '/');
+                r = parse_milli(colon + 1, slash ? (size_t)(slash - colon - 1) : strlen(colon + 1), &milli);
+                if (r < 0)
+                        return r;
+                if (slash) {
+                        unsigned long long b;
+                        r = parse_uint_raw(slash + 1, &b);
+                        if (r < 0 || b == 0 || b > 10000)
+                                return -EINVAL;
+                        burst = (uint32_t)b;
+                }
+                a->rate_milli[op] = milli;
+                a->burst[op] = burst;
+        }
+        return 0;
+}
+
 #define U(sec, key, field, lo, hi) { sec, key, NULL, offsetof(struct conf, field), lo, hi }
 #define P(sec, key, fn, field) { sec, key, fn, offsetof(struct conf, field), 0, 0 }
 
@@ -280,6 +452,32 @@ static const struct conf_item items[] = {
 
         U("database", "batch_max", batch_max, 1, 4096),
         U("database", "batch_delay_us", batch_delay_us, 0, 1000000),
+
+        P("aws", "mode", parse_aws_mode, aws.mode),
+        P("aws", "endpoint", parse_opt_string, aws.endpoint),
+        P("aws", "region", parse_region, aws.region),
+        P("aws", "signing_service", parse_service, aws.signing_service),
+        P("aws", "ca_file", parse_opt_path, aws.ca_file),
+        P("aws", "proxy", parse_proxy, aws.proxy),
+        P("aws", "credentials_file", parse_credentials_file, aws.credentials_file),
+        P("aws", "profile", parse_opt_string, aws.profile),
+        U("aws", "timeout_ms", aws.timeout_ms, 100, 600000),
+        U("aws", "connect_timeout_ms", aws.connect_timeout_ms, 100, 600000),
+        U("aws", "max_response", aws.max_response, 4096, 16777216),
+        U("aws", "max_connections", aws.max_connections, 1, 64),
+        P("aws", "register_with_ca", parse_bool, aws.register_with_ca),
+        P("aws", "sni_only", parse_bool, aws.sni_only),
+        P("aws", "thing_type", parse_thing_type, aws.thing_type),
+        P("aws", "thing_attributes", parse_thing_attributes, aws.thing_attributes),
+        P("aws", "policy_name", parse_policy_name, aws.policy_name),
+        P("aws", "policy_template", parse_opt_path, aws.policy_template),
+        P("aws", "account_id", parse_account_id, aws.account_id),
+        P("aws", "jitp_template", parse_opt_path, aws.jitp_template),
+        P("aws", "jitp_role_arn", parse_arn, aws.jitp_role_arn),
+        P("aws", "rate_limit", parse_rate_limit, aws.rate_milli),
+        U("aws", "backoff_base_ms", aws.backoff_base_ms, 1, 600000),
+        U("aws", "backoff_max_ms", aws.backoff_max_ms, 1, 3600000),
+        U("aws", "max_attempts", aws.max_attempts, 1, 1000),
 };
 
 static int handle_slot(struct parse_ctx *ctx, const char *key, const char *value) {
@@ -375,11 +573,23 @@ void conf_init(struct conf *c) {
                 .shutdown_ms = 10000,
                 .batch_max = 256,
                 .batch_delay_us = 2000,
+                .aws = {
+                        .mode = AWS_MODE_OFF,
+                        .timeout_ms = 30000,
+                        .connect_timeout_ms = 10000,
+                        .max_response = 65536,
+                        .max_connections = 4,
+                        .backoff_base_ms = 200,
+                        .backoff_max_ms = 30000,
+                        .max_attempts = 10,
+                },
         };
         c->name = strdup("station");
         c->state_dir = strdup("/var/lib/provd");
         c->control_socket = strdup("/run/provd/provd.sock");
         c->control_group = strdup("provd");
+        c->aws.signing_service = strdup("iot");
+        c->aws.policy_name = strdup("provd-device");
 }
 
 void conf_deinit(struct conf *c) {
@@ -404,6 +614,19 @@ void conf_deinit(struct conf *c) {
         free(c->organization);
         free(c->aws_endpoint);
         free(c->wifi_ssid);
+        free(c->aws.endpoint);
+        free(c->aws.region);
+        free(c->aws.signing_service);
+        free(c->aws.ca_file);
+        free(c->aws.proxy);
+        free(c->aws.credentials_file);
+        free(c->aws.profile);
+        free(c->aws.thing_type);
+        free(c->aws.policy_name);
+        free(c->aws.policy_template);
+        free(c->aws.account_id);
+        free(c->aws.jitp_template);
+        free(c->aws.jitp_role_arn);
         if (c->wifi_psk) {
                 explicit_bzero(c->wifi_psk, strlen(c->wifi_psk));
                 free(c->wifi_psk);
@@ -479,6 +702,64 @@ int conf_load(struct conf *ret, const char *path, char *err, size_t errlen) {
         return conf_validate(ret, err, errlen);
 }
 
+/* Only what can be checked without reading files; the templates are read when AWS starts. */
+static int validate_aws(const struct conf_aws *a, char *err, size_t errlen) {
+        char region[40];
+        int r;
+
+        if (a->mode == AWS_MODE_OFF)
+                return 0;
+        if (!a->endpoint) {
+                snprintf(err, errlen, "[aws] mode = %s needs endpoint (https://iot.REGION.amazonaws.com)",
+                         aws_mode_to_string(a->mode));
+                return -EINVAL;
+        }
+        r = aws_endpoint_region(a->endpoint, region, sizeof region);
+        if (r < 0 && !a->region) {
+                snprintf(err, errlen, "[aws] endpoint is not iot.REGION.amazonaws.com: set region to sign for");
+                return -EINVAL;
+        }
+        if (r >= 0 && a->region && !streq(region, a->region)) {
+                snprintf(err, errlen, "[aws] region %s does not match the endpoint's region %s", a->region, region);
+                return -EINVAL;
+        }
+        if (a->backoff_base_ms > a->backoff_max_ms) {
+                snprintf(err, errlen, "[aws] backoff_base_ms is larger than backoff_max_ms");
+                return -EINVAL;
+        }
+        if (a->mode == AWS_MODE_MAR) {
+                unsigned mask = a->thing_attributes_set ? a->thing_attributes :
+                                a->thing_type ? AWS_ATTR_ALL : AWS_ATTR_SERIAL | AWS_ATTR_MODEL | AWS_ATTR_FIRMWARE;
+                if (!a->thing_type && __builtin_popcount(mask) > 3) {
+                        snprintf(err, errlen, "[aws] AWS IoT allows 3 attributes on a thing without a thing type: "
+                                 "set thing_type or list at most 3 in thing_attributes");
+                        return -EINVAL;
+                }
+                if (!a->policy_template) {
+                        snprintf(err, errlen, "[aws] mode = mar needs policy_template");
+                        return -EINVAL;
+                }
+                if (a->sni_only) {
+                        snprintf(err, errlen, "[aws] sni_only is for mode = jitr or jitp");
+                        return -EINVAL;
+                }
+        } else {
+                if (a->register_with_ca) {
+                        snprintf(err, errlen, "[aws] register_with_ca is for mode = mar");
+                        return -EINVAL;
+                }
+        }
+        if (a->mode == AWS_MODE_JITP && (!a->jitp_template || !a->jitp_role_arn)) {
+                snprintf(err, errlen, "[aws] mode = jitp needs jitp_template and jitp_role_arn");
+                return -EINVAL;
+        }
+        if (a->mode != AWS_MODE_JITP && (a->jitp_template || a->jitp_role_arn)) {
+                snprintf(err, errlen, "[aws] jitp_template and jitp_role_arn are for mode = jitp");
+                return -EINVAL;
+        }
+        return 0;
+}
+
 int conf_validate(const struct conf *c, char *err, size_t errlen) {
         if (!c->signer_uri || !c->signer_cert || !c->root_cert) {
                 snprintf(err, errlen, "[signer] uri, cert and root are required");
@@ -509,7 +790,13 @@ int conf_validate(const struct conf *c, char *err, size_t errlen) {
                 snprintf(err, errlen, "[timeouts] keygen_ms must be at least response_ms");
                 return -EINVAL;
         }
-        return 0;
+        if (c->aws.mode == AWS_MODE_JITP && c->thing_name == THING_NAME_SKI) {
+                /* JITP names the thing from the certificate's subject; the SKI is not in it. */
+                snprintf(err, errlen, "[aws] mode = jitp names things from the certificate CN: "
+                         "[profile] thing_name = ski needs mode = mar");
+                return -EINVAL;
+        }
+        return validate_aws(&c->aws, err, errlen);
 }
 
 const char *conf_slot_label(const struct conf *c, const char *path, const char *usb_location) {

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aws-iot.h"
+
 enum thing_name_mode {
         THING_NAME_CN,
         THING_NAME_SKI,
@@ -20,6 +22,44 @@ struct usb_id {
 struct slot_label {
         char *key;                      /* port path or USB bus location ("1-1.4") */
         char *label;
+};
+
+enum aws_mode {
+        AWS_MODE_OFF,                   /* no AWS calls at all */
+        AWS_MODE_MAR,                   /* register every device certificate (multi-account registration) */
+        AWS_MODE_JITR,                  /* register the signer CA; devices register on first connect */
+        AWS_MODE_JITP,                  /* JITR plus a provisioning template AWS runs on first connect */
+};
+
+/* [aws]: see docs/AWS.md and packaging/provd.conf for every key. */
+struct conf_aws {
+        enum aws_mode mode;
+        char *endpoint;                 /* control-plane URL or host; NULL: none (required unless off) */
+        char *region;                   /* NULL: taken from endpoint iot.REGION.amazonaws.com */
+        char *signing_service;          /* SigV4 service name, "iot" */
+        char *ca_file;                  /* CA bundle for the endpoint; NULL: system store */
+        char *proxy;                    /* NULL: libcurl's environment variables; "" none */
+        char *credentials_file;         /* absolute, or a name in $CREDENTIALS_DIRECTORY */
+        char *profile;                  /* NULL: $AWS_PROFILE, else "default" */
+        unsigned timeout_ms;
+        unsigned connect_timeout_ms;
+        unsigned max_response;          /* bytes of response body */
+        unsigned max_connections;
+        bool register_with_ca;          /* MAR: RegisterCertificate with the signer CA */
+        bool sni_only;                  /* JITR/JITP: certificateMode SNI_ONLY */
+        char *thing_type;
+        unsigned thing_attributes;      /* enum aws_attr mask */
+        bool thing_attributes_set;      /* else: all five with thing_type, serial model firmware without */
+        char *policy_name;
+        char *policy_template;          /* path of the policy document template (MAR) */
+        char *account_id;               /* ${provd:account} */
+        char *jitp_template;            /* path of the provisioning template (JITP) */
+        char *jitp_role_arn;
+        uint32_t rate_milli[AWS_OP_MAX];  /* 0: AWS's default rate */
+        uint32_t burst[AWS_OP_MAX];       /* 0: one second's worth */
+        unsigned backoff_base_ms;
+        unsigned backoff_max_ms;
+        unsigned max_attempts;          /* tries of one step before the job is failed */
 };
 
 struct conf {
@@ -76,6 +116,9 @@ struct conf {
         /* [database] */
         unsigned batch_max;
         unsigned batch_delay_us;
+
+        /* [aws] */
+        struct conf_aws aws;
 };
 
 /** Fills @c with the defaults. */
@@ -91,6 +134,9 @@ int conf_load(struct conf *ret, const char *path, char *err, size_t errlen);
 /** The same for a string (tests, fuzzing). @name is used in messages. */
 int conf_parse_string(struct conf *c, const char *text, const char *name, char *err, size_t errlen);
 int conf_validate(const struct conf *c, char *err, size_t errlen);
+
+/** "off", "mar", "jitr", "jitp". */
+const char *aws_mode_to_string(enum aws_mode m);
 
 /** Label for a port: configured by path, then by USB location, else the path's last component. */
 const char *conf_slot_label(const struct conf *c, const char *path, const char *usb_location);
