@@ -48,6 +48,7 @@ MAX_BODY = 1024 * 1024
 MAX_SKEW = 15 * 60
 SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"
 ERROR_MODES = ("json", "notype", "noheader", "html", "empty")
+FAULT_KINDS = ("throttle", "error500", "error503", "drop", "drop_after")
 
 UNRESERVED = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 HEX = set("0123456789ABCDEFabcdef")
@@ -289,10 +290,10 @@ def page(items, start, size):
 
 
 class Registry:
-    def __init__(self, region, account, rng):
+    def __init__(self, region, account, registration_code):
         self.region = region
         self.account = account
-        self.registration_code = "%064x" % rng.getrandbits(256)
+        self.registration_code = registration_code
         self.cas = {}           # id -> dict
         self.certs = {}         # id -> dict
         self.things = {}        # name -> dict
@@ -1118,12 +1119,13 @@ class Fake:
         self.lock = threading.RLock()
         self.rng = random.Random(args.seed)
         self.model = Model()
-        self.reg = Registry(args.region, args.account, self.rng)
+        self.reg = Registry(args.region, args.account, "%064x" % self.rng.getrandbits(256))
         self.ops = Operations(self.reg)
         services = args.service or ["iot"]
         self.verifier = Verifier(args.access_key, args.secret_key, args.session_token,
                                  args.region, services)
         self.faults = {"throttle": args.throttle, "error500": args.error500,
+                       "error503": args.error503, "error503_next": 0,
                        "drop": args.drop, "drop_after": args.drop_after,
                        "delay_ms": args.delay_ms, "delay_fraction": 1.0,
                        "throttle_next": 0, "error500_next": 0, "drop_next": 0,
@@ -1175,13 +1177,13 @@ class Fake:
             delay = 0.0
             if f["delay_ms"] and self.rng.random() < f["delay_fraction"]:
                 delay = f["delay_ms"] / 1000.0
-            for kind in ("throttle", "error500", "drop", "drop_after"):
+            for kind in FAULT_KINDS:
                 if f[kind + "_next"] > 0:
                     f[kind + "_next"] -= 1
                     return kind, delay
             r = self.rng.random()
             acc = 0.0
-            for kind in ("throttle", "error500", "drop", "drop_after"):
+            for kind in FAULT_KINDS:
                 acc += f[kind]
                 if r < acc:
                     return kind, delay
@@ -1450,6 +1452,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if fault == "error500":
                 raise ApiError(500, "InternalFailureException",
                                "An internal failure occurred (injected)")
+            if fault == "error503":
+                raise ApiError(503, "ServiceUnavailableException",
+                               "The service is temporarily unavailable (injected)")
             out = fake.execute(name, params)
             if fault == "drop_after":
                 fake.record({**entry, "status": None}, False)
@@ -1573,6 +1578,14 @@ class AdminHandler(http.server.BaseHTTPRequestHandler):
                     fake.stats.update(connections=0, requests=0, by_operation={}, faults={})
                     fake.log.clear()
                 return self.reply(200, {})
+            if self.path == "/state/reset":
+                with fake.lock:
+                    # Empty, as a new account; the registration code stays.
+                    fake.reg.__init__(fake.reg.region, fake.reg.account,
+                                      fake.reg.registration_code)
+                    for tt in fake.args.thing_type or []:
+                        fake.ops.CreateThingType({"thingTypeName": tt})
+                return self.reply(200, {})
             if self.path == "/thing-types":
                 with fake.lock:
                     return self.reply(200, fake.ops.CreateThingType(
@@ -1660,6 +1673,7 @@ def parse_args(argv):
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--throttle", type=float, default=0.0)
     ap.add_argument("--error500", type=float, default=0.0)
+    ap.add_argument("--error503", type=float, default=0.0)
     ap.add_argument("--drop", type=float, default=0.0)
     ap.add_argument("--drop-after", type=float, default=0.0)
     ap.add_argument("--delay-ms", type=int, default=0)
@@ -1674,7 +1688,7 @@ def parse_args(argv):
                     help="seconds before an idle connection is closed by the fake")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args(argv)
-    for f in ("throttle", "error500", "drop", "drop_after"):
+    for f in FAULT_KINDS:
         if not 0.0 <= getattr(a, f) <= 1.0:
             ap.error(f"--{f} is a fraction between 0 and 1")
     limits = {}

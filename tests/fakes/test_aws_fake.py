@@ -692,6 +692,9 @@ def test_faults(fake):
     fake.set_faults(error500_next=1)
     st, h, data = raw.send("GET", "/things/dev-0001")
     check(st == 500 and error_code(h, data) == "InternalFailureException", f"500 {st}")
+    fake.set_faults(error503_next=1)
+    st, h, data = raw.send("GET", "/things/dev-0001")
+    check(st == 503 and error_code(h, data) == "ServiceUnavailableException", f"503 {st}")
     st, h, data = raw.send("GET", "/things/dev-0001")
     check(st == 200, "after the one-shot faults")
 
@@ -776,6 +779,19 @@ def test_faults(fake):
     print("ok faults and error shapes")
 
 
+def test_reset(fake):
+    """POST /state/reset empties the registry (the thing types given at start and the
+    registration code stay)."""
+    code = fake.state()["registrationCode"]
+    check(fake.state()["things"], "nothing to reset")
+    fake.admin("/state/reset", {})
+    st = fake.state()
+    check(st["things"] == {} and st["certificates"] == {} and st["caCertificates"] == {} and
+          st["policies"] == {} and st["thingPrincipals"] == [] and
+          st["registrationCode"] == code and list(st["thingTypes"]) == ["provd-board"], f"{st}")
+    print("ok state reset")
+
+
 def main():
     work = tempfile.mkdtemp(prefix="provd-awsfake-")
     ok = False
@@ -789,6 +805,7 @@ def main():
             test_more_ops(fake, ids)
             test_rejections(fake)
             test_faults(fake)
+            test_reset(fake)
         test_session_token_v6(work)
         test_lenient(work)
         ok = True
