@@ -250,9 +250,12 @@ def stage_unit(tmp, text, dropins=()):
     return path
 
 
-def verify(path, what):
-    r = run('systemd-analyze', 'verify', '--man=no', path,
-            env=dict(os.environ, SYSTEMD_COLORS='0'))
+def verify(path, what, manpath=None):
+    # With manpath, Documentation='s man: pages must be found there (man -w).
+    env = dict(os.environ, SYSTEMD_COLORS='0')
+    if manpath:
+        env['MANPATH'] = manpath
+    r = run('systemd-analyze', 'verify', '--man=yes' if manpath else '--man=no', path, env=env)
     # Complaints about other units on this machine are not ours.
     ours = [l for l in r.stdout.splitlines()
             if 'provd' in l or os.path.dirname(path) in l]
@@ -267,6 +270,17 @@ def test_systemd(settings, text, private_network):
     with tempfile.TemporaryDirectory() as tmp:
         path = stage_unit(tmp, text)
         verify(path, 'generated unit')
+        # The man pages as they are installed: <mandir>/manN/page.N.
+        mandir = os.path.join(tmp, 'man')
+        for name in MAN_PAGES:
+            sect = os.path.join(mandir, 'man' + name.rsplit('.', 1)[1])
+            os.makedirs(sect, exist_ok=True)
+            built = os.path.join(BUILD, 'packaging', 'man', name)
+            if os.path.exists(built):
+                shutil.copy(built, sect)
+        if shutil.which('man'):
+            verify(path, "generated unit, its Documentation= man pages found among the built ones",
+                   manpath=mandir)
         score, verdict, out = exposure(path)
         if score is None:
             print(out)

@@ -5,7 +5,7 @@ pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libssl-dev openssl libuv1-dev libserialport-dev libsqlite3-dev sqlite3
       libcjson-dev libcurl4-openssl-dev libinih-dev libcmocka-dev
       libp11-dev softhsm2 opensc libsystemd-dev systemd
-      python3 python3-botocore python3-cryptography)
+      python3 python3-botocore python3-cryptography groff-base man-db)
 missing=()
 for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
