@@ -494,12 +494,15 @@ def test_man():
                            stderr=subprocess.PIPE, universal_newlines=True)
         print(r.stderr, end='')
         check(r.returncode == 0 and not r.stderr.strip(), '%s: groff -man -ww -z has no warning' % name)
-        # What lintian runs (its groff-message tag).
-        r = subprocess.run(['man', '--warnings', '-E', 'UTF-8', '-l', '-Tutf8', '-Z', path],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, universal_newlines=True,
-                           env=dict(os.environ, LC_ALL='C.UTF-8', MANROFFSEQ='', MANWIDTH='80'))
-        print(r.stderr, end='')
-        check(r.returncode == 0 and not r.stderr.strip(), '%s: man --warnings has no warning' % name)
+        # What lintian runs (its groff-message tag) at its 80 columns, and on
+        # a narrow terminal: lines that cannot be broken or adjusted warn.
+        for width in ('80', '60'):
+            r = subprocess.run(['man', '--warnings', '-E', 'UTF-8', '-l', '-Tutf8', '-Z', path],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, universal_newlines=True,
+                               env=dict(os.environ, LC_ALL='C.UTF-8', MANROFFSEQ='', MANWIDTH=width))
+            print(r.stderr, end='')
+            check(r.returncode == 0 and not r.stderr.strip(),
+                  '%s: man --warnings has no warning at %s columns' % (name, width))
         base, sect = name.rsplit('.', 1)
         check(re.search(r'^\.TH %s %s ' % (re.escape(base.upper().replace('-', '\\-')), sect),
                         text, re.M) is not None, '%s: .TH names the page and section %s' % (name, sect))
