@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Builds provd's Debian packages from this source tree.
 #
-#   packaging/build-deb.sh [--nocheck] [--git REF] [--keep] OUTDIR
+#   packaging/build-deb.sh [--nocheck] [--git REF] [--keep] [--lintian] OUTDIR
 #
 # dpkg-buildpackage wants debian/ at the top of the source tree, and the
 # tree is shared, so this copies the sources to a scratch directory, puts
@@ -12,19 +12,22 @@
 #   --nocheck  skip the test suite (DEB_BUILD_OPTIONS=nocheck, profile nocheck)
 #   --git REF  package the committed tree at REF instead of the working tree
 #   --keep     keep the scratch directory (its path is printed)
+#   --lintian  run lintian on the result; fail on any error or warning
 #
-# Needs dpkg-dev and debhelper, plus the Build-Depends of
-# packaging/debian/control (dpkg-buildpackage lists what is missing; install
-# it with: apt-get build-dep ./ from the scratch tree, or mk-build-deps).
+# Needs dpkg-dev and debhelper (and lintian for --lintian), plus the
+# Build-Depends of packaging/debian/control (dpkg-buildpackage lists what is
+# missing; install it with: apt-get build-dep ./ from the scratch tree, or
+# mk-build-deps).
 set -euo pipefail
 
-usage() { sed -n '4,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '4,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 
-nocheck=0 keep=0 ref= outdir=
+nocheck=0 keep=0 lint=0 ref= outdir=
 while [ $# -gt 0 ]; do
         case "$1" in
         --nocheck) nocheck=1 ;;
         --keep) keep=1 ;;
+        --lintian) lint=1 ;;
         --git) [ $# -ge 2 ] || usage; ref=$2; shift ;;
         -h|--help) usage 0 ;;
         -*) echo "build-deb.sh: unknown option $1" >&2; usage ;;
@@ -38,9 +41,11 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$outdir"
 outdir=$(cd "$outdir" && pwd)
 
-for tool in dpkg-buildpackage dh dpkg-parsechangelog; do
+tools=(dpkg-buildpackage dh dpkg-parsechangelog)
+[ "$lint" -eq 0 ] || tools+=(lintian)
+for tool in "${tools[@]}"; do
         if ! command -v "$tool" >/dev/null; then
-                echo "build-deb.sh: $tool not found (apt-get install dpkg-dev debhelper)" >&2
+                echo "build-deb.sh: $tool not found (apt-get install dpkg-dev debhelper lintian)" >&2
                 exit 1
         fi
 done
@@ -101,3 +106,14 @@ cp "${built[@]}" "$outdir"/
 for f in "${built[@]}"; do
         echo "build-deb.sh: $outdir/$(basename "$f")"
 done
+
+# initial-upload-closes-no-bugs: provd is not uploaded to Debian, so there
+# is no ITP bug for the changelog to close.
+if [ "$lint" -eq 0 ]; then
+        exit 0
+fi
+changes=("$outdir"/provd_"${deb_version#*:}"_*.changes)
+echo "build-deb.sh: lintian ${changes[0]}"
+lintian --fail-on error,warning --suppress-tags initial-upload-closes-no-bugs \
+        --display-info "${changes[0]}"
+echo "build-deb.sh: lintian: no errors or warnings"

@@ -7,7 +7,8 @@ pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libp11-dev softhsm2 opensc libsystemd-dev systemd
       python3 python3-botocore python3-cryptography
       gcc-arm-none-eabi libnewlib-arm-none-eabi gcc-avr avr-libc binutils-avr
-      sdcc qemu-system-arm cmake make dpkg-dev awscli)
+      sdcc qemu-system-arm cmake make dpkg-dev awscli
+      groff-base man-db)
 missing=()
 for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
