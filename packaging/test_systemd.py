@@ -3,8 +3,10 @@
 """Checks the generated systemd unit, its drop-in examples, the sysusers and
 tmpfiles snippets and the udev rule, offline (no running systemd needed).
 
-Run by meson with PROVD_BUILD_DIR and PROVD_SOURCE_DIR set. Exit status: 0 pass,
-1 fail, 77 skip (systemd-analyze missing: scripts/deps.sh installs it)."""
+Run by meson with PROVD_BUILD_DIR and PROVD_SOURCE_DIR set. Speaks TAP on
+stdout: one "ok N" / "not ok N" per check, everything else as "# " comments,
+the plan last ("1..0 # SKIP" when systemd-analyze is missing: scripts/deps.sh
+installs it). Exit status 0 pass, 1 fail."""
 
 import os
 import re
@@ -27,10 +29,22 @@ PKG = os.path.join(SOURCE, 'packaging')
 UNIT = os.path.join(BUILD, 'packaging', 'provd.service')
 
 failures = []
+checks = 0
+
+
+def note(text):
+    """Diagnostic text as TAP comments, one "# " per line, so that the TAP
+    reader never sees a line it does not know."""
+    for line in str(text).splitlines():
+        print('# ' + line if line else '#', flush=True)
 
 
 def check(cond, what):
-    print(('ok   ' if cond else 'FAIL ') + what, flush=True)
+    global checks
+    checks += 1
+    # '#' would start a TAP directive (SKIP/TODO) in the description.
+    desc = what.replace('#', '')
+    print('%s %d - %s' % ('ok' if cond else 'not ok', checks, desc), flush=True)
     if not cond:
         failures.append(what)
     return cond
@@ -94,7 +108,7 @@ def exposure(unit_path, extra_env=None):
 
 
 def test_unit_content(settings):
-    print('# unit content')
+    note('unit content')
     check(values(settings, 'User') == ['provd'] and values(settings, 'Group') == ['provd'],
           'runs as provd:provd')
     check(values(settings, 'SupplementaryGroups') == ['dialout'], 'SupplementaryGroups=dialout')
@@ -158,7 +172,7 @@ def stage_unit(tmp, text, dropins=()):
         os.chmod(stand_in, 0o755)
     text = text.replace(daemon, stand_in)
     if not os.access('/bin/kill', os.X_OK):
-        print('# note: /bin/kill (procps) missing here; the .deb depends on procps')
+        note('note: /bin/kill (procps) missing here; the .deb depends on procps')
         text = text.replace('/bin/kill', '/bin/sh')
     d = os.path.join(tmp, 'units')
     os.makedirs(os.path.join(d, 'provd.service.d'), exist_ok=True)
@@ -178,21 +192,21 @@ def verify(path, what):
     ours = [l for l in r.stdout.splitlines()
             if 'provd' in l or os.path.dirname(path) in l]
     if r.returncode != 0 or ours:
-        print(r.stdout)
+        note(r.stdout)
     check(r.returncode == 0 and not ours, 'systemd-analyze verify: ' + what)
 
 
 def test_systemd(settings, text):
-    print('# systemd-analyze')
+    note('systemd-analyze')
     with tempfile.TemporaryDirectory() as tmp:
         path = stage_unit(tmp, text)
         verify(path, 'generated unit')
         score, verdict, out = exposure(path)
         if score is None:
-            print(out)
+            note(out)
         else:
-            print('\n'.join(l for l in out.splitlines() if l.startswith('\u2717')))
-            print('# exposure %.1f %s' % (score, verdict))
+            note('\n'.join(l for l in out.splitlines() if l.startswith('\u2717')))
+            note('exposure %.1f %s' % (score, verdict))
         check(score is not None and score <= MAX_EXPOSURE,
               'security exposure %s <= %.1f' % (score, MAX_EXPOSURE))
 
@@ -209,28 +223,28 @@ def test_systemd(settings, text):
         path = stage_unit(tmp, text, dropins)
         verify(path, 'with every example drop-in (%s)' % ', '.join(n for n, _ in dropins))
         score, verdict, out = exposure(path)
-        print('# exposure with the examples: %s %s' % (score, verdict))
+        note('exposure with the examples: %s %s' % (score, verdict))
         check(score is not None and score <= MAX_EXPOSURE_WITH_EXAMPLES,
               'security exposure with the examples %s <= %.1f' % (score, MAX_EXPOSURE_WITH_EXAMPLES))
 
 
 def test_sysusers_tmpfiles():
-    print('# sysusers.d, tmpfiles.d')
+    note('sysusers.d, tmpfiles.d')
     sysusers = os.path.join(PKG, 'sysusers.d', 'provd.conf')
     tmpfiles = os.path.join(BUILD, 'packaging', 'tmpfiles.d', 'provd.conf')
     with open(tmpfiles) as f:
         confdir = re.search(r'^d\s+(\S+)', f.read(), re.M).group(1)   # /etc/provd
     if not shutil.which('systemd-sysusers'):
-        print('# skip: systemd-sysusers not installed')
+        note('skip: systemd-sysusers not installed')
         return
     with tempfile.TemporaryDirectory() as root:
         os.mkdir(os.path.join(root, 'etc'))
         r = run('systemd-sysusers', '--root=' + root, '--dry-run', sysusers)
-        print(r.stdout, end='')
+        note(r.stdout)
         check(r.returncode == 0 and "Creating user 'provd'" in r.stdout,
               'systemd-sysusers --dry-run accepts sysusers.d/provd.conf')
         if os.geteuid() != 0:
-            print('# skip: applying sysusers/tmpfiles into a scratch root needs root (chown)')
+            note('skip: applying sysusers/tmpfiles into a scratch root needs root (chown)')
             return
         # Apply both to a scratch root, as the package's postinst does.
         r = run('systemd-sysusers', '--root=' + root, sysusers)
@@ -258,7 +272,7 @@ def test_sysusers_tmpfiles():
                 pass
             os.chmod(os.path.join(etc, name), mode)
         r = run('systemd-tmpfiles', '--root=' + root, '--create', tmpfiles)
-        print(r.stdout, end='')
+        note(r.stdout)
         check(r.returncode == 0, 'systemd-tmpfiles --create applies tmpfiles.d/provd.conf')
         uid, gid = users['provd'][0], groups['provd'][0]
         for rel, want in (('', (0o750, 0, gid)), ('provd.conf.d', (0o750, 0, gid)),
@@ -270,7 +284,7 @@ def test_sysusers_tmpfiles():
 
 def test_udev():
     """udevadm in systemd 252 has no `verify`: a small structural lint."""
-    print('# udev rule')
+    note('udev rule')
     path = os.path.join(PKG, 'udev', '60-provd.rules')
     key_re = re.compile(r'\s*([A-Z_]+)(\{[^}]*\})?\s*(==|!=|\+=|-=|:=|=)\s*"((?:[^"\\]|\\.)*)"\s*(,|$)')
     known = {'ACTION', 'SUBSYSTEM', 'SUBSYSTEMS', 'KERNEL', 'KERNELS', 'ATTR', 'ATTRS',
@@ -299,7 +313,7 @@ def test_udev():
                 elif k == 'ATTRS' and attr == '{idVendor}' and op == '==' and re.fullmatch(r'[0-9a-f]{4}', v):
                     vidpid += 1
     for b in bad:
-        print('# cannot parse ' + b)
+        note('cannot parse ' + b)
     check(not bad, 'every rule line parses')
     check(gotos and all(g in labels for g in gotos), 'every GOTO has its LABEL')
     check(vidpid >= 1, 'at least one board VID:PID is listed')
@@ -310,11 +324,11 @@ def test_udev():
 
 def main():
     if not BUILD or not SOURCE:
-        print('PROVD_BUILD_DIR and PROVD_SOURCE_DIR must be set')
+        print('Bail out! PROVD_BUILD_DIR and PROVD_SOURCE_DIR must be set')
         return 1
     if not shutil.which('systemd-analyze'):
-        print('SKIP: systemd-analyze not found (apt-get install systemd; scripts/deps.sh does)')
-        return 77
+        print('1..0 # SKIP systemd-analyze not found (apt-get install systemd; scripts/deps.sh does)')
+        return 0
     with open(UNIT) as f:
         text = f.read()
     left = re.findall(r'@[a-z_]+@', text)
@@ -324,8 +338,9 @@ def main():
     test_systemd(settings, text)
     test_sysusers_tmpfiles()
     test_udev()
+    print('1..%d' % checks)
     if failures:
-        print('%d check(s) failed:\n  ' % len(failures) + '\n  '.join(failures))
+        note('%d check(s) failed:\n  ' % len(failures) + '\n  '.join(failures))
         return 1
     return 0
 
