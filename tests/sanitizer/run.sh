@@ -9,6 +9,8 @@
 # the end of a refused start): so every process writes its report to
 # REPORT_DIR/report.<pid> and this wrapper fails the test when one is there.
 # The test's stdout (TAP) passes through untouched; reports go to stderr.
+# (Build with clang, as .ci/run does: gcc 12's UBSan next to ASan ignores
+# log_path and reports on the process's own stderr only.)
 dir=$1
 supp=$2
 shift 2
