@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* certs-hsm internals: cleanup helpers, the strict DER reader/writer, shared EC state. */
+/* certs-hsm internals: the strict DER reader/writer, shared EC state (cleanup helpers: basic/cleanup.h). */
 #pragma once
 
 #include <errno.h>
@@ -10,45 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "basic/cleanup.h"
+#include "basic/macro.h"
 #include "certs-hsm/signer.h"
-
-/* ---- cleanup (systemd style) ---------------------------------------------------------- */
-
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define _cleanup_free_ _cleanup_(freep)
-#define _cleanup_close_ _cleanup_(closep)
-
-static inline void freep(void *p) {
-        free(*(void **)p);
-}
-
-static inline void closep(int *fd) {
-        if (*fd >= 0)
-                close(*fd);
-}
-
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)           \
-        static inline void func##p(type *p) {             \
-                if (*p)                                   \
-                        func(*p);                         \
-        }                                                 \
-        struct __useless_struct_to_allow_trailing_semicolon__
-
-#define TAKE_PTR(p)                         \
-        ({                                  \
-                typeof(p) _ptr_ = (p);      \
-                (p) = NULL;                 \
-                _ptr_;                      \
-        })
-
-#define TAKE_FD(fd)                         \
-        ({                                  \
-                int _fd_ = (fd);            \
-                (fd) = -EBADF;              \
-                _fd_;                       \
-        })
-
-#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
 /* ---- strict DER reader ---------------------------------------------------------------- */
 

@@ -14,6 +14,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
+#include "basic/secret-file.h"
 #include "certs-hsm/digest.h"
 #include "signer-internal.h"
 
@@ -59,19 +60,9 @@ int certs_read_file_bounded(int fd, size_t max, uint8_t **ret, size_t *ret_len) 
         return 0;
 }
 
+/* The rule itself lives in basic/secret-file.h, shared with every other reader of a secret. */
 int signer_check_secret_fd(int fd) {
-        struct stat st;
-
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
-        /* The signer key is the factory's crown jewel, and its PIN as good as the
-         * key: group/other access of any kind (read, write, execute), or another
-         * owner, means someone else may have it. */
-        if ((st.st_mode & 077) || st.st_uid != geteuid())
-                return -EPERM;
-        return 0;
+        return secret_fd_check(fd);
 }
 
 int certs_pkey_p256_point(EVP_PKEY *pk, uint8_t ret[65]) {

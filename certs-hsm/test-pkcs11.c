@@ -139,7 +139,7 @@ static int teardown(void **state) {
 #define NEED_HSM(state)                                                                 \
         do {                                                                            \
                 if (!*(state)) {                                                        \
-                        print_message("SoftHSM2/OpenSC/libp11 not available: skipped\n"); \
+                        print_message("# SoftHSM2/OpenSC/libp11 not available: skipped\n"); \
                         skip();                                                         \
                 }                                                                       \
         } while (0)

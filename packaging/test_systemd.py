@@ -4,8 +4,10 @@
 tmpfiles snippets, the udev rule and the man pages, offline (no running
 systemd needed).
 
-Run by meson with PROVD_BUILD_DIR and PROVD_SOURCE_DIR set. Exit status: 0 pass,
-1 fail, 77 skip (systemd-analyze missing: scripts/deps.sh installs it)."""
+Run by meson with PROVD_BUILD_DIR and PROVD_SOURCE_DIR set. Speaks TAP on
+stdout: one "ok N" / "not ok N" per check, everything else as "# " comments,
+the plan last ("1..0 # SKIP" when systemd-analyze is missing: scripts/deps.sh
+installs it). Exit status 0 pass, 1 fail."""
 
 import json
 import os
@@ -32,10 +34,22 @@ PKG = os.path.join(SOURCE, 'packaging')
 UNIT = os.path.join(BUILD, 'packaging', 'provd.service')
 
 failures = []
+checks = 0
+
+
+def note(text):
+    """Diagnostic text as TAP comments, one "# " per line, so that the TAP
+    reader never sees a line it does not know."""
+    for line in str(text).splitlines():
+        print('# ' + line if line else '#', flush=True)
 
 
 def check(cond, what):
-    print(('ok   ' if cond else 'FAIL ') + what, flush=True)
+    global checks
+    checks += 1
+    # '#' would start a TAP directive (SKIP/TODO) in the description.
+    desc = what.replace('#', '')
+    print('%s %d - %s' % ('ok' if cond else 'not ok', checks, desc), flush=True)
     if not cond:
         failures.append(what)
     return cond
@@ -99,7 +113,7 @@ def exposure(unit_path, extra_env=None):
 
 
 def test_unit_content(settings):
-    print('# unit content')
+    note('unit content')
     check(values(settings, 'User') == ['provd'] and values(settings, 'Group') == ['provd'],
           'runs as provd:provd')
     check(values(settings, 'SupplementaryGroups') == ['dialout'], 'SupplementaryGroups=dialout')
@@ -239,7 +253,7 @@ def stage_unit(tmp, text, dropins=()):
         os.chmod(stand_in, 0o755)
     text = text.replace(daemon, stand_in)
     if not os.access('/bin/kill', os.X_OK):
-        print('# note: /bin/kill (procps) missing here; the .deb depends on procps')
+        note('note: /bin/kill (procps) missing here; the .deb depends on procps')
         text = text.replace('/bin/kill', '/bin/sh')
     d = os.path.join(tmp, 'units')
     os.makedirs(os.path.join(d, 'provd.service.d'), exist_ok=True)
@@ -262,12 +276,12 @@ def verify(path, what, manpath=None):
     ours = [l for l in r.stdout.splitlines()
             if 'provd' in l or os.path.dirname(path) in l]
     if r.returncode != 0 or ours:
-        print(r.stdout)
+        note(r.stdout)
     check(r.returncode == 0 and not ours, 'systemd-analyze verify: ' + what)
 
 
 def test_systemd(settings, text, private_network):
-    print('# systemd-analyze')
+    note('systemd-analyze')
     limit = MAX_EXPOSURE if private_network else MAX_EXPOSURE_WITH_NETWORK
     with tempfile.TemporaryDirectory() as tmp:
         path = stage_unit(tmp, text)
@@ -285,10 +299,10 @@ def test_systemd(settings, text, private_network):
                    manpath=mandir)
         score, verdict, out = exposure(path)
         if score is None:
-            print(out)
+            note(out)
         else:
-            print('\n'.join(l for l in out.splitlines() if l.startswith('\u2717')))
-            print('# exposure %.1f %s' % (score, verdict))
+            note('\n'.join(l for l in out.splitlines() if l.startswith('\u2717')))
+            note('exposure %.1f %s' % (score, verdict))
         check(score is not None and score <= limit,
               'security exposure %s <= %.1f' % (score, limit))
 
@@ -305,28 +319,28 @@ def test_systemd(settings, text, private_network):
         path = stage_unit(tmp, text, dropins)
         verify(path, 'with every example drop-in (%s)' % ', '.join(n for n, _ in dropins))
         score, verdict, out = exposure(path)
-        print('# exposure with the examples: %s %s' % (score, verdict))
+        note('exposure with the examples: %s %s' % (score, verdict))
         check(score is not None and score <= MAX_EXPOSURE_WITH_EXAMPLES,
               'security exposure with the examples %s <= %.1f' % (score, MAX_EXPOSURE_WITH_EXAMPLES))
 
 
 def test_sysusers_tmpfiles():
-    print('# sysusers.d, tmpfiles.d')
+    note('sysusers.d, tmpfiles.d')
     sysusers = os.path.join(PKG, 'sysusers.d', 'provd.conf')
     tmpfiles = os.path.join(BUILD, 'packaging', 'tmpfiles.d', 'provd.conf')
     with open(tmpfiles) as f:
         confdir = re.search(r'^d\s+(\S+)', f.read(), re.M).group(1)   # /etc/provd
     if not shutil.which('systemd-sysusers'):
-        print('# skip: systemd-sysusers not installed')
+        note('skip: systemd-sysusers not installed')
         return
     with tempfile.TemporaryDirectory() as root:
         os.mkdir(os.path.join(root, 'etc'))
         r = run('systemd-sysusers', '--root=' + root, '--dry-run', sysusers)
-        print(r.stdout, end='')
+        note(r.stdout)
         check(r.returncode == 0 and "Creating user 'provd'" in r.stdout,
               'systemd-sysusers --dry-run accepts sysusers.d/provd.conf')
         if os.geteuid() != 0:
-            print('# skip: applying sysusers/tmpfiles into a scratch root needs root (chown)')
+            note('skip: applying sysusers/tmpfiles into a scratch root needs root (chown)')
             return
         # Apply both to a scratch root, as the package's postinst does.
         r = run('systemd-sysusers', '--root=' + root, sysusers)
@@ -354,7 +368,7 @@ def test_sysusers_tmpfiles():
                 pass
             os.chmod(os.path.join(etc, name), mode)
         r = run('systemd-tmpfiles', '--root=' + root, '--create', tmpfiles)
-        print(r.stdout, end='')
+        note(r.stdout)
         check(r.returncode == 0, 'systemd-tmpfiles --create applies tmpfiles.d/provd.conf')
         uid, gid = users['provd'][0], groups['provd'][0]
         for rel, want in (('', (0o750, 0, gid)), ('provd.conf.d', (0o750, 0, gid)),
@@ -366,7 +380,7 @@ def test_sysusers_tmpfiles():
 
 def test_udev():
     """udevadm in systemd 252 has no `verify`: a small structural lint."""
-    print('# udev rule')
+    note('udev rule')
     path = os.path.join(PKG, 'udev', '60-provd.rules')
     key_re = re.compile(r'\s*([A-Z_]+)(\{[^}]*\})?\s*(==|!=|\+=|-=|:=|=)\s*"((?:[^"\\]|\\.)*)"\s*(,|$)')
     known = {'ACTION', 'SUBSYSTEM', 'SUBSYSTEMS', 'KERNEL', 'KERNELS', 'ATTR', 'ATTRS',
@@ -395,7 +409,7 @@ def test_udev():
                 elif k == 'ATTRS' and attr == '{idVendor}' and op == '==' and re.fullmatch(r'[0-9a-f]{4}', v):
                     vidpid += 1
     for b in bad:
-        print('# cannot parse ' + b)
+        note('cannot parse ' + b)
     check(not bad, 'every rule line parses')
     check(gotos and all(g in labels for g in gotos), 'every GOTO has its LABEL')
     check(vidpid >= 1, 'at least one board VID:PID is listed')
@@ -492,7 +506,7 @@ def test_man():
         check(not left, '%s: no unsubstituted variables %s' % (name, ' '.join(left)))
         r = subprocess.run(['groff', '-man', '-ww', '-z', path], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, universal_newlines=True)
-        print(r.stderr, end='')
+        note(r.stderr.rstrip()) if r.stderr.strip() else None
         check(r.returncode == 0 and not r.stderr.strip(), '%s: groff -man -ww -z has no warning' % name)
         # What lintian runs (its groff-message tag) at its 80 columns, and on
         # a narrow terminal: lines that cannot be broken or adjusted warn.
@@ -500,7 +514,7 @@ def test_man():
             r = subprocess.run(['man', '--warnings', '-E', 'UTF-8', '-l', '-Tutf8', '-Z', path],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, universal_newlines=True,
                                env=dict(os.environ, LC_ALL='C.UTF-8', MANROFFSEQ='', MANWIDTH=width))
-            print(r.stderr, end='')
+            note(r.stderr.rstrip()) if r.stderr.strip() else None
             check(r.returncode == 0 and not r.stderr.strip(),
                   '%s: man --warnings has no warning at %s columns' % (name, width))
         base, sect = name.rsplit('.', 1)
@@ -584,11 +598,11 @@ def test_man():
 
 def main():
     if not BUILD or not SOURCE:
-        print('PROVD_BUILD_DIR and PROVD_SOURCE_DIR must be set')
+        print('Bail out! PROVD_BUILD_DIR and PROVD_SOURCE_DIR must be set')
         return 1
     if not shutil.which('systemd-analyze'):
-        print('SKIP: systemd-analyze not found (apt-get install systemd; scripts/deps.sh does)')
-        return 77
+        print('1..0 # SKIP systemd-analyze not found (apt-get install systemd; scripts/deps.sh does)')
+        return 0
     with open(UNIT) as f:
         text = f.read()
     left = re.findall(r'@[a-z_]+@', text)
@@ -602,8 +616,9 @@ def main():
     test_sysusers_tmpfiles()
     test_udev()
     test_man()
+    print('1..%d' % checks)
     if failures:
-        print('%d check(s) failed:\n  ' % len(failures) + '\n  '.join(failures))
+        note('%d check(s) failed:\n  ' % len(failures) + '\n  '.join(failures))
         return 1
     return 0
 

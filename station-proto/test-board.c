@@ -555,7 +555,7 @@ static void test_validation(void **state) {
                         pl = text129;
                         len = sizeof text129;
                 }
-                print_message("case: %s\n", c->what);
+                print_message("# case: %s\n", c->what);
                 assert_int_equal(xfer(&g, c->type, pl, len, &r), SP_MSG_ERROR);
                 assert_int_equal(error_code(&r), c->want);
                 /* no callback ran for a rejected request */

@@ -253,7 +253,7 @@ static void test_vectors_encode(void **state) {
                 uint32_t crc;
                 ssize_t n;
 
-                print_message("encode %s\n", v->name);
+                print_message("# encode %s\n", v->name);
                 assert_int_equal(plen, v->len);
                 /* the decoded frame: header || payload || CRC, big-endian */
                 frame[0] = f.version, frame[1] = f.type, frame[2] = f.flags;
@@ -309,7 +309,7 @@ static void test_vectors_decode(void **state) {
                 struct sp_tlv t;
                 size_t k = 0;
 
-                print_message("decode %s\n", v->name);
+                print_message("# decode %s\n", v->name);
                 decode_wire(v->wire, v->wire_len, &o);
                 assert_int_equal(o.f.version, v->version);
                 assert_int_equal(o.f.type, v->type);
@@ -399,7 +399,7 @@ static void test_vectors_client(void **state) {
 
                 if (strcmp(v->from, "station") != 0)
                         continue;
-                print_message("client %s\n", v->name);
+                print_message("# client %s\n", v->name);
                 if (v->flags & SP_FLAG_RETRANSMIT) {
                         n = sp_client_retransmit(&c);
                 } else {
@@ -438,7 +438,7 @@ static void test_vectors_board(void **state) {
                 assert_true(i + 1 < nvec);
                 resp = &vecs[i + 1];
                 assert_string_equal(resp->from, "board");
-                print_message("board %s -> %s\n", req->name, resp->name);
+                print_message("# board %s -> %s\n", req->name, resp->name);
                 s.out_len = 0;
                 spb_feed(&b, req->wire, req->wire_len);
                 assert_int_equal(s.out_len, resp->wire_len);

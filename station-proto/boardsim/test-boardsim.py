@@ -389,20 +389,28 @@ def test_link_gone_before_hangup(tmp):
 
 
 def main():
+    tests = (test_main, test_cycles, test_link_gone_before_hangup)
+    # TAP on stdout (meson registers this test with protocol 'tap'): the plan,
+    # one line per test, the reason of a failure as "# " comments.
+    print('1..%d' % len(tests), flush=True)
     if not os.access(SIM, os.X_OK) or not os.access(HOST, os.X_OK):
-        print('missing %s or %s (PROVD_BUILD_DIR)' % (SIM, HOST))
+        print('Bail out! missing %s or %s (PROVD_BUILD_DIR)' % (SIM, HOST), flush=True)
         return 1
     tmp = tempfile.mkdtemp(prefix='boardsim-it-')
+    failed = 0
     try:
-        for t in (test_main, test_cycles, test_link_gone_before_hangup):
-            t(tmp)
-            print('ok - %s' % t.__name__)
-    except Fail as e:
-        print('not ok - %s' % e)
-        return 1
+        for i, t in enumerate(tests, 1):
+            try:
+                t(tmp)
+                print('ok %d - %s' % (i, t.__name__), flush=True)
+            except Exception as e:  # noqa: BLE001 - every failure is one "not ok", the run goes on
+                failed += 1
+                print('not ok %d - %s' % (i, t.__name__), flush=True)
+                for line in (str(e) or repr(e)).splitlines():
+                    print('# ' + line, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == '__main__':

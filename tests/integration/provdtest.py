@@ -18,6 +18,15 @@ PROVD = os.path.join(BUILD, "daemon", "provd")
 PROVCTL = os.path.join(BUILD, "daemon", "provctl")
 BOARDSIM = os.path.join(BUILD, "station-proto", "boardsim", "provd-boardsim")
 
+# Slow builds (tests/meson.build sets 4 for a sanitizer build): provd's
+# per-request timeouts (SCALED_TIMEOUTS) and every wait of the harness are
+# multiplied by this, so that a board answering slowly is not taken for a board
+# that does not answer. Waits are upper bounds, never timing assertions. The
+# session limit is not scaled: a test sets it below a delay it gives the
+# simulator (which is not scaled either) and expects it to be exceeded.
+TIMEOUT_SCALE = float(os.environ.get("PROVD_TEST_TIMEOUT_SCALE", "1") or "1")
+SCALED_TIMEOUTS = ("response_ms", "keygen_ms")
+
 # Temporary directories of the Envs made by the test run() is running: removed when it
 # passes, kept (and named) when it fails.
 _env_dirs = []
@@ -33,6 +42,7 @@ def check(cond, msg):
 
 
 def wait_until(pred, timeout, what):
+    timeout *= TIMEOUT_SCALE
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -71,6 +81,11 @@ class Env:
         }
         for sec, kv in conf.items():
             self.conf.setdefault(sec, {}).update(kv)
+        if TIMEOUT_SCALE != 1:
+            t = self.conf["timeouts"]
+            for k in SCALED_TIMEOUTS:
+                if k in t:
+                    t[k] = str(int(float(t[k]) * TIMEOUT_SCALE))
         self.write_conf()
         self.sim = None
         self.provd = None
