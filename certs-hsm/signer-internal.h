@@ -10,6 +10,8 @@
 #define SIGNER_MAX_CHAIN 8
 #define SIGNER_MAX_CERT_FILE (1024 * 1024)
 #define SIGNER_MAX_KEY_FILE (64 * 1024)
+#define SIGNER_PIN_MAX 256
+#define SIGNER_URI_MAX 4096
 #define SIGNER_MAX_NAME 2048 /* issuer Name DER we copy into every certificate */
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free);

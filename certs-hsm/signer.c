@@ -74,6 +74,137 @@ int signer_check_secret_fd(int fd) {
         return 0;
 }
 
+/* A systemd credential name: one path component, no hidden or parent entries. */
+static bool valid_credential_name(const char *n) {
+        size_t len = strlen(n);
+
+        if (len == 0 || len > 255 || n[0] == '.')
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!((n[i] >= 'a' && n[i] <= 'z') || (n[i] >= 'A' && n[i] <= 'Z') || (n[i] >= '0' && n[i] <= '9') ||
+                      n[i] == '_' || n[i] == '-' || n[i] == '.' || n[i] == '@'))
+                        return false;
+        return true;
+}
+
+int signer_pin_read(const char *source, char **ret) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *path = NULL;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int r;
+
+        if (!source || !ret)
+                return -EINVAL;
+        if (strncmp(source, "credential:", 11) == 0) {
+                /* systemd LoadCredential=/SetCredential=: the directory is the
+                 * service's own (ramfs, readable by it alone). */
+                const char *dir = secure_getenv("CREDENTIALS_DIRECTORY");
+                if (!valid_credential_name(source + 11))
+                        return -EINVAL;
+                if (!dir || dir[0] != '/')
+                        return -ENOENT;
+                if (asprintf(&path, "%s/%s", dir, source + 11) < 0) {
+                        path = NULL;
+                        return -ENOMEM;
+                }
+        } else {
+                if (strncmp(source, "file:", 5) == 0)
+                        source += 5;
+                if (source[0] != '/')
+                        return -EINVAL;
+                path = strdup(source);
+                if (!path)
+                        return -ENOMEM;
+        }
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        r = signer_check_secret_fd(fd);
+        if (r < 0)
+                return r;
+        r = certs_read_file_bounded(fd, SIGNER_PIN_MAX, &buf, &len);
+        if (r < 0)
+                return r;
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+                len--;
+        buf[len] = '\0';
+        if (len == 0 || memchr(buf, '\0', len)) {
+                OPENSSL_cleanse(buf, len);
+                free(buf);
+                return -EINVAL;
+        }
+        *ret = (char *)buf;
+        return 0;
+}
+
+char *signer_pin_free(char *pin) {
+        if (pin) {
+                OPENSSL_cleanse(pin, strlen(pin));
+                free(pin);
+        }
+        return NULL;
+}
+
+/* Query attributes whose values are not secret; every other one is masked. */
+static bool query_attr_public(const char *a, size_t n) {
+        static const char *const names[] = { "module-path", "module-name", "pin-source" };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (n == strlen(names[i]) && memcmp(a, names[i], n) == 0)
+                        return true;
+        return false;
+}
+
+char *signer_uri_redact(const char *uri) {
+        size_t len, k = 0;
+        const char *q;
+        char *out;
+
+        if (!uri)
+                return NULL;
+        len = strnlen(uri, SIGNER_URI_MAX + 1);
+        if (len > SIGNER_URI_MAX)
+                return strdup("(signer URI too long)");
+        if (strncmp(uri, "pkcs11:", 7) != 0)
+                return strdup(uri); /* file: paths hold no secret */
+        /* Masking never makes an attribute longer than "***". */
+        out = malloc(len + 4 * (len / 2 + 1) + 1);
+        if (!out)
+                return NULL;
+        q = strchr(uri, '?');
+        if (!q) {
+                memcpy(out, uri, len + 1);
+                return out;
+        }
+        k = (size_t)(q - uri) + 1;
+        memcpy(out, uri, k);
+        for (const char *p = q + 1; *p;) {
+                size_t n = strcspn(p, "&");
+                const char *eq = memchr(p, '=', n);
+                if (eq && query_attr_public(p, (size_t)(eq - p))) {
+                        memcpy(out + k, p, n);
+                        k += n;
+                } else {
+                        /* Unknown or secret (pin-value, a misspelt key): keep the name
+                         * only; without '=' the whole attribute may be the secret. */
+                        size_t name = eq ? (size_t)(eq - p) : 0;
+                        if (name > 64)
+                                name = 64;
+                        memcpy(out + k, p, name);
+                        k += name;
+                        if (eq)
+                                out[k++] = '=';
+                        memcpy(out + k, "***", 3);
+                        k += 3;
+                }
+                p += n;
+                if (*p == '&')
+                        out[k++] = *p++;
+        }
+        out[k] = '\0';
+        return out;
+}
+
 int certs_pkey_p256_point(EVP_PKEY *pk, uint8_t ret[65]) {
         char group[32];
         size_t len = 0;

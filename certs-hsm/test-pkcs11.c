@@ -190,9 +190,12 @@ static void test_pin_sources(void **state) {
         char *uri = NULL, *pinfile = t_path(f->dir, "pin");
         FILE *fp;
 
+        /* A PIN in the URI is refused, even a right one, and with a PIN given too. */
         assert_true(asprintf(&uri, "%s&pin-value=1234", f->uri_base) > 0);
-        assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), 0);
-        s = signer_free(s);
+        assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), -ENOTSUP);
+        assert_int_equal(signer_open(&s, uri, f->signer_pem, "1234"), -ENOTSUP);
+        assert_null(s);
+        assert_non_null(strstr(signer_strerror(-ENOTSUP), "pin_file"));
         free(uri);
 
         fp = fopen(pinfile, "we");
@@ -215,6 +218,27 @@ static void test_pin_sources(void **state) {
         assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), 0);
         s = signer_free(s);
         free(uri);
+
+        /* A systemd credential: $CREDENTIALS_DIRECTORY/NAME, same file rule. */
+        char *creddir = t_path(f->dir, "creds"), *cred = t_path(f->dir, "creds/hsm-pin");
+        assert_int_equal(mkdir(creddir, 0700), 0);
+        fp = fopen(cred, "we");
+        fputs("1234", fp);
+        fclose(fp);
+        assert_int_equal(chmod(cred, 0400), 0);
+        assert_true(asprintf(&uri, "%s&pin-source=credential:hsm-pin", f->uri_base) > 0);
+        unsetenv("CREDENTIALS_DIRECTORY");
+        assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), -ENOENT);
+        setenv("CREDENTIALS_DIRECTORY", creddir, 1);
+        assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), 0);
+        s = signer_free(s);
+        free(uri);
+        assert_true(asprintf(&uri, "%s&pin-source=credential:../pin", f->uri_base) > 0);
+        assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), -EINVAL);
+        free(uri);
+        unsetenv("CREDENTIALS_DIRECTORY");
+        free(creddir);
+        free(cred);
 
         /* Module from the configuration parameter instead of the URI. */
         assert_int_equal(signer_open_pkcs11(&s, "pkcs11:token=provd;object=signer", f->signer_pem, "1234", MODULE), 0);
@@ -299,6 +323,31 @@ static void test_module_alias(void **state) {
         free(alias);
 }
 
+/* Every logged or stored form of a URI: no PIN, whatever its spelling. */
+static void test_redact(void **state) {
+        (void)state;
+        static const struct {
+                const char *in, *out;
+        } v[] = {
+                { "pkcs11:token=a;object=b?module-path=/m.so&pin-value=1234",
+                  "pkcs11:token=a;object=b?module-path=/m.so&pin-value=***" },
+                { "pkcs11:token=a?pin-value=1234", "pkcs11:token=a?pin-value=***" },
+                { "pkcs11:token=a?pin%2Dvalue=1234&pin-source=/p", "pkcs11:token=a?pin%2Dvalue=***&pin-source=/p" },
+                { "pkcs11:token=a?1234", "pkcs11:token=a?***" },
+                { "pkcs11:token=a?&&x=1&", "pkcs11:token=a?***&***&x=***&" },
+                { "pkcs11:token=a;object=b", "pkcs11:token=a;object=b" },
+                { "file:/etc/provd/signer.key", "file:/etc/provd/signer.key" },
+        };
+        for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+                char *r = signer_uri_redact(v[i].in);
+                assert_non_null(r);
+                assert_string_equal(r, v[i].out);
+                assert_null(strstr(r, "1234"));
+                free(r);
+        }
+        assert_null(signer_uri_redact(NULL));
+}
+
 struct worker {
         struct issuer *is;
         X509 *signer_cert;
@@ -361,6 +410,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_two_signers, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_module_alias, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+                cmocka_unit_test(test_redact),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
