@@ -30,6 +30,7 @@ static inline void ext_stack_freep(STACK_OF(X509_EXTENSION) **p) {
 struct ca_opts {
         const char *root_cn, *signer_cn, *org;
         uint32_t root_days, signer_days;
+        bool no_expiry;
 };
 
 static int opts_resolve(const struct ca_init_opts *in, struct ca_opts *ret) {
@@ -39,6 +40,7 @@ static int opts_resolve(const struct ca_init_opts *in, struct ca_opts *ret) {
                 .org = in && in->org && in->org[0] ? in->org : NULL,
                 .root_days = in && in->root_validity_days ? in->root_validity_days : CA_DEFAULT_ROOT_DAYS,
                 .signer_days = in && in->signer_validity_days ? in->signer_validity_days : CA_DEFAULT_SIGNER_DAYS,
+                .no_expiry = in && in->no_expiry,
         };
         if (ret->root_cn[0] == '\0' || strlen(ret->root_cn) > 64 || ret->signer_cn[0] == '\0' ||
             strlen(ret->signer_cn) > 64 || (ret->org && strlen(ret->org) > 64) || ret->root_days > CA_MAX_DAYS ||
@@ -84,6 +86,8 @@ static int random_serial(X509 *cert) {
 }
 
 /* A CA certificate for @key, signed by @issuer_key (@issuer NULL: self-signed). */
+#define CA_DAYS_NO_EXPIRY UINT32_MAX
+
 static int make_ca_cert(X509 **ret, EVP_PKEY *key, const char *cn, const char *org, uint32_t days, X509 *issuer,
                         EVP_PKEY *issuer_key, const char *basic_constraints) {
         _cleanup_(X509_freep) X509 *cert = X509_new();
@@ -94,8 +98,10 @@ static int make_ca_cert(X509 **ret, EVP_PKEY *key, const char *cn, const char *o
                 return -ENOMEM;
         if (X509_set_version(cert, X509_VERSION_3) != 1 || X509_set_subject_name(cert, name) != 1 ||
             X509_set_issuer_name(cert, issuer ? X509_get_subject_name(issuer) : name) != 1 ||
-            X509_set_pubkey(cert, key) != 1 || !X509_gmtime_adj(X509_getm_notBefore(cert), -3600) ||
-            !X509_time_adj_ex(X509_getm_notAfter(cert), (int)days, 0, NULL))
+            X509_set_pubkey(cert, key) != 1 || !X509_gmtime_adj(X509_getm_notBefore(cert), -3600))
+                return -EIO;
+        if (days == CA_DAYS_NO_EXPIRY ? ASN1_TIME_set_string(X509_getm_notAfter(cert), "99991231235959Z") != 1
+                                      : !X509_time_adj_ex(X509_getm_notAfter(cert), (int)days, 0, NULL))
                 return -EIO;
         r = random_serial(cert);
         if (r < 0)
@@ -217,10 +223,12 @@ int ca_init(const char *dir, const struct ca_init_opts *opts) {
                 r = -EIO;
                 goto fail;
         }
-        r = make_ca_cert(&root, root_key, o.root_cn, o.org, o.root_days, NULL, root_key, "critical,CA:TRUE");
+        r = make_ca_cert(&root, root_key, o.root_cn, o.org, o.no_expiry ? CA_DAYS_NO_EXPIRY : o.root_days, NULL,
+                         root_key, "critical,CA:TRUE");
         if (r < 0)
                 goto fail;
-        r = make_ca_cert(&signer, signer_key, o.signer_cn, o.org, o.signer_days, root, root_key,
+        r = make_ca_cert(&signer, signer_key, o.signer_cn, o.org, o.no_expiry ? CA_DAYS_NO_EXPIRY : o.signer_days,
+                         root, root_key,
                          "critical,CA:TRUE,pathlen:0");
         if (r < 0)
                 goto fail;

@@ -228,9 +228,16 @@ int issuer_new(struct issuer **ret, struct signer *signer, const struct cert_pro
         if ((!profile->no_expiry && (profile->validity_days == 0 || profile->validity_days > CERT_MAX_VALIDITY_DAYS)) ||
             profile->backdate_seconds > CERT_MAX_BACKDATE_SECONDS ||
             (profile->org && profile->org[0] && !valid_attr(profile->org)) ||
-            (profile->org_unit && profile->org_unit[0] && !valid_attr(profile->org_unit))) {
+            (profile->org_unit && profile->org_unit[0] && !valid_attr(profile->org_unit)) ||
+            (profile->expiry != CERT_EXPIRY_CLAMP && profile->expiry != CERT_EXPIRY_REFUSE)) {
                 signer_free(signer);
                 return -EINVAL;
+        }
+        /* "Never expires" under a signer that does cannot be kept: a
+         * configuration error, better reported at start than per board. */
+        if (profile->expiry == CERT_EXPIRY_REFUSE && profile->no_expiry && signer->not_after < CERT_NO_EXPIRY) {
+                signer_free(signer);
+                return -ERANGE;
         }
         signer_ski(signer, &ski_len);
         if (ski_len == 0 || ski_len > 64 || signer->subject_len == 0) {
@@ -348,11 +355,18 @@ int issuer_issue_at(struct issuer *is, const struct csr_info *csr, const char *c
         }
 
         /* Validity. */
+        if (now > is->signer->not_after || now < is->signer->not_before)
+                return -ERANGE;
         c.not_before = now - (time_t)is->profile.backdate_seconds;
         if (is->profile.no_expiry || now > CERT_NO_EXPIRY - (time_t)is->profile.validity_days * 86400)
                 c.not_after = CERT_NO_EXPIRY;
         else
                 c.not_after = now + (time_t)is->profile.validity_days * 86400;
+        if (c.not_after > is->signer->not_after) {
+                if (is->profile.expiry == CERT_EXPIRY_REFUSE)
+                        return -ERANGE;
+                c.not_after = is->signer->not_after;
+        }
         r = encode_time(validity + 2, c.not_before, &nb_len);
         if (r < 0)
                 return r;

@@ -34,7 +34,11 @@ struct signer {
         uint8_t ski[64];
         size_t ski_len;
         uint8_t pubkey[65];
+        time_t not_before, not_after; /* the signer certificate's validity */
 };
+
+/* An ASN1_TIME as seconds since 1970 (-EBADMSG if it does not convert). */
+int certs_asn1_time(const ASN1_TIME *t, time_t *ret);
 
 /* Wraps @userdata into a signer for @cert (borrowed) and, if given, @root
  * (borrowed). Takes @userdata: ops->free() is called on failure. Checks that the

@@ -323,6 +323,74 @@ int signer_load_chain(const char *path, X509 **ret_cert, X509 **ret_root) {
         return 0;
 }
 
+int certs_asn1_time(const ASN1_TIME *t, time_t *ret) {
+        struct tm tm = {};
+        time_t v;
+
+        if (!t || ASN1_TIME_to_tm(t, &tm) != 1) {
+                ERR_clear_error();
+                return -EBADMSG;
+        }
+        v = timegm(&tm);
+        if (v == (time_t)-1)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
+static void validity_fill(time_t not_before, time_t not_after, time_t now, struct signer_validity *ret) {
+        *ret = (struct signer_validity){
+                .not_before = not_before,
+                .not_after = not_after,
+                .not_yet_valid = now < not_before,
+                .expired = now > not_after,
+                /* Whole days left, rounded down; negative once expired. */
+                .days_left = (int64_t)(not_after - now) >= 0 ? (int64_t)(not_after - now) / 86400
+                                                              : -(((int64_t)(now - not_after) + 86399) / 86400),
+        };
+}
+
+int signer_validity(const struct signer *s, time_t now, struct signer_validity *ret) {
+        if (!s || !ret)
+                return -EINVAL;
+        validity_fill(s->not_before, s->not_after, now, ret);
+        return 0;
+}
+
+int signer_cert_file_status(const char *cert_path, time_t now, struct signer_file_status *ret) {
+        _cleanup_(X509_freep) X509 *cert = NULL, *root = NULL;
+        struct signer_file_status st = {};
+        const ASN1_OCTET_STRING *skid;
+        time_t nb, na;
+        int r, n;
+
+        if (!cert_path || !ret)
+                return -EINVAL;
+        r = signer_load_chain(cert_path, &cert, &root);
+        if (r < 0)
+                return r;
+        if (certs_asn1_time(X509_get0_notBefore(cert), &nb) < 0 || certs_asn1_time(X509_get0_notAfter(cert), &na) < 0)
+                return -EBADMSG;
+        validity_fill(nb, na, now, &st.validity);
+        n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, st.subject_cn,
+                                      sizeof(st.subject_cn));
+        if (n < 0)
+                st.subject_cn[0] = '\0';
+        skid = X509_get0_subject_key_id(cert);
+        if (skid && ASN1_STRING_length(skid) > 0 && ASN1_STRING_length(skid) <= 64)
+                certs_hex_encode(st.ski_hex, ASN1_STRING_get0_data(skid), (size_t)ASN1_STRING_length(skid));
+        st.has_root = root != NULL;
+        if (root) {
+                time_t rnb, rna;
+                if (certs_asn1_time(X509_get0_notBefore(root), &rnb) == 0 &&
+                    certs_asn1_time(X509_get0_notAfter(root), &rna) == 0)
+                        validity_fill(rnb, rna, now, &st.root_validity);
+        }
+        ERR_clear_error();
+        *ret = st;
+        return 0;
+}
+
 static int signer_setup_cert(struct signer *s, X509 *cert) {
         const ASN1_OCTET_STRING *skid;
         const X509_NAME *subject;
@@ -337,6 +405,9 @@ static int signer_setup_cert(struct signer *s, X509 *cert) {
         r = x509_to_der(cert, &s->cert_der, &s->cert_len);
         if (r < 0)
                 return r;
+        if (certs_asn1_time(X509_get0_notBefore(cert), &s->not_before) < 0 ||
+            certs_asn1_time(X509_get0_notAfter(cert), &s->not_after) < 0)
+                return -EKEYREJECTED;
 
         subject = X509_get_subject_name(cert);
         if (X509_NAME_get0_der((X509_NAME *)subject, &name_der, &name_len) != 1 || name_len == 0 ||

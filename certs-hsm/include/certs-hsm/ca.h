@@ -2,6 +2,7 @@
 /* CA tooling: create a root + signer pair, or a signer key + CSR for an offline root. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct ca_init_opts {
@@ -10,6 +11,7 @@ struct ca_init_opts {
         const char *org;                /* optional O in both subjects */
         uint32_t root_validity_days;    /* default 36500 (~100 years) */
         uint32_t signer_validity_days;  /* default 18250 (~50 years) */
+        bool no_expiry;                 /* root and signer notAfter 99991231235959Z (the day counts are ignored) */
 };
 
 /**

@@ -2,8 +2,10 @@
 /* Signer backends (PEM key file, PKCS#11 HSM) behind one interface. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /*
  * Glossary
@@ -142,3 +144,29 @@ char *signer_pin_free(char *pin);
  * allocation failure or @uri NULL.
  */
 char *signer_uri_redact(const char *uri);
+
+struct signer_validity {
+        time_t not_before, not_after;
+        int64_t days_left;  /* whole days until notAfter at @now; negative once expired */
+        bool expired;       /* now > notAfter */
+        bool not_yet_valid; /* now < notBefore */
+};
+
+/** The signer certificate's validity as seen at @now. 0 or -EINVAL. */
+int signer_validity(const struct signer *s, time_t now, struct signer_validity *ret);
+
+struct signer_file_status {
+        struct signer_validity validity;      /* of the signer certificate */
+        char subject_cn[65];                  /* "" if none */
+        char ski_hex[129];                    /* "" if the certificate has no SKI */
+        bool has_root;                        /* the file ends with a self-signed root */
+        struct signer_validity root_validity; /* if has_root */
+};
+
+/**
+ * Reads a signer certificate file (as signer_open() would: the chain must
+ * verify) without the key, for `provctl signer status`. Returns 0, or the
+ * errors of signer_open() for the certificate file (-ENOENT, -EBADMSG,
+ * -EKEYREJECTED, -EFBIG, ...).
+ */
+int signer_cert_file_status(const char *cert_path, time_t now, struct signer_file_status *ret);
