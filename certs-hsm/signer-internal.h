@@ -65,3 +65,6 @@ int signer_file_open(const char *path, const char *passphrase, void **ret_userda
 int signer_pkcs11_open(const char *uri, const char *pin, const char *module_path, void **ret_userdata,
                        const struct signer_ops **ret_ops);
 #endif
+
+/* A DER ECDSA-Sig-Value into r || s (32 bytes each). 0 or -EBADMSG. */
+int certs_sig_der_to_raw(const uint8_t *der, size_t len, uint8_t out[64]);

@@ -56,6 +56,11 @@ enum cert_expiry_policy {
                              * refuses no_expiry under a signer that expires */
 };
 
+enum cert_format {
+        CERT_FORMAT_X509,  /* the profile above (default) */
+        CERT_FORMAT_ATECC, /* Microchip atcacert compressed-certificate rules, see atecc.h */
+};
+
 struct cert_profile {
         uint32_t validity_days;    /* 1..CERT_MAX_VALIDITY_DAYS; ignored if no_expiry */
         bool no_expiry;            /* notAfter = 99991231235959Z (RFC 5280 "no well-defined expiration") */
@@ -63,6 +68,15 @@ struct cert_profile {
         const char *org;           /* optional subject O (NULL/"" = none), 1..64 bytes UTF-8 */
         const char *org_unit;      /* optional subject OU */
         enum cert_expiry_policy expiry; /* device notAfter beyond the signer's */
+        /* CERT_FORMAT_ATECC: the same fields and order, but notBefore on the hour
+         * (after backdating), notAfter validity_days / 365 whole years later
+         * (1..31) or 9999-12-31 23:59:59 with no_expiry, both years 2000..2031
+         * for notBefore; serial from SHA-256 of the key and dates (atecc.h). */
+        enum cert_format format;
+        uint16_t atecc_signer_id;  /* bytes 67..68 of the compressed form */
+        uint8_t atecc_template_id; /* 0..15 */
+        uint8_t atecc_chain_id;    /* 0..15 */
+        size_t atecc_cn_len;       /* CN length the template fixes (0: any, one template per length) */
 };
 
 /** Fills @p with the defaults: 3650 days, 1 h backdate, no O/OU. */
