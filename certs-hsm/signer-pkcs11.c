@@ -373,6 +373,38 @@ static int parse_uri(const char *uri, struct p11_uri *u) {
         return 0;
 }
 
+int signer_pkcs11_target(const char *uri, struct p11_target *ret) {
+        struct p11_uri u = {};
+        int r;
+
+        r = parse_uri(uri, &u);
+        if (r < 0) {
+                uri_done(&u);
+                return r;
+        }
+        *ret = (struct p11_target){
+                .token = TAKE_PTR(u.token),
+                .serial = TAKE_PTR(u.serial),
+                .object = TAKE_PTR(u.object),
+                .module_path = TAKE_PTR(u.module_path),
+                .pin_source = TAKE_PTR(u.pin_source),
+                .has_id = u.has_id,
+                .id_len = u.id_len,
+        };
+        memcpy(ret->id, u.id, sizeof(ret->id));
+        uri_done(&u);
+        return 0;
+}
+
+void p11_target_done(struct p11_target *t) {
+        free(t->token);
+        free(t->serial);
+        free(t->object);
+        free(t->module_path);
+        free(t->pin_source);
+        *t = (struct p11_target){};
+}
+
 static bool str_match(const char *want, const char *have) {
         return !want || (have && strcmp(want, have) == 0);
 }

@@ -519,12 +519,35 @@ static const char *uri_file_path(const char *uri) {
         return NULL;
 }
 
+int signer_open_key(const char *uri, const char *pin, const char *module_path, void **ret_userdata,
+                    const struct signer_ops **ret_ops, const char **ret_backend) {
+        if (!uri)
+                return -EINVAL;
+        if (strncmp(uri, "pkcs11:", 7) == 0) {
+#if HAVE_PKCS11
+                *ret_backend = "pkcs11";
+                return signer_pkcs11_open(uri, pin, module_path, ret_userdata, ret_ops);
+#else
+                return -EPROTONOSUPPORT;
+#endif
+        }
+        const char *path = uri_file_path(uri);
+        if (!path) {
+                /* "file:" with a relative path is a bad URI; "tpm2:..." an unknown scheme. */
+                if (strncmp(uri, "file:", 5) != 0 && strchr(uri, ':'))
+                        return -EPROTONOSUPPORT;
+                return -EINVAL;
+        }
+        *ret_backend = "file";
+        return signer_file_open(path, pin, ret_userdata, ret_ops);
+}
+
 int signer_open_pkcs11(struct signer **ret, const char *uri, const char *cert_path, const char *pin,
                        const char *module_path) {
         _cleanup_(X509_freep) X509 *cert = NULL, *root = NULL;
         const struct signer_ops *ops = NULL;
         void *userdata = NULL;
-        const char *backend;
+        const char *backend = NULL;
         int r;
 
         if (!ret || !uri || !cert_path)
@@ -533,25 +556,7 @@ int signer_open_pkcs11(struct signer **ret, const char *uri, const char *cert_pa
         r = signer_load_chain(cert_path, &cert, &root);
         if (r < 0)
                 return r;
-
-        if (strncmp(uri, "pkcs11:", 7) == 0) {
-#if HAVE_PKCS11
-                r = signer_pkcs11_open(uri, pin, module_path, &userdata, &ops);
-                backend = "pkcs11";
-#else
-                return -EPROTONOSUPPORT;
-#endif
-        } else {
-                const char *path = uri_file_path(uri);
-                if (!path) {
-                        /* "file:" with a relative path is a bad URI; "tpm2:..." an unknown scheme. */
-                        if (strncmp(uri, "file:", 5) != 0 && strchr(uri, ':'))
-                                return -EPROTONOSUPPORT;
-                        return -EINVAL;
-                }
-                r = signer_file_open(path, pin, &userdata, &ops);
-                backend = "file";
-        }
+        r = signer_open_key(uri, pin, module_path, &userdata, &ops, &backend);
         if (r < 0)
                 return r;
         return signer_new_internal(ret, ops, userdata, backend, cert, root);
