@@ -51,7 +51,7 @@ static int rv_to_errno(CK_RV rv) {
         case CKR_DOMAIN_PARAMS_INVALID:
         case CKR_TEMPLATE_INCONSISTENT:
         case CKR_ATTRIBUTE_VALUE_INVALID:
-                return -EOPNOTSUPP; /* the token cannot make such a key */
+                return -EMEDIUMTYPE; /* the token cannot make such a key (not -ENOTSUP: that is pin-value=) */
         default:
                 return -EIO;
         }

@@ -372,6 +372,9 @@ static void test_keygen_import(void **state) {
         assert_int_equal(ca_hsm_keygen(uri, "0000", NULL, &k2), -EACCES);
         assert_int_equal(ca_hsm_keygen("pkcs11:token=nosuch;object=x?module-path=" MODULE, "1234", NULL, &k2), -ENOENT);
         assert_int_equal(ca_hsm_keygen("pkcs11:object=x?module-path=" MODULE, "1234", NULL, &k2), -EINVAL);
+        assert_int_equal(ca_hsm_keygen("pkcs11:token=provd;object=y?module-path=" MODULE "&pin-value=1234", NULL, NULL,
+                                       &k2),
+                         -ENOTSUP);
         assert_int_equal(ca_hsm_key_info(uri, "1234", NULL, &k2), 0);
         assert_memory_equal(k.pubkey, k2.pubkey, 65);
 

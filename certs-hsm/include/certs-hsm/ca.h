@@ -61,7 +61,7 @@ struct ca_hsm_key {
  * CKA_EXTRACTABLE false, sign only. The attributes are read back and must
  * say so. Returns 0 and the key's attributes, -EEXIST (a key or public key
  * under that name exists), -ENOENT (token), -ENOTUNIQ, -EACCES (PIN),
- * -EOPNOTSUPP (the token cannot make such a key), -EKEYREJECTED (it made one
+ * -EMEDIUMTYPE (the token cannot make such a key), -EKEYREJECTED (it made one
  * that is extractable or not sensitive; the key stays, delete it), -EIO,
  * -EPROTONOSUPPORT (built without PKCS#11), -EINVAL.
  */
