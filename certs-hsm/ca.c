@@ -410,10 +410,22 @@ static int sign_req_with_ops(X509_REQ *req, EVP_PKEY *pub, const struct signer_o
                 ASN1_BIT_STRING_free(bs);
                 return -EIO;
         }
+        /* Whole bytes: without this, i2d drops trailing zero bits of the last
+         * byte as "unused" and the written signature no longer verifies. */
+        bs->flags = (bs->flags & ~0x07L) | ASN1_STRING_FLAG_BITS_LEFT;
         X509_REQ_set0_signature(req, bs);
-        if (X509_REQ_verify(req, pub) != 1)
-                return -EKEYREJECTED; /* the token's key is not the public key it reported */
-        return 0;
+        /* Checked as written, not as held in memory. */
+        uint8_t *der = NULL;
+        const uint8_t *q;
+        n = i2d_X509_REQ(req, &der);
+        if (n <= 0)
+                return -EIO;
+        q = der;
+        X509_REQ *back = d2i_X509_REQ(NULL, &q, n);
+        OPENSSL_free(der);
+        r = back && X509_REQ_verify(back, pub) == 1 ? 0 : -EKEYREJECTED; /* not the key the token reported */
+        X509_REQ_free(back);
+        return r;
 }
 
 static EVP_PKEY *pkey_from_point(const uint8_t point[65]) {
