@@ -3,6 +3,11 @@
  *
  *   bench-crypto [iterations]     (default 2000; CPU time of this thread, µs/op)
  *
+ * With SoftHSM2 and OpenSC's pkcs11-tool installed it also prints signs per
+ * second through the pkcs11: backend (a token made in a temporary directory)
+ * with 1 and 2 threads, and with 2 threads behind one mutex: what a single
+ * shared session would give.
+ *
  * Not a test: it asserts nothing about time. It prints the numbers the
  * "daemon CPU per board ≤ 2× crypto floor" requirement is judged on. */
 
@@ -11,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -147,6 +153,117 @@ static void *thread_main(void *arg) {
         return NULL;
 }
 
+#define SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+
+struct hsm_arg {
+        struct signer *s;
+        pthread_mutex_t *serialise; /* NULL: no lock of ours */
+        unsigned n;
+};
+
+static void *hsm_thread(void *arg) {
+        struct hsm_arg *a = arg;
+        uint8_t digest[32], sig[SIGNER_SIG_MAX];
+        size_t len;
+
+        memset(digest, 0x5a, sizeof(digest));
+        for (unsigned i = 0; i < a->n; i++) {
+                if (a->serialise)
+                        pthread_mutex_lock(a->serialise);
+                int r = signer_sign(a->s, digest, sig, &len);
+                if (a->serialise)
+                        pthread_mutex_unlock(a->serialise);
+                if (r < 0)
+                        DIE("signer_sign (pkcs11): %d", r);
+        }
+        return NULL;
+}
+
+/* A certificate for the token's public key, signed by a throw-away key: enough
+ * for signer_open() (it checks the key matches, the chain ends at this one). */
+static void write_hsm_cert(const char *pub_der, const char *cert_path) {
+        FILE *fp = fopen(pub_der, "rb");
+        EVP_PKEY *pub = fp ? d2i_PUBKEY_fp(fp, NULL) : NULL, *other = EVP_EC_gen("P-256");
+        X509 *x = X509_new();
+        X509_NAME *name = X509_NAME_new();
+
+        if (fp)
+                fclose(fp);
+        if (!pub || !other || !x || !name)
+                DIE("cannot read the token's public key");
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"bench HSM signer", -1, -1, 0);
+        X509_set_version(x, X509_VERSION_3);
+        ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+        X509_set_subject_name(x, name);
+        X509_set_issuer_name(x, name);
+        X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+        X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+        X509_set_pubkey(x, pub);
+        if (X509_sign(x, other, EVP_sha256()) <= 0)
+                DIE("X509_sign failed");
+        fp = fopen(cert_path, "we");
+        if (!fp || PEM_write_X509(fp, x) != 1)
+                DIE("cannot write %s", cert_path);
+        fclose(fp);
+        X509_NAME_free(name);
+        X509_free(x);
+        EVP_PKEY_free(pub);
+        EVP_PKEY_free(other);
+}
+
+static void bench_softhsm(const char *dir, unsigned n) {
+        char conf[512], cmd[2048], pub[512], cert[512];
+        struct signer *s;
+        pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+        FILE *fp;
+        int r;
+
+        if (access(SOFTHSM_MODULE, R_OK) != 0 || system("command -v softhsm2-util >/dev/null 2>&1") != 0 ||
+            system("command -v pkcs11-tool >/dev/null 2>&1") != 0) {
+                printf("pkcs11 (SoftHSM2): not installed, skipped\n");
+                return;
+        }
+        snprintf(conf, sizeof(conf), "%s/softhsm2.conf", dir);
+        fp = fopen(conf, "we");
+        if (!fp)
+                DIE("cannot write %s", conf);
+        fprintf(fp, "directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n", dir);
+        fclose(fp);
+        setenv("SOFTHSM2_CONF", conf, 1);
+        snprintf(pub, sizeof(pub), "%s/hsm-pub.der", dir);
+        snprintf(cert, sizeof(cert), "%s/hsm-signer.pem", dir);
+        snprintf(cmd, sizeof(cmd),
+                 "mkdir -p '%s/tokens' && softhsm2-util --init-token --free --label bench --pin 1234 --so-pin 5678 "
+                 ">/dev/null && pkcs11-tool --module " SOFTHSM_MODULE " --token-label bench --login --pin 1234 "
+                 "--keypairgen --key-type EC:prime256v1 --label signer --id 01 >/dev/null 2>&1 && "
+                 "pkcs11-tool --module " SOFTHSM_MODULE " --token-label bench --read-object --type pubkey --id 01 "
+                 "-o '%s' >/dev/null 2>&1",
+                 dir, pub);
+        if (system(cmd) != 0)
+                DIE("could not make a SoftHSM2 token");
+        write_hsm_cert(pub, cert);
+        r = signer_open(&s, "pkcs11:token=bench;object=signer?module-path=" SOFTHSM_MODULE, cert, "1234");
+        if (r < 0)
+                DIE("signer_open (pkcs11): %s", signer_strerror(r));
+
+        printf("pkcs11 signs through SoftHSM2 (%u per run, wall clock):\n", n);
+        for (int variant = 0; variant < 3; variant++) {
+                unsigned threads = variant == 0 ? 1 : 2;
+                pthread_t t[2];
+                struct hsm_arg a = { .s = s, .serialise = variant == 2 ? &lock : NULL, .n = n / threads };
+                double w0 = wall_us();
+                for (unsigned i = 0; i < threads; i++)
+                        pthread_create(&t[i], NULL, hsm_thread, &a);
+                for (unsigned i = 0; i < threads; i++)
+                        pthread_join(t[i], NULL);
+                double w = wall_us() - w0;
+                printf("  %u thread(s)%s %8.0f signs/s\n", threads,
+                       variant == 2 ? ", one lock (one session):" : ":                       ",
+                       (double)(a.n * threads) / (w / 1e6));
+        }
+        signer_free(s);
+}
+
 int main(int argc, char **argv) {
         unsigned n = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 10) : 2000;
         struct crypto_floor fl;
@@ -273,6 +390,8 @@ int main(int argc, char **argv) {
                 double w = wall_us() - w0;
                 printf("  %u thread(s): %8.0f boards/s\n", threads, (double)(a.n * threads) / (w / 1e6));
         }
+
+        bench_softhsm(dir, n);
 
         issuer_free(is);
         EVP_PKEY_free(signer_key);

@@ -23,6 +23,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include "certs-hsm/atecc.h"
 #include "certs-hsm/cert.h"
 #include "certs-hsm/csr.h"
 #include "certs-hsm/digest.h"
@@ -228,9 +229,18 @@ int issuer_new(struct issuer **ret, struct signer *signer, const struct cert_pro
         if ((!profile->no_expiry && (profile->validity_days == 0 || profile->validity_days > CERT_MAX_VALIDITY_DAYS)) ||
             profile->backdate_seconds > CERT_MAX_BACKDATE_SECONDS ||
             (profile->org && profile->org[0] && !valid_attr(profile->org)) ||
-            (profile->org_unit && profile->org_unit[0] && !valid_attr(profile->org_unit))) {
+            (profile->org_unit && profile->org_unit[0] && !valid_attr(profile->org_unit)) ||
+            (profile->expiry != CERT_EXPIRY_CLAMP && profile->expiry != CERT_EXPIRY_REFUSE) ||
+            (profile->format != CERT_FORMAT_X509 && profile->format != CERT_FORMAT_ATECC) ||
+            profile->atecc_template_id > 15 || profile->atecc_chain_id > 15 || profile->atecc_cn_len > CSR_CN_MAX) {
                 signer_free(signer);
                 return -EINVAL;
+        }
+        /* "Never expires" under a signer that does cannot be kept: a
+         * configuration error, better reported at start than per board. */
+        if (profile->expiry == CERT_EXPIRY_REFUSE && profile->no_expiry && signer->not_after < CERT_NO_EXPIRY) {
+                signer_free(signer);
+                return -ERANGE;
         }
         signer_ski(signer, &ski_len);
         if (ski_len == 0 || ski_len > 64 || signer->subject_len == 0) {
@@ -325,13 +335,132 @@ static int make_serial(uint8_t serial[CERT_SERIAL_LEN]) {
         return 0;
 }
 
+/* Where the per-certificate fields sit in a TBSCertificate (offsets from its
+ * first byte): what an ATECC certificate definition calls the elements. */
+struct tbs_layout {
+        size_t len;
+        size_t serial_off, validity_off, cn_off, pubkey_off, ski_off;
+};
+
+static size_t tbs_content_size(const struct issuer *is, size_t validity_len, size_t cn_len, size_t *ret_subj) {
+        size_t subj_content = is->subj_prefix_len + rdn_size(sizeof(certs_oid_common_name), cn_len);
+        *ret_subj = subj_content;
+        return sizeof(version_v3) + 2 + CERT_SERIAL_LEN + is->mid_len + validity_len + der_hdr_size(subj_content) +
+               subj_content + sizeof(certs_p256_spki_prefix) + 65 + is->ext_len;
+}
+
+/* Writes the TBSCertificate at @tbs (room: der_hdr_size(content) + content). */
+static void write_tbs(const struct issuer *is, uint8_t *tbs, const uint8_t serial[CERT_SERIAL_LEN],
+                      const uint8_t *validity, size_t validity_len, const char *cn, size_t cn_len,
+                      const uint8_t pubkey[65], const uint8_t ski[CERT_SKI_LEN], struct tbs_layout *lay) {
+        size_t subj_content, content = tbs_content_size(is, validity_len, cn_len, &subj_content);
+        uint8_t *p = tbs;
+
+        p = der_put_hdr(p, DER_SEQUENCE, content);
+        p = put_bytes(p, version_v3, sizeof(version_v3));
+        p = der_put_hdr(p, DER_INTEGER, CERT_SERIAL_LEN);
+        lay->serial_off = (size_t)(p - tbs);
+        p = put_bytes(p, serial, CERT_SERIAL_LEN);
+        p = put_bytes(p, is->mid, is->mid_len);
+        lay->validity_off = (size_t)(p - tbs);
+        p = put_bytes(p, validity, validity_len);
+        p = der_put_hdr(p, DER_SEQUENCE, subj_content);
+        p = put_bytes(p, is->subj_prefix, is->subj_prefix_len);
+        p = put_rdn(p, certs_oid_common_name, sizeof(certs_oid_common_name), cn, cn_len);
+        lay->cn_off = (size_t)(p - tbs) - cn_len;
+        p = put_bytes(p, certs_p256_spki_prefix, sizeof(certs_p256_spki_prefix));
+        lay->pubkey_off = (size_t)(p - tbs);
+        p = put_bytes(p, pubkey, 65);
+        memcpy(p, is->ext, is->ext_len);
+        lay->ski_off = (size_t)(p - tbs) + is->ext_ski_off;
+        memcpy(p + is->ext_ski_off, ski, CERT_SKI_LEN);
+        p += is->ext_len;
+        lay->len = (size_t)(p - tbs);
+}
+
+/* Appends signatureAlgorithm and the signature BIT STRING after the TBS at
+ * buf + 4 and puts the Certificate header in front. @buf has room for
+ * 4 + tbs_len + 12 + 3 + SIGNER_SIG_MAX bytes. Returns the total length. */
+static size_t wrap_certificate(uint8_t *buf, size_t tbs_len, const uint8_t *sig, size_t sig_len) {
+        uint8_t *p = buf + 4 + tbs_len;
+        size_t content, hdr;
+
+        p = put_bytes(p, sigalg_ecdsa_sha256, sizeof(sigalg_ecdsa_sha256));
+        p = der_put_hdr(p, DER_BIT_STRING, 1 + sig_len);
+        *p++ = 0x00; /* unused bits */
+        p = put_bytes(p, sig, sig_len);
+        content = (size_t)(p - (buf + 4));
+        hdr = der_hdr_size(content);
+        if (hdr > 4) /* cannot happen: the certificate is < 64 KiB */
+                return 0;
+        der_put_hdr(buf + (4 - hdr), DER_SEQUENCE, content);
+        memmove(buf, buf + (4 - hdr), hdr + content);
+        return hdr + content;
+}
+
+/* The ATECC compressed profile's validity (see cert.h): notBefore on the hour,
+ * notAfter whole years later or 9999, never beyond the signer. Fills the
+ * dates into @c and the 3 encoded bytes into @enc. */
+static int atecc_dates(const struct issuer *is, time_t now, struct issued_cert *c, uint8_t enc[3]) {
+        struct tm base, nb;
+        unsigned years;
+        time_t t = now - (time_t)is->profile.backdate_seconds;
+        int r;
+
+        if (!gmtime_r(&t, &base))
+                return -ERANGE;
+        base.tm_min = base.tm_sec = 0;
+        if (is->profile.no_expiry)
+                years = 0;
+        else {
+                years = is->profile.validity_days / 365;
+                if (years == 0)
+                        years = 1;
+                if (years > CERT_ATECC_MAX_YEARS)
+                        years = CERT_ATECC_MAX_YEARS;
+        }
+        for (;;) {
+                nb = base;
+                /* Feb 29 plus whole years can be a day that does not exist:
+                 * issue from Feb 28 23:00 instead (a little more backdating). */
+                if (years && nb.tm_mon == 1 && nb.tm_mday == 29 && !cert_atecc_leap(nb.tm_year + 1900 + (int)years)) {
+                        nb.tm_mday = 28;
+                        nb.tm_hour = 23;
+                }
+                r = cert_atecc_encode_dates(&nb, years, enc, &c->not_before, &c->not_after);
+                if (r < 0)
+                        return r;
+                if (c->not_after <= is->signer->not_after)
+                        return 0;
+                if (is->profile.expiry == CERT_EXPIRY_REFUSE)
+                        return -ERANGE;
+                /* Clamp in whole years: the compressed form has no other way to say it. */
+                if (years == 0)
+                        years = CERT_ATECC_MAX_YEARS + 1;
+                if (--years == 0)
+                        return -ERANGE;
+        }
+}
+
+static void put_atecc_validity(uint8_t validity[34], const uint8_t enc[3]) {
+        /* Fixed layout: notBefore UTCTime (13), notAfter GeneralizedTime (15),
+         * as atcacert's DATEFMT_RFC5280_UTC / DATEFMT_RFC5280_GEN. */
+        validity[0] = DER_SEQUENCE;
+        validity[1] = 32;
+        validity[2] = DER_UTCTIME;
+        validity[3] = 13;
+        validity[17] = DER_GENERALIZEDTIME;
+        validity[18] = 15;
+        cert_atecc_format_dates(enc, (char *)validity + 4, (char *)validity + 19);
+}
+
 int issuer_issue_at(struct issuer *is, const struct csr_info *csr, const char *cn, time_t now,
                     struct issued_cert *ret) {
         struct issued_cert c = {};
-        uint8_t validity[2 + 17 + 17], digest[SHA256_DIGEST_LENGTH], sig[SIGNER_SIG_MAX];
-        size_t nb_len, na_len, validity_len, cn_len, subj_content, subj_len, tbs_content, tbs_len, sig_len = 0;
-        size_t cert_content, hdr, total;
-        uint8_t *buf, *p, *tbs;
+        uint8_t validity[2 + 17 + 17], digest[SHA256_DIGEST_LENGTH], sig[SIGNER_SIG_MAX], enc[3];
+        size_t nb_len, na_len, validity_len, cn_len, subj_content, tbs_content, tbs_len, sig_len = 0;
+        struct tbs_layout lay;
+        uint8_t *buf;
         int r;
 
         if (!is || !csr || !cn || !ret || !valid_cn(cn))
@@ -346,88 +475,74 @@ int issuer_issue_at(struct issuer *is, const struct csr_info *csr, const char *c
                         return r;
                 certs_ec_key_free(k);
         }
-
-        /* Validity. */
-        c.not_before = now - (time_t)is->profile.backdate_seconds;
-        if (is->profile.no_expiry || now > CERT_NO_EXPIRY - (time_t)is->profile.validity_days * 86400)
-                c.not_after = CERT_NO_EXPIRY;
-        else
-                c.not_after = now + (time_t)is->profile.validity_days * 86400;
-        r = encode_time(validity + 2, c.not_before, &nb_len);
-        if (r < 0)
-                return r;
-        r = encode_time(validity + 2 + nb_len, c.not_after, &na_len);
-        if (r < 0)
-                return r;
-        validity[0] = DER_SEQUENCE;
-        validity[1] = (uint8_t)(nb_len + na_len);
-        validity_len = 2 + nb_len + na_len;
-
-        r = make_serial(c.serial);
-        if (r < 0)
-                return r;
+        if (now > is->signer->not_after || now < is->signer->not_before)
+                return -ERANGE;
         memcpy(c.pubkey, csr->pubkey, sizeof(c.pubkey));
+
+        if (is->profile.format == CERT_FORMAT_ATECC) {
+                r = atecc_dates(is, now, &c, enc);
+                if (r < 0)
+                        return r;
+                put_atecc_validity(validity, enc);
+                validity_len = 34;
+                r = cert_atecc_serial(c.pubkey, enc, c.serial);
+                if (r < 0)
+                        return r;
+        } else {
+                c.not_before = now - (time_t)is->profile.backdate_seconds;
+                if (is->profile.no_expiry || now > CERT_NO_EXPIRY - (time_t)is->profile.validity_days * 86400)
+                        c.not_after = CERT_NO_EXPIRY;
+                else
+                        c.not_after = now + (time_t)is->profile.validity_days * 86400;
+                if (c.not_after > is->signer->not_after) {
+                        if (is->profile.expiry == CERT_EXPIRY_REFUSE)
+                                return -ERANGE;
+                        c.not_after = is->signer->not_after;
+                }
+                r = encode_time(validity + 2, c.not_before, &nb_len);
+                if (r < 0)
+                        return r;
+                r = encode_time(validity + 2 + nb_len, c.not_after, &na_len);
+                if (r < 0)
+                        return r;
+                validity[0] = DER_SEQUENCE;
+                validity[1] = (uint8_t)(nb_len + na_len);
+                validity_len = 2 + nb_len + na_len;
+                r = make_serial(c.serial);
+                if (r < 0)
+                        return r;
+        }
         /* RFC 5280 4.2.1.2 (1): SHA-1 of the subjectPublicKey BIT STRING value. */
         r = certs_sha1(c.pubkey, sizeof(c.pubkey), c.ski);
         if (r < 0)
                 return r;
 
         cn_len = strlen(cn);
-        subj_content = is->subj_prefix_len + rdn_size(sizeof(certs_oid_common_name), cn_len);
-        subj_len = der_hdr_size(subj_content) + subj_content;
-        tbs_content = sizeof(version_v3) + 2 + CERT_SERIAL_LEN + is->mid_len + validity_len + subj_len +
-                      sizeof(certs_p256_spki_prefix) + sizeof(c.pubkey) + is->ext_len;
+        if (is->profile.format == CERT_FORMAT_ATECC && is->profile.atecc_cn_len && cn_len != is->profile.atecc_cn_len)
+                return -EINVAL; /* the template has a fixed-size CN */
+        tbs_content = tbs_content_size(is, validity_len, cn_len, &subj_content);
         tbs_len = der_hdr_size(tbs_content) + tbs_content;
 
         /* Room for the certificate header (≤ 4 bytes), TBS, algorithm, BIT STRING. */
         buf = malloc(4 + tbs_len + sizeof(sigalg_ecdsa_sha256) + 3 + SIGNER_SIG_MAX);
         if (!buf)
                 return -ENOMEM;
-        tbs = p = buf + 4;
-        p = der_put_hdr(p, DER_SEQUENCE, tbs_content);
-        p = put_bytes(p, version_v3, sizeof(version_v3));
-        p = der_put_hdr(p, DER_INTEGER, CERT_SERIAL_LEN);
-        p = put_bytes(p, c.serial, CERT_SERIAL_LEN);
-        p = put_bytes(p, is->mid, is->mid_len);
-        p = put_bytes(p, validity, validity_len);
-        p = der_put_hdr(p, DER_SEQUENCE, subj_content);
-        p = put_bytes(p, is->subj_prefix, is->subj_prefix_len);
-        p = put_rdn(p, certs_oid_common_name, sizeof(certs_oid_common_name), cn, cn_len);
-        p = put_bytes(p, certs_p256_spki_prefix, sizeof(certs_p256_spki_prefix));
-        p = put_bytes(p, c.pubkey, sizeof(c.pubkey));
-        memcpy(p, is->ext, is->ext_len);
-        memcpy(p + is->ext_ski_off, c.ski, CERT_SKI_LEN);
-        p += is->ext_len;
-        if ((size_t)(p - tbs) != tbs_len) {
+        write_tbs(is, buf + 4, c.serial, validity, validity_len, cn, cn_len, c.pubkey, c.ski, &lay);
+        if (lay.len != tbs_len) {
                 free(buf);
                 return -EINVAL; /* cannot happen: sizes above are exact */
         }
 
-        r = certs_sha256(tbs, tbs_len, digest);
+        r = certs_sha256(buf + 4, tbs_len, digest);
         if (r >= 0)
                 r = signer_sign(is->signer, digest, sig, &sig_len);
         if (r < 0 || sig_len == 0 || sig_len > SIGNER_SIG_MAX) {
                 free(buf);
                 return r < 0 ? r : -EIO;
         }
-        p = put_bytes(p, sigalg_ecdsa_sha256, sizeof(sigalg_ecdsa_sha256));
-        p = der_put_hdr(p, DER_BIT_STRING, 1 + sig_len);
-        *p++ = 0x00; /* unused bits */
-        p = put_bytes(p, sig, sig_len);
-
-        cert_content = (size_t)(p - tbs);
-        hdr = der_hdr_size(cert_content);
-        total = hdr + cert_content;
-        if (hdr > 4) { /* cannot happen: the certificate is < 64 KiB */
-                free(buf);
-                return -EINVAL;
-        }
-        der_put_hdr(buf + (4 - hdr), DER_SEQUENCE, cert_content);
-        memmove(buf, buf + (4 - hdr), total);
-
         c.der = buf;
-        c.der_len = total;
-        r = certs_sha256(c.der, c.der_len, c.sha256);
+        c.der_len = wrap_certificate(buf, tbs_len, sig, sig_len);
+        r = c.der_len ? certs_sha256(c.der, c.der_len, c.sha256) : -EINVAL;
         if (r < 0) {
                 free(buf);
                 return r;
@@ -435,6 +550,86 @@ int issuer_issue_at(struct issuer *is, const struct csr_info *csr, const char *c
         certs_hex_encode(c.sha256_hex, c.sha256, sizeof(c.sha256));
         certs_hex_encode(c.ski_hex, c.ski, sizeof(c.ski));
         *ret = c;
+        return 0;
+}
+
+int issuer_atecc_def(const struct issuer *is, size_t cn_len, struct cert_atecc_def *ret) {
+        static const uint8_t zero[65];
+        uint8_t validity[34], enc[3] = { 0x00, 0x84, 0x00 }; /* 2000-01-01 00:00, no expiry: placeholders */
+        char cn[CSR_CN_MAX + 1];
+        size_t subj_content, tbs_len;
+        struct tbs_layout lay;
+        struct cert_atecc_def d = {};
+
+        if (!is || !ret || cn_len == 0 || cn_len > CSR_CN_MAX || is->profile.format != CERT_FORMAT_ATECC ||
+            (is->profile.atecc_cn_len && cn_len != is->profile.atecc_cn_len))
+                return -EINVAL;
+        memset(cn, 0, sizeof(cn));
+        put_atecc_validity(validity, enc);
+        tbs_len = tbs_content_size(is, sizeof(validity), cn_len, &subj_content);
+        tbs_len += der_hdr_size(tbs_len);
+        d.tbs = calloc(1, tbs_len);
+        if (!d.tbs)
+                return -ENOMEM;
+        write_tbs(is, d.tbs, zero, validity, sizeof(validity), cn, cn_len, zero, zero, &lay);
+        d.tbs_len = lay.len;
+        d.serial_off = lay.serial_off;
+        d.not_before_off = lay.validity_off + 4;
+        d.not_after_off = lay.validity_off + 19;
+        d.cn_off = lay.cn_off;
+        d.cn_len = cn_len;
+        d.pubkey_off = lay.pubkey_off;
+        d.ski_off = lay.ski_off;
+        d.template_id = is->profile.atecc_template_id;
+        d.chain_id = is->profile.atecc_chain_id;
+        /* The placeholders are not part of the template. */
+        memset(d.tbs + d.not_before_off, 0, 13);
+        memset(d.tbs + d.not_after_off, 0, 15);
+        *ret = d;
+        return 0;
+}
+
+int issuer_compress(const struct issuer *is, const struct issued_cert *c, uint8_t ret[CERT_COMPRESSED_LEN]) {
+        uint8_t out[CERT_COMPRESSED_LEN] = {}, enc[3];
+        struct tm nb;
+        unsigned years = 0;
+        const uint8_t *p;
+        size_t n;
+
+        if (!is || !c || !c->der || !ret || is->profile.format != CERT_FORMAT_ATECC)
+                return -EINVAL;
+        /* The signature is the certificate's last element: BIT STRING { 00, ECDSA-Sig-Value }. */
+        if (c->der_len < 8 + SIGNER_SIG_MAX)
+                return -EBADMSG;
+        p = c->der + c->der_len;
+        /* Walk back: find the BIT STRING whose content ends exactly at the end. */
+        for (n = 8; n <= 3 + SIGNER_SIG_MAX; n++) {
+                const uint8_t *b = p - n;
+                if (b[0] == DER_BIT_STRING && b[1] == n - 2 && b[2] == 0x00 && b[3] == DER_SEQUENCE && b[4] == n - 5)
+                        break;
+        }
+        if (n > 3 + SIGNER_SIG_MAX)
+                return -EBADMSG;
+        if (certs_sig_der_to_raw(p - n + 3, n - 3, out) < 0)
+                return -EBADMSG;
+        if (!gmtime_r(&c->not_before, &nb) || nb.tm_min || nb.tm_sec)
+                return -EINVAL;
+        if (c->not_after != CERT_NO_EXPIRY) {
+                struct tm na;
+                if (!gmtime_r(&c->not_after, &na) || na.tm_year <= nb.tm_year)
+                        return -EINVAL;
+                years = (unsigned)(na.tm_year - nb.tm_year);
+        }
+        time_t a, b;
+        if (cert_atecc_encode_dates(&nb, years, enc, &a, &b) < 0 || a != c->not_before || b != c->not_after)
+                return -EINVAL; /* not a certificate of this profile */
+        memcpy(out + 64, enc, 3);
+        out[67] = (uint8_t)(is->profile.atecc_signer_id >> 8);
+        out[68] = (uint8_t)is->profile.atecc_signer_id;
+        out[69] = (uint8_t)(is->profile.atecc_template_id << 4 | is->profile.atecc_chain_id);
+        out[70] = (uint8_t)(CERT_ATECC_SNSRC_PUB_KEY_HASH << 4 | CERT_ATECC_FORMAT_VERSION);
+        out[71] = 0;
+        memcpy(ret, out, sizeof(out));
         return 0;
 }
 

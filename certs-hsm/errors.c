@@ -60,6 +60,9 @@ const char *signer_strerror(int r) {
                 return "signer backend failed (PKCS#11 module could not be loaded or the HSM failed)";
         case -ENOTUNIQ:
                 return "the PKCS#11 URI matches more than one token or key";
+        case -ENOTSUP:
+                return "a PIN in the signer URI (pin-value=) is refused: put it in [signer] pin_file, a systemd "
+                       "credential, or pin-source=";
         case -ENOMEM:
                 return "out of memory";
         default:

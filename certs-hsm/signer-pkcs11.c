@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* The pkcs11: signer backend (RFC 7512 URI, libp11). The private key stays in the
  * token: libp11 hooks the EC_KEY's method so ECDSA_do_sign() becomes C_Sign with
- * CKM_ECDSA on our digest. One mutex serialises the token session: PKCS#11
- * allows one active operation per session, and a factory HSM signs faster than
- * the line needs anyway. */
+ * CKM_ECDSA on our digest. Signing takes no lock of ours: libp11 (0.4.12, the
+ * version we build with) keeps a pool of sessions per slot and gives every C_SignInit/C_Sign
+ * pair its own session (waiting on a condition variable when all are busy), so
+ * worker threads sign in parallel as far as the token allows. Our module lock
+ * covers only login, key lookup and freeing. bench-crypto measures 1 and 2
+ * threads through SoftHSM2. */
 
 #define OPENSSL_SUPPRESS_DEPRECATED 1 /* EVP_PKEY_get0_EC_KEY(), ECDSA_do_sign(): see above */
 
@@ -22,8 +25,7 @@
 
 #include "signer-internal.h"
 
-#define URI_MAX 4096
-#define PIN_MAX 256
+#define URI_MAX SIGNER_URI_MAX
 #define DEFAULT_MODULE "p11-kit-proxy.so"
 
 struct p11_uri {
@@ -33,7 +35,7 @@ struct p11_uri {
         size_t id_len;
         bool has_id, has_slot_id;
         unsigned long slot_id;
-        char *module_path, *pin_value, *pin_source;
+        char *module_path, *pin_source;
 };
 
 /* A loaded PKCS#11 module, shared by every signer that uses it. Loading a module
@@ -192,9 +194,6 @@ static void uri_done(struct p11_uri *u) {
         free(u->slot_description);
         free(u->slot_manufacturer);
         free(u->module_path);
-        if (u->pin_value)
-                OPENSSL_cleanse(u->pin_value, strlen(u->pin_value));
-        free(u->pin_value);
         free(u->pin_source);
 }
 
@@ -323,7 +322,7 @@ static int parse_attr(struct p11_uri *u, const char *a, size_t n, bool query) {
                 if (KEY("module-path"))
                         return set_str(&u->module_path, v, vl);
                 if (KEY("pin-value"))
-                        return set_str(&u->pin_value, v, vl);
+                        return -ENOTSUP; /* a PIN in the URI ends up in configs and logs: use pin-source */
                 if (KEY("pin-source"))
                         return set_str(&u->pin_source, v, vl);
                 if (KEY("module-name"))
@@ -374,37 +373,36 @@ static int parse_uri(const char *uri, struct p11_uri *u) {
         return 0;
 }
 
-/* pin-source=file:/path or /path: first line of a small regular file, with the
- * key file's rule (ours, no group/other bits): the PIN unlocks the key. */
-static int read_pin_source(const char *src, char **ret) {
-        _cleanup_close_ int fd = -EBADF;
-        uint8_t *buf = NULL;
-        size_t len = 0;
+int signer_pkcs11_target(const char *uri, struct p11_target *ret) {
+        struct p11_uri u = {};
         int r;
 
-        if (strncmp(src, "file:", 5) == 0)
-                src += 5;
-        if (src[0] != '/')
-                return -EINVAL;
-        fd = open(src, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return -errno;
-        r = signer_check_secret_fd(fd);
-        if (r < 0)
+        r = parse_uri(uri, &u);
+        if (r < 0) {
+                uri_done(&u);
                 return r;
-        r = certs_read_file_bounded(fd, PIN_MAX, &buf, &len);
-        if (r < 0)
-                return r;
-        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-                len--;
-        buf[len] = '\0';
-        if (memchr(buf, '\0', len)) {
-                OPENSSL_cleanse(buf, len);
-                free(buf);
-                return -EINVAL;
         }
-        *ret = (char *)buf;
+        *ret = (struct p11_target){
+                .token = TAKE_PTR(u.token),
+                .serial = TAKE_PTR(u.serial),
+                .object = TAKE_PTR(u.object),
+                .module_path = TAKE_PTR(u.module_path),
+                .pin_source = TAKE_PTR(u.pin_source),
+                .has_id = u.has_id,
+                .id_len = u.id_len,
+        };
+        memcpy(ret->id, u.id, sizeof(ret->id));
+        uri_done(&u);
         return 0;
+}
+
+void p11_target_done(struct p11_target *t) {
+        free(t->token);
+        free(t->serial);
+        free(t->object);
+        free(t->module_path);
+        free(t->pin_source);
+        *t = (struct p11_target){};
 }
 
 static bool str_match(const char *want, const char *have) {
@@ -514,9 +512,7 @@ static int p11_sign(void *userdata, const uint8_t digest[32], uint8_t sig[SIGNER
         uint8_t *p = sig;
         int n;
 
-        pthread_mutex_lock(&ps->mod->lock);
         es = ECDSA_do_sign(digest, 32, ps->ec);
-        pthread_mutex_unlock(&ps->mod->lock);
         if (!es) {
                 ERR_clear_error();
                 return -EIO;
@@ -571,10 +567,8 @@ int signer_pkcs11_open(const char *uri, const char *pin, const char *module_path
                  : secure_getenv("PROVD_PKCS11_MODULE") ? secure_getenv("PROVD_PKCS11_MODULE")
                                                          : DEFAULT_MODULE;
         use_pin = pin;
-        if (!use_pin && u.pin_value)
-                use_pin = u.pin_value;
         if (!use_pin && u.pin_source) {
-                r = read_pin_source(u.pin_source, &pin_buf);
+                r = signer_pin_read(u.pin_source, &pin_buf);
                 if (r < 0)
                         goto out;
                 use_pin = pin_buf;
@@ -619,10 +613,7 @@ unlock:
 out:
         ERR_clear_error();
         p11_free(ps);
-        if (pin_buf) {
-                OPENSSL_cleanse(pin_buf, strlen(pin_buf));
-                free(pin_buf);
-        }
+        signer_pin_free(pin_buf);
         uri_done(&u);
         return r;
 }

@@ -65,6 +65,137 @@ int signer_check_secret_fd(int fd) {
         return secret_fd_check(fd);
 }
 
+/* A systemd credential name: one path component, no hidden or parent entries. */
+static bool valid_credential_name(const char *n) {
+        size_t len = strlen(n);
+
+        if (len == 0 || len > 255 || n[0] == '.')
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!((n[i] >= 'a' && n[i] <= 'z') || (n[i] >= 'A' && n[i] <= 'Z') || (n[i] >= '0' && n[i] <= '9') ||
+                      n[i] == '_' || n[i] == '-' || n[i] == '.' || n[i] == '@'))
+                        return false;
+        return true;
+}
+
+int signer_pin_read(const char *source, char **ret) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *path = NULL;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int r;
+
+        if (!source || !ret)
+                return -EINVAL;
+        if (strncmp(source, "credential:", 11) == 0) {
+                /* systemd LoadCredential=/SetCredential=: the directory is the
+                 * service's own (ramfs, readable by it alone). */
+                const char *dir = secure_getenv("CREDENTIALS_DIRECTORY");
+                if (!valid_credential_name(source + 11))
+                        return -EINVAL;
+                if (!dir || dir[0] != '/')
+                        return -ENOENT;
+                if (asprintf(&path, "%s/%s", dir, source + 11) < 0) {
+                        path = NULL;
+                        return -ENOMEM;
+                }
+        } else {
+                if (strncmp(source, "file:", 5) == 0)
+                        source += 5;
+                if (source[0] != '/')
+                        return -EINVAL;
+                path = strdup(source);
+                if (!path)
+                        return -ENOMEM;
+        }
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        r = signer_check_secret_fd(fd);
+        if (r < 0)
+                return r;
+        r = certs_read_file_bounded(fd, SIGNER_PIN_MAX, &buf, &len);
+        if (r < 0)
+                return r;
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+                len--;
+        buf[len] = '\0';
+        if (len == 0 || memchr(buf, '\0', len)) {
+                OPENSSL_cleanse(buf, len);
+                free(buf);
+                return -EINVAL;
+        }
+        *ret = (char *)buf;
+        return 0;
+}
+
+char *signer_pin_free(char *pin) {
+        if (pin) {
+                OPENSSL_cleanse(pin, strlen(pin));
+                free(pin);
+        }
+        return NULL;
+}
+
+/* Query attributes whose values are not secret; every other one is masked. */
+static bool query_attr_public(const char *a, size_t n) {
+        static const char *const names[] = { "module-path", "module-name", "pin-source" };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (n == strlen(names[i]) && memcmp(a, names[i], n) == 0)
+                        return true;
+        return false;
+}
+
+char *signer_uri_redact(const char *uri) {
+        size_t len, k = 0;
+        const char *q;
+        char *out;
+
+        if (!uri)
+                return NULL;
+        len = strnlen(uri, SIGNER_URI_MAX + 1);
+        if (len > SIGNER_URI_MAX)
+                return strdup("(signer URI too long)");
+        if (strncmp(uri, "pkcs11:", 7) != 0)
+                return strdup(uri); /* file: paths hold no secret */
+        /* Masking never makes an attribute longer than "***". */
+        out = malloc(len + 4 * (len / 2 + 1) + 1);
+        if (!out)
+                return NULL;
+        q = strchr(uri, '?');
+        if (!q) {
+                memcpy(out, uri, len + 1);
+                return out;
+        }
+        k = (size_t)(q - uri) + 1;
+        memcpy(out, uri, k);
+        for (const char *p = q + 1; *p;) {
+                size_t n = strcspn(p, "&");
+                const char *eq = memchr(p, '=', n);
+                if (eq && query_attr_public(p, (size_t)(eq - p))) {
+                        memcpy(out + k, p, n);
+                        k += n;
+                } else {
+                        /* Unknown or secret (pin-value, a misspelt key): keep the name
+                         * only; without '=' the whole attribute may be the secret. */
+                        size_t name = eq ? (size_t)(eq - p) : 0;
+                        if (name > 64)
+                                name = 64;
+                        memcpy(out + k, p, name);
+                        k += name;
+                        if (eq)
+                                out[k++] = '=';
+                        memcpy(out + k, "***", 3);
+                        k += 3;
+                }
+                p += n;
+                if (*p == '&')
+                        out[k++] = *p++;
+        }
+        out[k] = '\0';
+        return out;
+}
+
 int certs_pkey_p256_point(EVP_PKEY *pk, uint8_t ret[65]) {
         char group[32];
         size_t len = 0;
@@ -183,6 +314,74 @@ int signer_load_chain(const char *path, X509 **ret_cert, X509 **ret_root) {
         return 0;
 }
 
+int certs_asn1_time(const ASN1_TIME *t, time_t *ret) {
+        struct tm tm = {};
+        time_t v;
+
+        if (!t || ASN1_TIME_to_tm(t, &tm) != 1) {
+                ERR_clear_error();
+                return -EBADMSG;
+        }
+        v = timegm(&tm);
+        if (v == (time_t)-1)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
+static void validity_fill(time_t not_before, time_t not_after, time_t now, struct signer_validity *ret) {
+        *ret = (struct signer_validity){
+                .not_before = not_before,
+                .not_after = not_after,
+                .not_yet_valid = now < not_before,
+                .expired = now > not_after,
+                /* Whole days left, rounded down; negative once expired. */
+                .days_left = (int64_t)(not_after - now) >= 0 ? (int64_t)(not_after - now) / 86400
+                                                              : -(((int64_t)(now - not_after) + 86399) / 86400),
+        };
+}
+
+int signer_validity(const struct signer *s, time_t now, struct signer_validity *ret) {
+        if (!s || !ret)
+                return -EINVAL;
+        validity_fill(s->not_before, s->not_after, now, ret);
+        return 0;
+}
+
+int signer_cert_file_status(const char *cert_path, time_t now, struct signer_file_status *ret) {
+        _cleanup_(X509_freep) X509 *cert = NULL, *root = NULL;
+        struct signer_file_status st = {};
+        const ASN1_OCTET_STRING *skid;
+        time_t nb, na;
+        int r, n;
+
+        if (!cert_path || !ret)
+                return -EINVAL;
+        r = signer_load_chain(cert_path, &cert, &root);
+        if (r < 0)
+                return r;
+        if (certs_asn1_time(X509_get0_notBefore(cert), &nb) < 0 || certs_asn1_time(X509_get0_notAfter(cert), &na) < 0)
+                return -EBADMSG;
+        validity_fill(nb, na, now, &st.validity);
+        n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, st.subject_cn,
+                                      sizeof(st.subject_cn));
+        if (n < 0)
+                st.subject_cn[0] = '\0';
+        skid = X509_get0_subject_key_id(cert);
+        if (skid && ASN1_STRING_length(skid) > 0 && ASN1_STRING_length(skid) <= 64)
+                certs_hex_encode(st.ski_hex, ASN1_STRING_get0_data(skid), (size_t)ASN1_STRING_length(skid));
+        st.has_root = root != NULL;
+        if (root) {
+                time_t rnb, rna;
+                if (certs_asn1_time(X509_get0_notBefore(root), &rnb) == 0 &&
+                    certs_asn1_time(X509_get0_notAfter(root), &rna) == 0)
+                        validity_fill(rnb, rna, now, &st.root_validity);
+        }
+        ERR_clear_error();
+        *ret = st;
+        return 0;
+}
+
 static int signer_setup_cert(struct signer *s, X509 *cert) {
         const ASN1_OCTET_STRING *skid;
         const X509_NAME *subject;
@@ -197,6 +396,9 @@ static int signer_setup_cert(struct signer *s, X509 *cert) {
         r = x509_to_der(cert, &s->cert_der, &s->cert_len);
         if (r < 0)
                 return r;
+        if (certs_asn1_time(X509_get0_notBefore(cert), &s->not_before) < 0 ||
+            certs_asn1_time(X509_get0_notAfter(cert), &s->not_after) < 0)
+                return -EKEYREJECTED;
 
         subject = X509_get_subject_name(cert);
         if (X509_NAME_get0_der((X509_NAME *)subject, &name_der, &name_len) != 1 || name_len == 0 ||
@@ -308,12 +510,35 @@ static const char *uri_file_path(const char *uri) {
         return NULL;
 }
 
+int signer_open_key(const char *uri, const char *pin, const char *module_path, void **ret_userdata,
+                    const struct signer_ops **ret_ops, const char **ret_backend) {
+        if (!uri)
+                return -EINVAL;
+        if (strncmp(uri, "pkcs11:", 7) == 0) {
+#if HAVE_PKCS11
+                *ret_backend = "pkcs11";
+                return signer_pkcs11_open(uri, pin, module_path, ret_userdata, ret_ops);
+#else
+                return -EPROTONOSUPPORT;
+#endif
+        }
+        const char *path = uri_file_path(uri);
+        if (!path) {
+                /* "file:" with a relative path is a bad URI; "tpm2:..." an unknown scheme. */
+                if (strncmp(uri, "file:", 5) != 0 && strchr(uri, ':'))
+                        return -EPROTONOSUPPORT;
+                return -EINVAL;
+        }
+        *ret_backend = "file";
+        return signer_file_open(path, pin, ret_userdata, ret_ops);
+}
+
 int signer_open_pkcs11(struct signer **ret, const char *uri, const char *cert_path, const char *pin,
                        const char *module_path) {
         _cleanup_(X509_freep) X509 *cert = NULL, *root = NULL;
         const struct signer_ops *ops = NULL;
         void *userdata = NULL;
-        const char *backend;
+        const char *backend = NULL;
         int r;
 
         if (!ret || !uri || !cert_path)
@@ -322,25 +547,7 @@ int signer_open_pkcs11(struct signer **ret, const char *uri, const char *cert_pa
         r = signer_load_chain(cert_path, &cert, &root);
         if (r < 0)
                 return r;
-
-        if (strncmp(uri, "pkcs11:", 7) == 0) {
-#if HAVE_PKCS11
-                r = signer_pkcs11_open(uri, pin, module_path, &userdata, &ops);
-                backend = "pkcs11";
-#else
-                return -EPROTONOSUPPORT;
-#endif
-        } else {
-                const char *path = uri_file_path(uri);
-                if (!path) {
-                        /* "file:" with a relative path is a bad URI; "tpm2:..." an unknown scheme. */
-                        if (strncmp(uri, "file:", 5) != 0 && strchr(uri, ':'))
-                                return -EPROTONOSUPPORT;
-                        return -EINVAL;
-                }
-                r = signer_file_open(path, pin, &userdata, &ops);
-                backend = "file";
-        }
+        r = signer_open_key(uri, pin, module_path, &userdata, &ops, &backend);
         if (r < 0)
                 return r;
         return signer_new_internal(ret, ops, userdata, backend, cert, root);

@@ -5,6 +5,9 @@
 
 #include <sys/stat.h>
 
+#include <openssl/sha.h>
+
+#include "certs-hsm/atecc.h"
 #include "certs-hsm/ca.h"
 #include "certs-hsm/csr.h"
 
@@ -135,11 +138,53 @@ static void test_signer_csr(void **state) {
         t_rmdir(dir);
 }
 
+/* --compressed: the signer fits atcacert's compressed-signer limits. */
+static void test_compressed_signer(void **state) {
+        (void)state;
+        char *dir = t_tmpdir(), *pem = t_path(dir, "signer.pem");
+        X509 *x;
+        struct tm nb, na;
+        uint8_t point[65], enc[3], msg[67], h[32];
+        size_t len = 0;
+        char cn[80];
+
+        assert_int_equal(ca_init(dir, &(struct ca_init_opts){ .compressed = true, .signer_id = 0x3b1f }), 0);
+        x = t_load_cert(pem);
+        assert_int_equal(ASN1_TIME_to_tm(X509_get0_notBefore(x), &nb), 1);
+        assert_int_equal(ASN1_TIME_to_tm(X509_get0_notAfter(x), &na), 1);
+        assert_int_equal(nb.tm_min, 0);
+        assert_int_equal(nb.tm_sec, 0);
+        assert_int_equal(na.tm_year - nb.tm_year, 31); /* 18250 days, capped at 31 whole years */
+        assert_int_equal(na.tm_mon, nb.tm_mon);
+        assert_int_equal(na.tm_mday, nb.tm_mday);
+        assert_int_equal(na.tm_hour, nb.tm_hour);
+        X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
+        assert_string_equal(cn, "provd signer CA 3B1F");
+
+        /* Serial = SHA-256(X || Y || encoded dates), top bits 01. */
+        assert_int_equal(EVP_PKEY_get_octet_string_param(X509_get0_pubkey(x), "encoded-pub-key", point,
+                                                         sizeof(point), &len),
+                         1);
+        time_t a, b;
+        assert_int_equal(cert_atecc_encode_dates(&nb, 31, enc, &a, &b), 0);
+        memcpy(msg, point + 1, 64);
+        memcpy(msg + 64, enc, 3);
+        SHA256(msg, sizeof(msg), h);
+        h[0] = (h[0] & 0x7f) | 0x40;
+        const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
+        assert_int_equal(ASN1_STRING_length(sn), 16);
+        assert_memory_equal(ASN1_STRING_get0_data(sn), h, 16);
+        X509_free(x);
+        free(pem);
+        t_rmdir(dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_init),
                 cmocka_unit_test(test_no_overwrite),
                 cmocka_unit_test(test_signer_csr),
+                cmocka_unit_test(test_compressed_signer),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,7 +47,9 @@ static int setup(void **state) {
         char *p;
 
         f->dir = t_tmpdir();
-        assert_int_equal(ca_init(f->dir, &(struct ca_init_opts){ .org = "Acme Devices" }), 0);
+        /* A CA that never expires, so profiles up to 9999 are kept as asked
+         * (test_expiry covers a signer that ends first). */
+        assert_int_equal(ca_init(f->dir, &(struct ca_init_opts){ .org = "Acme Devices", .no_expiry = true }), 0);
         p = t_path(f->dir, "root.pem");
         f->root = t_load_cert(p);
         free(p);
@@ -356,6 +358,88 @@ static void test_issue_refused(void **state) {
         assert_null(c.der);
 }
 
+/* A device certificate never outlives its signer: clamped by default, refused
+ * under CERT_EXPIRY_REFUSE; and nothing is issued outside the signer's validity. */
+static void test_expiry(void **state) {
+        struct fixture *f = *state;
+        char *dir = t_tmpdir(), *key = t_path(dir, "signer.key"), *pem = t_path(dir, "signer.pem"), *uri = NULL;
+        struct cert_profile p;
+        struct signer *s = NULL;
+        struct signer_validity v;
+        struct issuer *is = NULL;
+        struct issued_cert c = {};
+        time_t now = time(NULL);
+
+        assert_int_equal(ca_init(dir, &(struct ca_init_opts){ .signer_validity_days = 30 }), 0);
+        assert_true(asprintf(&uri, "file:%s", key) > 0);
+
+        assert_int_equal(signer_open(&s, uri, pem, NULL), 0);
+        assert_int_equal(signer_validity(s, now, &v), 0);
+        assert_false(v.expired);
+        assert_false(v.not_yet_valid);
+        assert_true(v.days_left == 29 || v.days_left == 30);
+        assert_int_equal(signer_validity(s, v.not_after + 1, &v), 0);
+        assert_true(v.expired);
+        assert_int_equal(v.days_left, -1);
+        time_t signer_end = v.not_after;
+
+        /* Default profile (3650 days) and no_expiry: both clamped to the signer. */
+        cert_profile_init(&p);
+        assert_int_equal(issuer_new(&is, s, &p), 0);
+        assert_int_equal(issuer_issue_at(is, &f->csr, "sn-clamp", now, &c), 0);
+        assert_int_equal(c.not_after, signer_end);
+        X509 *x = decode(&c);
+        struct tm tm;
+        assert_int_equal(ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm), 1);
+        assert_int_equal(timegm(&tm), signer_end);
+        X509_free(x);
+        issued_cert_done(&c);
+        /* After the signer expired, or before it was valid: nothing. */
+        assert_int_equal(issuer_issue_at(is, &f->csr, "sn-late", signer_end + 1, &c), -ERANGE);
+        assert_int_equal(issuer_issue_at(is, &f->csr, "sn-early", now - 86400, &c), -ERANGE);
+        is = issuer_free(is);
+
+        assert_int_equal(signer_open(&s, uri, pem, NULL), 0);
+        p.no_expiry = true;
+        assert_int_equal(issuer_new(&is, s, &p), 0);
+        assert_int_equal(issuer_issue_at(is, &f->csr, "sn-clamp", now, &c), 0);
+        assert_int_equal(c.not_after, signer_end);
+        issued_cert_done(&c);
+        is = issuer_free(is);
+
+        /* Refuse: no_expiry is a configuration error; a period that fits is kept,
+         * one that does not is refused. */
+        assert_int_equal(signer_open(&s, uri, pem, NULL), 0);
+        p.expiry = CERT_EXPIRY_REFUSE;
+        assert_int_equal(issuer_new(&is, s, &p), -ERANGE);
+        assert_int_equal(signer_open(&s, uri, pem, NULL), 0);
+        p.no_expiry = false;
+        p.validity_days = 10;
+        assert_int_equal(issuer_new(&is, s, &p), 0);
+        assert_int_equal(issuer_issue_at(is, &f->csr, "sn-fits", now, &c), 0);
+        assert_int_equal(c.not_after, now + 10 * 86400);
+        issued_cert_done(&c);
+        assert_int_equal(issuer_issue_at(is, &f->csr, "sn-late", signer_end - 5 * 86400, &c), -ERANGE);
+        is = issuer_free(is);
+
+        /* The status of the certificate file alone (provctl signer status). */
+        struct signer_file_status st;
+        assert_int_equal(signer_cert_file_status(pem, now, &st), 0);
+        assert_string_equal(st.subject_cn, "provd signer CA");
+        assert_int_equal(st.validity.not_after, signer_end);
+        assert_false(st.has_root);
+        assert_int_equal(strlen(st.ski_hex), 40);
+        assert_int_equal(signer_cert_file_status("/nonexistent.pem", now, &st), -ENOENT);
+
+        assert_int_equal(signer_open(&s, uri, pem, NULL), 0);
+        p.expiry = 7;
+        assert_int_equal(issuer_new(&is, s, &p), -EINVAL);
+        t_rmdir(dir);
+        free(key);
+        free(pem);
+        free(uri);
+}
+
 static void test_exports(void **state) {
         struct fixture *f = *state;
         const uint8_t *der, *p;
@@ -500,6 +584,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_issue_default, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_issue_profile, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_issue_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exports, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_thing_name, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_proof_roundtrip, setup, teardown),

@@ -37,8 +37,9 @@ static void run(const char *fmt, ...) {
         free(cmd);
 }
 
-/* The signer certificate for the HSM's public key, signed by the ca_init() root. */
-static X509 *make_signer_cert(const char *dir, EVP_PKEY *pub) {
+/* A certificate for @pub signed by the ca_init() root in @dir, with the given
+ * basicConstraints and keyUsage. */
+static X509 *make_ca_cert_for(const char *dir, EVP_PKEY *pub, const char *bc, const char *ku) {
         char *rk = t_path(dir, "root.key"), *rp = t_path(dir, "root.pem");
         X509 *root = t_load_cert(rp), *x = X509_new();
         FILE *fp = fopen(rk, "re");
@@ -57,12 +58,12 @@ static X509 *make_signer_cert(const char *dir, EVP_PKEY *pub) {
         X509_gmtime_adj(X509_getm_notAfter(x), 86400L * 365);
         assert_int_equal(X509_set_pubkey(x, pub), 1);
         X509V3_set_ctx(&ctx, root, x, NULL, NULL, 0);
-        static const struct {
+        const struct {
                 int nid;
                 const char *v;
         } exts[] = {
-                { NID_basic_constraints, "critical,CA:TRUE,pathlen:0" },
-                { NID_key_usage, "critical,keyCertSign,cRLSign" },
+                { NID_basic_constraints, bc },
+                { NID_key_usage, ku },
                 { NID_subject_key_identifier, "hash" },
                 { NID_authority_key_identifier, "keyid:always" },
         };
@@ -79,6 +80,11 @@ static X509 *make_signer_cert(const char *dir, EVP_PKEY *pub) {
         free(rk);
         free(rp);
         return x;
+}
+
+/* The signer certificate for the HSM's public key, signed by the ca_init() root. */
+static X509 *make_signer_cert(const char *dir, EVP_PKEY *pub) {
+        return make_ca_cert_for(dir, pub, "critical,CA:TRUE,pathlen:0", "critical,keyCertSign,cRLSign");
 }
 
 static int setup(void **state) {
@@ -190,9 +196,12 @@ static void test_pin_sources(void **state) {
         char *uri = NULL, *pinfile = t_path(f->dir, "pin");
         FILE *fp;
 
+        /* A PIN in the URI is refused, even a right one, and with a PIN given too. */
         assert_true(asprintf(&uri, "%s&pin-value=1234", f->uri_base) > 0);
-        assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), 0);
-        s = signer_free(s);
+        assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), -ENOTSUP);
+        assert_int_equal(signer_open(&s, uri, f->signer_pem, "1234"), -ENOTSUP);
+        assert_null(s);
+        assert_non_null(strstr(signer_strerror(-ENOTSUP), "pin_file"));
         free(uri);
 
         fp = fopen(pinfile, "we");
@@ -215,6 +224,27 @@ static void test_pin_sources(void **state) {
         assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), 0);
         s = signer_free(s);
         free(uri);
+
+        /* A systemd credential: $CREDENTIALS_DIRECTORY/NAME, same file rule. */
+        char *creddir = t_path(f->dir, "creds"), *cred = t_path(f->dir, "creds/hsm-pin");
+        assert_int_equal(mkdir(creddir, 0700), 0);
+        fp = fopen(cred, "we");
+        fputs("1234", fp);
+        fclose(fp);
+        assert_int_equal(chmod(cred, 0400), 0);
+        assert_true(asprintf(&uri, "%s&pin-source=credential:hsm-pin", f->uri_base) > 0);
+        unsetenv("CREDENTIALS_DIRECTORY");
+        assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), -ENOENT);
+        setenv("CREDENTIALS_DIRECTORY", creddir, 1);
+        assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), 0);
+        s = signer_free(s);
+        free(uri);
+        assert_true(asprintf(&uri, "%s&pin-source=credential:../pin", f->uri_base) > 0);
+        assert_int_equal(signer_open(&s, uri, f->signer_pem, NULL), -EINVAL);
+        free(uri);
+        unsetenv("CREDENTIALS_DIRECTORY");
+        free(creddir);
+        free(cred);
 
         /* Module from the configuration parameter instead of the URI. */
         assert_int_equal(signer_open_pkcs11(&s, "pkcs11:token=provd;object=signer", f->signer_pem, "1234", MODULE), 0);
@@ -299,6 +329,159 @@ static void test_module_alias(void **state) {
         free(alias);
 }
 
+/* Every logged or stored form of a URI: no PIN, whatever its spelling. */
+static int run_status(const char *fmt, ...) {
+        char *cmd = NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        assert_true(vasprintf(&cmd, fmt, ap) > 0);
+        va_end(ap);
+        int r = system(cmd);
+        free(cmd);
+        return r;
+}
+
+static char *write_cert(const char *dir, const char *name, X509 *x) {
+        char *path = t_path(dir, name);
+        FILE *fp = fopen(path, "we");
+        assert_non_null(fp);
+        assert_int_equal(PEM_write_X509(fp, x), 1);
+        fclose(fp);
+        return path;
+}
+
+/* ca init --signer-uri: the key is made in the token, cannot leave it, signs
+ * the CSR there; the offline root's certificate is checked on import. */
+static void test_keygen_import(void **state) {
+        NEED_HSM(state);
+        struct fixture *f = *state;
+        const char *uri = "pkcs11:token=provd;object=hsmsigner;id=%02?module-path=" MODULE;
+        struct ca_hsm_key k, k2;
+        char *csr_path = t_path(f->dir, "signer.csr"), *out = t_path(f->dir, "imported.pem");
+
+        assert_int_equal(ca_hsm_keygen(uri, "1234", NULL, &k), 0);
+        assert_true(k.sensitive);
+        assert_false(k.extractable);
+        assert_true(k.never_extractable);
+        assert_true(k.always_sensitive);
+        assert_true(k.token);
+        assert_true(k.private_object);
+        assert_false(k.value_readable);
+        assert_int_equal(k.pubkey[0], 0x04);
+        assert_int_equal(ca_hsm_keygen(uri, "1234", NULL, &k2), -EEXIST);
+        assert_int_equal(ca_hsm_keygen(uri, "0000", NULL, &k2), -EACCES);
+        assert_int_equal(ca_hsm_keygen("pkcs11:token=nosuch;object=x?module-path=" MODULE, "1234", NULL, &k2), -ENOENT);
+        assert_int_equal(ca_hsm_keygen("pkcs11:object=x?module-path=" MODULE, "1234", NULL, &k2), -EINVAL);
+        assert_int_equal(ca_hsm_keygen("pkcs11:token=provd;object=y?module-path=" MODULE "&pin-value=1234", NULL, NULL,
+                                       &k2),
+                         -ENOTSUP);
+        assert_int_equal(ca_hsm_key_info(uri, "1234", NULL, &k2), 0);
+        assert_memory_equal(k.pubkey, k2.pubkey, 65);
+
+        /* The token says the same to another client: the private key cannot be
+         * read out (OpenSC 0.23's pkcs11-tool says so and exits 0, writing
+         * nothing; our CKA_VALUE read above is refused by the token), and its
+         * attributes are sensitive / never extractable. */
+        char *priv_out = t_path(f->dir, "priv.out");
+        run_status("pkcs11-tool --module " MODULE " --token-label provd --login --pin 1234 --read-object --type privkey "
+                   "--label hsmsigner -o %s >/dev/null 2>&1",
+                   priv_out);
+        assert_int_equal(access(priv_out, F_OK), -1);
+        free(priv_out);
+        assert_int_equal(run_status("pkcs11-tool --module " MODULE " --token-label provd --login --pin 1234 "
+                                    "--list-objects --type privkey 2>/dev/null | grep -A8 hsmsigner | "
+                                    "grep -q 'Access:.*sensitive.*never extractable'"),
+                         0);
+
+        /* The CSR is signed in the token, for the token's key. */
+        assert_int_equal(ca_signer_csr_hsm(f->dir, &(struct ca_init_opts){ .signer_cn = "HSM signer 2" }, uri, "1234",
+                                           NULL),
+                         0);
+        assert_int_equal(ca_signer_csr_hsm(f->dir, NULL, uri, "1234", NULL), -EEXIST);
+        FILE *fp = fopen(csr_path, "re");
+        X509_REQ *req = PEM_read_X509_REQ(fp, NULL, NULL, NULL);
+        fclose(fp);
+        assert_non_null(req);
+        EVP_PKEY *pub = X509_REQ_get_pubkey(req);
+        assert_int_equal(X509_REQ_verify(req, pub), 1);
+        X509_REQ_free(req);
+
+        /* The offline root signs; import checks everything before installing. */
+        char *root_pem = t_path(f->dir, "root.pem");
+        X509 *good = make_signer_cert(f->dir, pub);
+        X509 *not_ca = make_ca_cert_for(f->dir, pub, "critical,CA:FALSE", "critical,digitalSignature");
+        X509 *deep = make_ca_cert_for(f->dir, pub, "critical,CA:TRUE,pathlen:1", "critical,keyCertSign");
+        X509 *no_ku = make_ca_cert_for(f->dir, pub, "critical,CA:TRUE,pathlen:0", "critical,digitalSignature");
+        char *good_p = write_cert(f->dir, "good.pem", good), *not_ca_p = write_cert(f->dir, "notca.pem", not_ca),
+             *deep_p = write_cert(f->dir, "deep.pem", deep), *no_ku_p = write_cert(f->dir, "noku.pem", no_ku);
+        assert_int_equal(ca_signer_import(not_ca_p, root_pem, uri, "1234", NULL, out), -EDOM);
+        assert_int_equal(ca_signer_import(deep_p, root_pem, uri, "1234", NULL, out), -EDOM);
+        assert_int_equal(ca_signer_import(no_ku_p, root_pem, uri, "1234", NULL, out), -EDOM);
+        /* The fixture's certificate is for the other key (id 01). */
+        assert_int_equal(ca_signer_import(f->signer_pem, root_pem, uri, "1234", NULL, out), -EKEYREJECTED);
+        /* A root that did not sign it. */
+        char *other = t_tmpdir(), *other_root = t_path(other, "root.pem");
+        assert_int_equal(ca_init(other, NULL), 0);
+        assert_int_equal(ca_signer_import(good_p, other_root, uri, "1234", NULL, out), -EKEYREJECTED);
+        assert_int_equal(access(out, F_OK), -1);
+        assert_int_equal(ca_signer_import(good_p, root_pem, uri, "1234", NULL, out), 0);
+        assert_int_equal(ca_signer_import(good_p, root_pem, uri, "1234", NULL, out), -EEXIST);
+
+        /* And it signs device certificates that chain to the root. */
+        struct signer *s = NULL;
+        struct issuer *is = NULL;
+        assert_int_equal(signer_open(&s, uri, out, "1234"), 0);
+        assert_int_equal(signer_set_root(s, root_pem), 0);
+        assert_int_equal(issuer_new(&is, s, NULL), 0);
+        X509 *keep = f->signer_cert;
+        char *keep_pem = f->signer_pem;
+        f->signer_cert = good;
+        f->signer_pem = out;
+        issue_and_verify(f, is, "sn-imported");
+        f->signer_cert = keep;
+        f->signer_pem = keep_pem;
+        issuer_free(is);
+
+        t_rmdir(other);
+        free(other_root);
+        X509_free(good);
+        X509_free(not_ca);
+        X509_free(deep);
+        X509_free(no_ku);
+        free(good_p);
+        free(not_ca_p);
+        free(deep_p);
+        free(no_ku_p);
+        free(root_pem);
+        EVP_PKEY_free(pub);
+        free(csr_path);
+        free(out);
+}
+
+static void test_redact(void **state) {
+        (void)state;
+        static const struct {
+                const char *in, *out;
+        } v[] = {
+                { "pkcs11:token=a;object=b?module-path=/m.so&pin-value=1234",
+                  "pkcs11:token=a;object=b?module-path=/m.so&pin-value=***" },
+                { "pkcs11:token=a?pin-value=1234", "pkcs11:token=a?pin-value=***" },
+                { "pkcs11:token=a?pin%2Dvalue=1234&pin-source=/p", "pkcs11:token=a?pin%2Dvalue=***&pin-source=/p" },
+                { "pkcs11:token=a?1234", "pkcs11:token=a?***" },
+                { "pkcs11:token=a?&&x=1&", "pkcs11:token=a?***&***&x=***&" },
+                { "pkcs11:token=a;object=b", "pkcs11:token=a;object=b" },
+                { "file:/etc/provd/signer.key", "file:/etc/provd/signer.key" },
+        };
+        for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+                char *r = signer_uri_redact(v[i].in);
+                assert_non_null(r);
+                assert_string_equal(r, v[i].out);
+                assert_null(strstr(r, "1234"));
+                free(r);
+        }
+        assert_null(signer_uri_redact(NULL));
+}
+
 struct worker {
         struct issuer *is;
         X509 *signer_cert;
@@ -361,6 +544,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_two_signers, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_module_alias, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_keygen_import, setup, teardown),
+                cmocka_unit_test(test_redact),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* provd configuration: INI file + provd.conf.d drop-ins, parsed into a fresh struct, validated whole. */
 
+#include <ctype.h>
 #include <dirent.h>
 #include <glob.h>
 #include <ini.h>
@@ -138,6 +139,48 @@ static int parse_thing_name(struct parse_ctx *ctx, const char *value, void *fiel
                 *m = THING_NAME_SKI;
         else
                 return -EINVAL;
+        return 0;
+}
+
+static int parse_cert_format(struct parse_ctx *ctx, const char *value, void *field) {
+        enum cert_format_mode *m = field;
+
+        if (strcasecmp(value, "x509") == 0)
+                *m = CERT_FORMAT_MODE_X509;
+        else if (strcasecmp(value, "atecc-compressed") == 0)
+                *m = CERT_FORMAT_MODE_ATECC;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+static int parse_cert_expiry(struct parse_ctx *ctx, const char *value, void *field) {
+        enum cert_expiry_mode *m = field;
+
+        if (strcasecmp(value, "clamp") == 0)
+                *m = CERT_EXPIRY_MODE_CLAMP;
+        else if (strcasecmp(value, "refuse") == 0)
+                *m = CERT_EXPIRY_MODE_REFUSE;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+/* A systemd credential name: one path component ([A-Za-z0-9_.@-], not starting with '.'). */
+static int parse_credential(struct parse_ctx *ctx, const char *value, void *field) {
+        char **s = field, *v;
+        size_t n = strlen(value);
+
+        if (n == 0 || n > 255 || value[0] == '.')
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++)
+                if (!isalnum((unsigned char)value[i]) && !strchr("_.@-", value[i]))
+                        return -EINVAL;
+        v = strdup(value);
+        if (!v)
+                return -ENOMEM;
+        free(*s);
+        *s = v;
         return 0;
 }
 
@@ -432,6 +475,7 @@ static const struct conf_item items[] = {
         P("signer", "cert", parse_path, signer_cert),
         P("signer", "root", parse_path, root_cert),
         P("signer", "pin_file", parse_opt_path, signer_pin_file),
+        P("signer", "pin_credential", parse_credential, signer_pin_credential),
 
         U("profile", "validity_days", validity_days, 0, 36500),
         P("profile", "thing_name", parse_thing_name, thing_name),
@@ -439,6 +483,11 @@ static const struct conf_item items[] = {
         P("profile", "reissue", parse_bool, reissue),
         P("profile", "lock", parse_bool, lock),
         U("profile", "max_certs_per_hour", max_certs_per_hour, 0, 10000000),
+        P("profile", "format", parse_cert_format, format),
+        P("profile", "expiry", parse_cert_expiry, expiry),
+        U("profile", "signer_id", atecc_signer_id, 0, 65535),
+        U("profile", "template_id", atecc_template_id, 0, 15),
+        U("profile", "chain_id", atecc_chain_id, 0, 15),
 
         U("timeouts", "response_ms", response_ms, 10, 600000),
         U("timeouts", "keygen_ms", keygen_ms, 10, 600000),
@@ -611,6 +660,7 @@ void conf_deinit(struct conf *c) {
         free(c->signer_cert);
         free(c->root_cert);
         free(c->signer_pin_file);
+        free(c->signer_pin_credential);
         free(c->organization);
         free(c->aws_endpoint);
         free(c->wifi_ssid);
@@ -767,6 +817,16 @@ int conf_validate(const struct conf *c, char *err, size_t errlen) {
         }
         if (strncmp(c->signer_uri, "file:", 5) != 0 && strncmp(c->signer_uri, "pkcs11:", 7) != 0) {
                 snprintf(err, errlen, "[signer] uri must start with file: or pkcs11:");
+                return -EINVAL;
+        }
+        /* A PIN in the URI would be logged and stored with it. */
+        if (strncmp(c->signer_uri, "pkcs11:", 7) == 0 && strstr(c->signer_uri, "pin-value=")) {
+                snprintf(err, errlen, "[signer] uri must not carry pin-value=: put the PIN in pin_file or "
+                                      "pin_credential");
+                return -EINVAL;
+        }
+        if (c->signer_pin_file && c->signer_pin_credential) {
+                snprintf(err, errlen, "[signer] pin_file and pin_credential are exclusive");
                 return -EINVAL;
         }
         if (c->n_globs == 0 && c->n_usb_ids == 0) {

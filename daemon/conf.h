@@ -8,6 +8,15 @@
 #include <stdint.h>
 
 #include "aws-iot.h"
+enum cert_format_mode {
+        CERT_FORMAT_MODE_X509,          /* [profile] format = x509 */
+        CERT_FORMAT_MODE_ATECC,         /* [profile] format = atecc-compressed */
+};
+
+enum cert_expiry_mode {
+        CERT_EXPIRY_MODE_CLAMP,         /* [profile] expiry = clamp: never beyond the signer's notAfter */
+        CERT_EXPIRY_MODE_REFUSE,        /* [profile] expiry = refuse */
+};
 
 enum thing_name_mode {
         THING_NAME_CN,
@@ -92,6 +101,7 @@ struct conf {
         char *signer_cert;
         char *root_cert;
         char *signer_pin_file;
+        char *signer_pin_credential;    /* systemd credential NAME holding the PIN (signer_pin_read("credential:NAME")) */
 
         /* [profile] */
         unsigned validity_days;         /* 0 = no well-defined expiry (99991231235959Z) */
@@ -100,6 +110,11 @@ struct conf {
         bool reissue;
         bool lock;
         unsigned max_certs_per_hour;    /* 0 = unlimited */
+        enum cert_format_mode format;
+        enum cert_expiry_mode expiry;
+        unsigned atecc_signer_id;       /* 0..65535: compressed form bytes 67..68 */
+        unsigned atecc_template_id;     /* 0..15 */
+        unsigned atecc_chain_id;        /* 0..15 */
 
         /* [timeouts] (milliseconds) */
         unsigned response_ms;

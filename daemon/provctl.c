@@ -13,6 +13,7 @@
 
 #include "audit.h"
 #include "certs-hsm/ca.h"
+#include "certs-hsm/signer.h"
 #include "db.h"
 #include "config.h"
 #include "schema/schema.h"
@@ -26,6 +27,15 @@ static bool arg_pem;
 static const char *arg_since;
 static const char *arg_dir;
 static const char *arg_org;
+static const char *arg_signer_uri;    /* ca init / signer import: the signer key (pkcs11: or file:) */
+static const char *arg_pin_file;      /* its PIN: a path, or credential:NAME */
+static const char *arg_module;        /* PKCS#11 module */
+static const char *arg_root;          /* signer import: the root certificate */
+static const char *arg_out;           /* signer import: where the certificate goes */
+static const char *arg_cert;          /* signer status: the signer certificate file */
+static bool arg_compressed;           /* ca init: a signer within atcacert's compressed limits */
+static bool arg_no_expiry;            /* ca init: root and signer without expiry */
+static unsigned arg_signer_id;        /* ca init --compressed */
 static unsigned arg_interval_ms = 1000;
 static unsigned arg_limit;
 static unsigned arg_page;               /* devices per request; 0 = the daemon's page (1000) */
@@ -48,7 +58,10 @@ static void help(void) {
                "  audit verify           check the audit log's hash chain (--db PATH)\n"
                "  audit export           write audit rows as JSONL or CSV (--db, --since, --until, --format)\n"
                "  db check               check every page and the totals of the database (--db PATH)\n"
-               "  ca signer-csr --dir D  create a signer key and CSR for an offline root\n\n"
+               "  ca signer-csr --dir D  create a signer key and CSR for an offline root\n"
+               "  ca init --signer-uri U with a pkcs11: URI, the signer key made in the HSM, D/signer.csr\n"
+               "  signer import CERT     install a signer certificate checked against key and root (--root, --signer-uri)\n"
+               "  signer status          signer certificate validity and days to expiry (--cert F)\n\n"
                "Options:\n"
                "  -s, --socket PATH      control socket (default %s, or $PROVD_SOCKET)\n"
                "  -j, --json             machine-readable output\n"
@@ -61,6 +74,15 @@ static void help(void) {
                "      --until T          audit export: rows before T (same forms as --since)\n"
                "      --format F         audit export: jsonl (default) or csv\n"
                "      --org O            organization in CA subjects (ca)\n"
+               "      --signer-uri U     signer key: pkcs11:token=...;object=... or file:/path (ca init, signer import)\n"
+               "      --pin-file F       PKCS#11 PIN from file F, or credential:NAME ($CREDENTIALS_DIRECTORY)\n"
+               "      --module M         PKCS#11 module (default: module-path in the URI, $PROVD_PKCS11_MODULE)\n"
+               "      --root R           root certificate (signer import)\n"
+               "      --out F            installed signer certificate (signer import; default D/signer.pem)\n"
+               "      --cert F           signer certificate file (signer status)\n"
+               "      --compressed       ca init: signer certificate within ATECC compressed limits\n"
+               "      --signer-id N      ca init --compressed: the 16-bit signer id (0..65535)\n"
+               "      --no-expiry        ca init: root and signer valid until 9999-12-31\n"
                "      --interval MS      refresh period for watch (default 1000)\n"
                "      --timeout MS       how long to wait for provd (default 30000)\n",
                arg_socket);
@@ -394,18 +416,89 @@ static int cmd_reissue(const char *serial) {
         return 0;
 }
 
+static int read_pin_arg(char **ret) {
+        int r;
+
+        *ret = NULL;
+        if (!arg_pin_file)
+                return 0;
+        r = signer_pin_read(arg_pin_file, ret);
+        if (r < 0)
+                fprintf(stderr, "provctl: PIN %s: %s\n", arg_pin_file,
+                        r == -EPERM || r == -EBADFD ? signer_strerror(r) : strerror(-r));
+        return r;
+}
+
+static void print_key(const char *uri, const struct ca_hsm_key *k) {
+        if (arg_json) {
+                _cleanup_free_ char *red = signer_uri_redact(uri);
+                printf("{\"key\":\"%s\",\"sensitive\":%s,\"extractable\":%s,\"always_sensitive\":%s,"
+                       "\"never_extractable\":%s,\"token\":%s,\"value_readable\":%s}\n",
+                       red ? red : "", k->sensitive ? "true" : "false", k->extractable ? "true" : "false",
+                       k->always_sensitive ? "true" : "false", k->never_extractable ? "true" : "false",
+                       k->token ? "true" : "false", k->value_readable ? "true" : "false");
+                return;
+        }
+        printf("  CKA_TOKEN %s, CKA_SENSITIVE %s, CKA_EXTRACTABLE %s, CKA_ALWAYS_SENSITIVE %s, "
+               "CKA_NEVER_EXTRACTABLE %s; private value readable: %s\n",
+               k->token ? "true" : "false", k->sensitive ? "true" : "false", k->extractable ? "true" : "false",
+               k->always_sensitive ? "true" : "false", k->never_extractable ? "true" : "false",
+               k->value_readable ? "yes" : "no");
+}
+
 static int cmd_ca(int argc, char **argv) {
-        struct ca_init_opts opts = { .org = arg_org };
+        struct ca_init_opts opts = { .org = arg_org, .compressed = arg_compressed, .signer_id = (uint16_t)arg_signer_id,
+                                     .no_expiry = arg_no_expiry };
         int r;
 
         if (argc < 1 || !arg_dir) {
-                fprintf(stderr, "provctl: usage: provctl ca init|signer-csr --dir DIR [--org O]\n");
+                fprintf(stderr, "provctl: usage: provctl ca init|signer-csr --dir DIR [--org O] [--signer-uri pkcs11:...]\n");
                 return -EINVAL;
+        }
+        if (streq(argv[0], "init") && arg_signer_uri) {
+                _cleanup_free_ char *red = signer_uri_redact(arg_signer_uri);
+                struct ca_hsm_key k;
+                char *pin = NULL;
+
+                if (strncmp(arg_signer_uri, "pkcs11:", 7) != 0) {
+                        fprintf(stderr, "provctl: --signer-uri for ca init must be a pkcs11: URI\n");
+                        return -EINVAL;
+                }
+                r = read_pin_arg(&pin);
+                if (r < 0)
+                        return r;
+                r = ca_hsm_keygen(arg_signer_uri, pin, arg_module, &k);
+                if (r < 0) {
+                        fprintf(stderr, "provctl: creating the signer key in %s failed: %s\n", red ? red : "the token",
+                                r == -EEXIST ? "a key with that label/id exists already"
+                                : r == -EKEYREJECTED ? "the token made a key that is extractable or not sensitive"
+                                : r == -EMEDIUMTYPE ? "the token cannot make an EC P-256 key"
+                                                    : signer_strerror(r));
+                        signer_pin_free(pin);
+                        return r;
+                }
+                if (!arg_json)
+                        printf("created the signer key in %s\n", red ? red : "the token");
+                print_key(arg_signer_uri, &k);
+                r = ca_signer_csr_hsm(arg_dir, &opts, arg_signer_uri, pin, arg_module);
+                signer_pin_free(pin);
+                if (r < 0) {
+                        fprintf(stderr, "provctl: writing %s/signer.csr failed: %s\n", arg_dir,
+                                r == -EEXIST ? "it exists" : signer_strerror(r));
+                        return r;
+                }
+                if (!arg_json)
+                        printf("created %s/signer.csr; have the offline root sign it (CA:TRUE, pathlen:0, "
+                               "keyCertSign), then: provctl signer import CERT --root ROOT --signer-uri ...\n",
+                               arg_dir);
+                return 0;
         }
         if (streq(argv[0], "init")) {
                 r = ca_init(arg_dir, &opts);
                 if (r == -EEXIST)
                         fprintf(stderr, "provctl: %s already holds CA files; refusing to overwrite them\n", arg_dir);
+                else if (r == -ERANGE)
+                        fprintf(stderr, "provctl: the compressed certificate format has no dates after 2031\n");
                 else if (r < 0)
                         fprintf(stderr, "provctl: ca init in %s failed: %s\n", arg_dir, strerror(-r));
                 else
@@ -421,6 +514,99 @@ static int cmd_ca(int argc, char **argv) {
                 return r;
         }
         fprintf(stderr, "provctl: unknown ca command '%s'\n", argv[0]);
+        return -EINVAL;
+}
+
+static void print_validity(const char *what, const struct signer_validity *v) {
+        char nb[32], na[32];
+        struct tm tm;
+
+        strftime(nb, sizeof nb, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&v->not_before, &tm));
+        strftime(na, sizeof na, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&v->not_after, &tm));
+        printf("%-8s valid %s .. %s, %s%" PRId64 " days %s\n", what, nb, na, v->expired ? "EXPIRED " : "",
+               v->days_left < 0 ? -v->days_left : v->days_left, v->days_left < 0 ? "ago" : "left");
+        if (v->not_yet_valid)
+                printf("%-8s NOT YET VALID\n", what);
+}
+
+static int cmd_signer(int argc, char **argv) {
+        int r;
+
+        if (argc < 1) {
+                fprintf(stderr, "provctl: usage: provctl signer import CERT ... | signer status --cert FILE\n");
+                return -EINVAL;
+        }
+        if (streq(argv[0], "status")) {
+                struct signer_file_status st;
+                if (!arg_cert) {
+                        fprintf(stderr, "provctl: signer status needs --cert FILE\n");
+                        return -EINVAL;
+                }
+                r = signer_cert_file_status(arg_cert, time(NULL), &st);
+                if (r < 0) {
+                        fprintf(stderr, "provctl: %s: %s\n", arg_cert, signer_strerror(r));
+                        return r;
+                }
+                if (arg_json) {
+                        cJSON *o = cJSON_CreateObject();
+                        char *txt;
+                        cJSON_AddStringToObject(o, "subject_cn", st.subject_cn);
+                        cJSON_AddStringToObject(o, "ski", st.ski_hex);
+                        cJSON_AddNumberToObject(o, "not_before", (double)st.validity.not_before);
+                        cJSON_AddNumberToObject(o, "not_after", (double)st.validity.not_after);
+                        cJSON_AddNumberToObject(o, "days_left", (double)st.validity.days_left);
+                        cJSON_AddBoolToObject(o, "expired", st.validity.expired);
+                        cJSON_AddBoolToObject(o, "not_yet_valid", st.validity.not_yet_valid);
+                        cJSON_AddBoolToObject(o, "has_root", st.has_root);
+                        if (st.has_root)
+                                cJSON_AddNumberToObject(o, "root_not_after", (double)st.root_validity.not_after);
+                        txt = cJSON_PrintUnformatted(o);
+                        if (txt)
+                                printf("%s\n", txt);
+                        free(txt);
+                        cJSON_Delete(o);
+                } else {
+                        printf("signer   %s (SKI %s)\n", st.subject_cn, st.ski_hex[0] ? st.ski_hex : "none");
+                        print_validity("signer", &st.validity);
+                        if (st.has_root)
+                                print_validity("root", &st.root_validity);
+                }
+                return st.validity.expired || st.validity.not_yet_valid ? -EKEYEXPIRED : 0;
+        }
+        if (streq(argv[0], "import")) {
+                _cleanup_free_ char *out_buf = NULL;
+                const char *out = arg_out;
+                char *pin = NULL;
+
+                if (argc < 2 || !arg_root || !arg_signer_uri || (!arg_out && !arg_dir)) {
+                        fprintf(stderr, "provctl: usage: provctl signer import CERT --root ROOT --signer-uri URI "
+                                        "[--pin-file F] (--out FILE | --dir DIR)\n");
+                        return -EINVAL;
+                }
+                if (!out) {
+                        if (asprintf(&out_buf, "%s/signer.pem", arg_dir) < 0)
+                                return -ENOMEM;
+                        out = out_buf;
+                }
+                r = read_pin_arg(&pin);
+                if (r < 0)
+                        return r;
+                r = ca_signer_import(argv[1], arg_root, arg_signer_uri, pin, arg_module, out);
+                signer_pin_free(pin);
+                if (r < 0) {
+                        fprintf(stderr, "provctl: %s not installed: %s\n", argv[1],
+                                r == -EDOM     ? "not a signer CA certificate (needs CA:TRUE, pathlen:0, keyUsage keyCertSign)"
+                                : r == -ERANGE ? "expired or not yet valid"
+                                : r == -EEXIST ? "the destination exists already"
+                                : r == -EKEYREJECTED
+                                        ? "it does not hold the signer key's public key, or the root did not sign it"
+                                        : signer_strerror(r));
+                        return r;
+                }
+                printf("installed %s as %s\n", argv[1], out);
+                return 0;
+        }
+        fprintf(stderr, "provctl: unknown signer command '%s'\n", argv[0]);
         return -EINVAL;
 }
 
@@ -513,7 +699,9 @@ static int cmd_db(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-        enum { ARG_SINCE = 0x100, ARG_PEM, ARG_DIR, ARG_ORG, ARG_INTERVAL, ARG_LIMIT, ARG_TIMEOUT, ARG_VERSION, ARG_DB, ARG_UNTIL, ARG_FORMAT, ARG_PAGE };
+        enum { ARG_SINCE = 0x100, ARG_PEM, ARG_DIR, ARG_ORG, ARG_INTERVAL, ARG_LIMIT, ARG_TIMEOUT, ARG_VERSION, ARG_DB, ARG_UNTIL, ARG_FORMAT, ARG_PAGE,
+               ARG_SIGNER_URI, ARG_PIN_FILE, ARG_MODULE, ARG_ROOT, ARG_OUT, ARG_CERT, ARG_COMPRESSED, ARG_SIGNER_ID,
+               ARG_NO_EXPIRY };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, 's' },
                 { "json", no_argument, NULL, 'j' },
@@ -528,6 +716,15 @@ int main(int argc, char **argv) {
                 { "db", required_argument, NULL, ARG_DB },
                 { "until", required_argument, NULL, ARG_UNTIL },
                 { "format", required_argument, NULL, ARG_FORMAT },
+                { "signer-uri", required_argument, NULL, ARG_SIGNER_URI },
+                { "pin-file", required_argument, NULL, ARG_PIN_FILE },
+                { "module", required_argument, NULL, ARG_MODULE },
+                { "root", required_argument, NULL, ARG_ROOT },
+                { "out", required_argument, NULL, ARG_OUT },
+                { "cert", required_argument, NULL, ARG_CERT },
+                { "compressed", no_argument, NULL, ARG_COMPRESSED },
+                { "signer-id", required_argument, NULL, ARG_SIGNER_ID },
+                { "no-expiry", no_argument, NULL, ARG_NO_EXPIRY },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {}
@@ -566,6 +763,37 @@ int main(int argc, char **argv) {
                         break;
                 case ARG_FORMAT:
                         arg_format = optarg;
+                        break;
+                case ARG_SIGNER_URI:
+                        arg_signer_uri = optarg;
+                        break;
+                case ARG_PIN_FILE:
+                        arg_pin_file = optarg;
+                        break;
+                case ARG_MODULE:
+                        arg_module = optarg;
+                        break;
+                case ARG_ROOT:
+                        arg_root = optarg;
+                        break;
+                case ARG_OUT:
+                        arg_out = optarg;
+                        break;
+                case ARG_CERT:
+                        arg_cert = optarg;
+                        break;
+                case ARG_COMPRESSED:
+                        arg_compressed = true;
+                        break;
+                case ARG_NO_EXPIRY:
+                        arg_no_expiry = true;
+                        break;
+                case ARG_SIGNER_ID:
+                        if (parse_uint(optarg, &v) < 0 || v > 0xffff) {
+                                fprintf(stderr, "provctl: invalid signer id '%s' (0..65535)\n", optarg);
+                                return 2;
+                        }
+                        arg_signer_id = v;
                         break;
                 case ARG_INTERVAL:
                 case ARG_LIMIT:
@@ -616,6 +844,8 @@ int main(int argc, char **argv) {
                 r = cmd_db(argc - optind - 1, argv + optind + 1);
         else if (streq(cmd, "ca"))
                 r = cmd_ca(argc - optind - 1, argv + optind + 1);
+        else if (streq(cmd, "signer"))
+                r = cmd_signer(argc - optind - 1, argv + optind + 1);
         else {
                 fprintf(stderr, "provctl: unknown command '%s' (see provctl --help)\n", cmd);
                 return 2;

@@ -78,6 +78,47 @@ static void test_rejects(void **state) {
         expect_error("[profile]\nreissue = maybe\n", -EINVAL, "reissue");
         expect_error("[station]\nlog_level = loud\n", -EINVAL, "log_level");
         expect_error("[station\n", -EINVAL, "syntax error");
+        expect_error("[profile]\nformat = der\n", -EINVAL, "format");
+        expect_error("[profile]\nexpiry = extend\n", -EINVAL, "expiry");
+        expect_error("[profile]\ntemplate_id = 16\n", -ERANGE, "template_id");
+        expect_error("[profile]\nsigner_id = 65536\n", -ERANGE, "signer_id");
+        expect_error("[signer]\npin_credential = ../pin\n", -EINVAL, "pin_credential");
+}
+
+/* The signer-custody and compressed-profile keys. */
+static void test_profile_signer_keys(void **state) {
+        char err[512];
+        struct conf c;
+
+        conf_init(&c);
+        assert_int_equal(conf_parse_string(&c, base, "t", err, sizeof err), 0);
+        assert_int_equal(c.format, CERT_FORMAT_MODE_X509);
+        assert_int_equal(c.expiry, CERT_EXPIRY_MODE_CLAMP);
+        assert_int_equal(conf_parse_string(&c, "[profile]\nformat = atecc-compressed\nexpiry = refuse\n"
+                                               "signer_id = 50463\ntemplate_id = 2\nchain_id = 15\n"
+                                               "[signer]\npin_credential = hsm-pin\n",
+                                           "t", err, sizeof err),
+                         0);
+        assert_int_equal(c.format, CERT_FORMAT_MODE_ATECC);
+        assert_int_equal(c.expiry, CERT_EXPIRY_MODE_REFUSE);
+        assert_int_equal(c.atecc_signer_id, 50463);
+        assert_int_equal(c.atecc_template_id, 2);
+        assert_int_equal(c.atecc_chain_id, 15);
+        assert_string_equal(c.signer_pin_credential, "hsm-pin");
+        assert_int_equal(conf_validate(&c, err, sizeof err), 0);
+        assert_int_equal(conf_parse_string(&c, "[signer]\npin_file = /etc/provd/pin\n", "t", err, sizeof err), 0);
+        assert_int_equal(conf_validate(&c, err, sizeof err), -EINVAL);
+        assert_non_null(strstr(err, "exclusive"));
+        conf_deinit(&c);
+
+        conf_init(&c);
+        assert_int_equal(conf_parse_string(&c, base, "t", err, sizeof err), 0);
+        assert_int_equal(conf_parse_string(&c, "[signer]\nuri = pkcs11:token=a;object=b?pin-value=1234\n", "t", err,
+                                           sizeof err),
+                         0);
+        assert_int_equal(conf_validate(&c, err, sizeof err), -EINVAL);
+        assert_non_null(strstr(err, "pin_file"));
+        conf_deinit(&c);
 }
 
 static void test_validate(void **state) {
@@ -163,6 +204,7 @@ int main(void) {
                 cmocka_unit_test(test_lists_and_values),
                 cmocka_unit_test(test_rejects),
                 cmocka_unit_test(test_validate),
+                cmocka_unit_test(test_profile_signer_keys),
                 cmocka_unit_test(test_dropins_and_slots),
         };
         log_set_max_level(LOG_ERR);

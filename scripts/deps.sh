@@ -4,7 +4,7 @@ set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libssl-dev openssl libuv1-dev libserialport-dev libsqlite3-dev sqlite3
       libcjson-dev libcurl4-openssl-dev libinih-dev libcmocka-dev
-      libp11-dev softhsm2 opensc libsystemd-dev systemd
+      libp11-dev libp11-kit-dev softhsm2 opensc libsystemd-dev systemd
       python3 python3-botocore python3-cryptography
       gcc-arm-none-eabi libnewlib-arm-none-eabi gcc-avr avr-libc binutils-avr
       sdcc qemu-system-arm cmake make dpkg-dev awscli

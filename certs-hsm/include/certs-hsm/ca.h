@@ -2,6 +2,7 @@
 /* CA tooling: create a root + signer pair, or a signer key + CSR for an offline root. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct ca_init_opts {
@@ -10,6 +11,13 @@ struct ca_init_opts {
         const char *org;                /* optional O in both subjects */
         uint32_t root_validity_days;    /* default 36500 (~100 years) */
         uint32_t signer_validity_days;  /* default 18250 (~50 years) */
+        bool no_expiry;                 /* root and signer notAfter 99991231235959Z (the day counts are ignored) */
+        /* The signer within atcacert's compressed-signer limits: notBefore on
+         * the hour, notAfter whole years later (signer days / 365, 1..31) or
+         * 9999 with no_expiry, issue year 2000..2031, serial SNSRC_PUB_KEY_HASH
+         * (atecc.h), CN "<signer_cn> XXXX" with the signer id in hex. */
+        bool compressed;
+        uint16_t signer_id;
 };
 
 /**
@@ -33,3 +41,53 @@ int ca_init(const char *dir, const struct ca_init_opts *opts);
  * signing by an offline root. Same errors as ca_init().
  */
 int ca_signer_csr(const char *dir, const struct ca_init_opts *opts);
+
+/* A signer key in a PKCS#11 token, as the token reports it. */
+struct ca_hsm_key {
+        uint8_t pubkey[65];     /* 04 || X || Y */
+        bool sensitive;         /* CKA_SENSITIVE */
+        bool extractable;       /* CKA_EXTRACTABLE */
+        bool always_sensitive;  /* CKA_ALWAYS_SENSITIVE */
+        bool never_extractable; /* CKA_NEVER_EXTRACTABLE */
+        bool token;             /* CKA_TOKEN */
+        bool private_object;    /* CKA_PRIVATE */
+        bool value_readable;    /* C_GetAttributeValue(CKA_VALUE) of the private key succeeded */
+};
+
+/**
+ * Generates an EC P-256 key pair inside the token @uri names (token= required,
+ * object= and/or id= name the key; pin-source= or @pin logs in; the module as
+ * for signer_open_pkcs11()): CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE true,
+ * CKA_EXTRACTABLE false, sign only. The attributes are read back and must
+ * say so. Returns 0 and the key's attributes, -EEXIST (a key or public key
+ * under that name exists), -ENOENT (token), -ENOTUNIQ, -EACCES (PIN),
+ * -EMEDIUMTYPE (the token cannot make such a key), -EKEYREJECTED (it made one
+ * that is extractable or not sensitive; the key stays, delete it), -EIO,
+ * -EPROTONOSUPPORT (built without PKCS#11), -EINVAL.
+ */
+int ca_hsm_keygen(const char *uri, const char *pin, const char *module_path, struct ca_hsm_key *ret);
+
+/** Reads back the attributes of the existing key @uri names. Errors as ca_hsm_keygen(). */
+int ca_hsm_key_info(const char *uri, const char *pin, const char *module_path, struct ca_hsm_key *ret);
+
+/**
+ * ca_signer_csr() for a key in a PKCS#11 token (made by ca_hsm_keygen()):
+ * writes dir/signer.csr (0644, O_EXCL) with the token's public key, signed in
+ * the token. Returns 0, -EEXIST, ca_hsm_key_info()'s and signer_open()'s
+ * errors, -EIO.
+ */
+int ca_signer_csr_hsm(const char *dir, const struct ca_init_opts *opts, const char *key_uri, const char *pin,
+                      const char *module_path);
+
+/**
+ * Installs an externally signed signer certificate: @cert_path (PEM, the signer
+ * certificate) must be CA:TRUE with pathLenConstraint 0 and keyUsage
+ * keyCertSign, be valid now, be signed by the root in @root_path, and hold
+ * the public key of @key_uri (checked with one signature by that key). Then
+ * it is written to @out_path (0644, O_EXCL). Returns 0, -EDOM (not a signer CA
+ * certificate: basicConstraints/pathlen/keyUsage), -ERANGE (expired or not yet
+ * valid), -EKEYREJECTED (key mismatch, or not signed by the root), -EEXIST,
+ * the signer backend's errors.
+ */
+int ca_signer_import(const char *cert_path, const char *root_path, const char *key_uri, const char *pin,
+                     const char *module_path, const char *out_path);

@@ -47,12 +47,36 @@ struct csr_info;
  *   keyUsage                 digitalSignature, critical
  *   extendedKeyUsage         clientAuth
  */
+/* What happens when a device certificate would outlive its signer certificate
+ * (a validating client rejects the device once the signer has expired, so a
+ * longer notAfter promises what the chain cannot keep). */
+enum cert_expiry_policy {
+        CERT_EXPIRY_CLAMP,  /* notAfter = the signer's notAfter (default) */
+        CERT_EXPIRY_REFUSE, /* issuance fails with -ERANGE; issuer_new() already
+                             * refuses no_expiry under a signer that expires */
+};
+
+enum cert_format {
+        CERT_FORMAT_X509,  /* the profile above (default) */
+        CERT_FORMAT_ATECC, /* Microchip atcacert compressed-certificate rules, see atecc.h */
+};
+
 struct cert_profile {
         uint32_t validity_days;    /* 1..CERT_MAX_VALIDITY_DAYS; ignored if no_expiry */
         bool no_expiry;            /* notAfter = 99991231235959Z (RFC 5280 "no well-defined expiration") */
         uint32_t backdate_seconds; /* notBefore = now - backdate, 0..CERT_MAX_BACKDATE_SECONDS */
         const char *org;           /* optional subject O (NULL/"" = none), 1..64 bytes UTF-8 */
         const char *org_unit;      /* optional subject OU */
+        enum cert_expiry_policy expiry; /* device notAfter beyond the signer's */
+        /* CERT_FORMAT_ATECC: the same fields and order, but notBefore on the hour
+         * (after backdating), notAfter validity_days / 365 whole years later
+         * (1..31) or 9999-12-31 23:59:59 with no_expiry, both years 2000..2031
+         * for notBefore; serial from SHA-256 of the key and dates (atecc.h). */
+        enum cert_format format;
+        uint16_t atecc_signer_id;  /* bytes 67..68 of the compressed form */
+        uint8_t atecc_template_id; /* 0..15 */
+        uint8_t atecc_chain_id;    /* 0..15 */
+        size_t atecc_cn_len;       /* CN length the template fixes (0: any, one template per length) */
 };
 
 /** Fills @p with the defaults: 3650 days, 1 h backdate, no O/OU. */
@@ -101,7 +125,12 @@ struct issuer *issuer_free(struct issuer *is);
  * checked first (-EKEYREJECTED).
  * Returns 0 and fills @ret (issued_cert_done() later), or -EINVAL (bad CN or
  * arguments), -EPERM (requested_ca), -EIO (signer failure or RNG failure),
- * or the signer's own -errno; -ENOMEM.
+ * -ERANGE (the certificate would outlive the signer under CERT_EXPIRY_REFUSE,
+ * or @now is past the signer's notAfter or before its notBefore: a
+ * certificate from an expired signer never verifies), or the signer's own
+ * -errno; -ENOMEM.
+ * The notAfter is never later than the signer certificate's (clamped under
+ * CERT_EXPIRY_CLAMP).
  */
 int issuer_issue(struct issuer *is, const struct csr_info *csr, const char *cn, struct issued_cert *ret);
 

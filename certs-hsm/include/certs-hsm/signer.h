@@ -2,8 +2,10 @@
 /* Signer backends (PEM key file, PKCS#11 HSM) behind one interface. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /*
  * Glossary
@@ -35,16 +37,19 @@ struct signer_ops {
 /**
  * Opens a signer.
  *   @uri        "file:/path/key.pem" (or a plain absolute path) or an RFC 7512
- *               "pkcs11:token=...;object=...;id=%01?module-path=...&pin-value=..."
+ *               "pkcs11:token=...;object=...;id=%01?module-path=...&pin-source=..."
  *               URI. The module comes from module-path, else the
  *               PROVD_PKCS11_MODULE environment variable, else p11-kit-proxy.
+ *               pin-value= is refused (-ENOTSUP): a URI is configuration, is
+ *               logged and stored; the PIN goes in @pin (provd: [signer]
+ *               pin_file) or pin-source= (see signer_pin_read()).
  *   @cert_path  PEM file with the signer certificate first, optionally followed
  *               by its issuers in order, each signing the one before it. The
  *               chain is verified up to the last certificate, which becomes
  *               the root (signer_root_cert_der()) if it is self-signed. The
  *               certificate's key must match the private key.
- *   @pin        PKCS#11 user PIN, or NULL to take pin-value/pin-source from the
- *               URI (or to not log in). For the file backend: the passphrase of
+ *   @pin        PKCS#11 user PIN, or NULL to take pin-source from the URI (or
+ *               to not log in). For the file backend: the passphrase of
  *               an encrypted PEM key (NULL: the key must not be encrypted).
  * Returns 0, or:
  *   -EPERM           the key file, or a pin-source file, has a group/other mode
@@ -57,6 +62,7 @@ struct signer_ops {
  *   -EACCES          PKCS#11 login failed (wrong PIN)
  *   -EPROTONOSUPPORT unknown URI scheme, or pkcs11: without PKCS#11 support built in
  *   -EINVAL          bad URI or arguments
+ *   -ENOTSUP         the URI carries pin-value=
  *   -EIO             the PKCS#11 module failed to load or initialise
  * Call from one thread; the result may then be shared.
  *
@@ -116,3 +122,51 @@ const char *signer_backend(const struct signer *s);
  * bit (else -EPERM). -errno when fstat() fails.
  */
 int signer_check_secret_fd(int fd);
+
+/**
+ * Reads a PIN: @source is "/abs/path" or "file:/abs/path" (a file with the key
+ * file's rule, signer_check_secret_fd()), or "credential:NAME" (the systemd
+ * credential NAME in $CREDENTIALS_DIRECTORY, same rule). The first line is the
+ * PIN (1..255 bytes, trailing CR/LF dropped, no NUL). Returns 0 and a string to
+ * release with signer_pin_free(), -EINVAL (bad source or empty PIN), -ENOENT
+ * (no such file, or no $CREDENTIALS_DIRECTORY), -EPERM, -EBADFD, -EFBIG, -errno.
+ */
+int signer_pin_read(const char *source, char **ret);
+
+/** Wipes and frees a PIN from signer_pin_read(); NULL accepted; returns NULL. */
+char *signer_pin_free(char *pin);
+
+/**
+ * The form of a signer URI that may be logged, stored or shown: a pkcs11: URI
+ * keeps its path attributes and module-path/module-name/pin-source; any other
+ * query attribute (pin-value, or one we do not know) keeps its name and gets
+ * "***" as value. file: URIs are returned as they are. malloc'ed; NULL on
+ * allocation failure or @uri NULL.
+ */
+char *signer_uri_redact(const char *uri);
+
+struct signer_validity {
+        time_t not_before, not_after;
+        int64_t days_left;  /* whole days until notAfter at @now; negative once expired */
+        bool expired;       /* now > notAfter */
+        bool not_yet_valid; /* now < notBefore */
+};
+
+/** The signer certificate's validity as seen at @now. 0 or -EINVAL. */
+int signer_validity(const struct signer *s, time_t now, struct signer_validity *ret);
+
+struct signer_file_status {
+        struct signer_validity validity;      /* of the signer certificate */
+        char subject_cn[65];                  /* "" if none */
+        char ski_hex[129];                    /* "" if the certificate has no SKI */
+        bool has_root;                        /* the file ends with a self-signed root */
+        struct signer_validity root_validity; /* if has_root */
+};
+
+/**
+ * Reads a signer certificate file (as signer_open() would: the chain must
+ * verify) without the key, for `provctl signer status`. Returns 0, or the
+ * errors of signer_open() for the certificate file (-ENOENT, -EBADMSG,
+ * -EKEYREJECTED, -EFBIG, ...).
+ */
+int signer_cert_file_status(const char *cert_path, time_t now, struct signer_file_status *ret);
