@@ -12,6 +12,13 @@
 
 /* All functions return 0 (or a count) on success and -errno on failure. */
 
+/*
+ * Discarded input a station tolerates on a port before the board's first
+ * good frame: boot text of its ROM or bootloader, not line noise
+ * (PROTOCOL.md §2.3). Compare with sp_parser_stats()->discarded_bytes.
+ */
+#define SP_BOOT_TEXT_MAX 16384u
+
 struct sp_frame {
         uint8_t version;
         uint8_t type;                   /* enum sp_msg_type */
