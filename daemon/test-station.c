@@ -629,6 +629,25 @@ static void test_tiny_max_frame(void **state) {
         assert_int_equal(f->board.device_len, 0);
 }
 
+/* PUT_CERT fits the board's frames but the configuration does not: failed before anything is signed. */
+static void test_config_too_large(void **state) {
+        struct fx *f = *state;
+        char ssid[1000];
+
+        memset(ssid, 's', sizeof ssid - 1);
+        ssid[sizeof ssid - 1] = 0;
+        f->conf.wifi_ssid = strdup(ssid);       /* freed with the configuration */
+        assert_non_null(f->conf.wifi_ssid);
+        board_frame(f, 1024);
+        plug(f);
+        assert_true(run_until(f, is_over));
+        assert_int_equal(f->recorded, DB_OUTCOME_FAILED);
+        assert_non_null(strstr(f->recorded_error, "configuration ("));
+        assert_non_null(strstr(f->recorded_error, "does not fit the board's frames (board max frame 1024"));
+        assert_seen(f, 2, DB_LOOKUP_DEVICE, DB_RECORD_OUTCOME);
+        assert_int_equal(f->certs_issued, 0);
+}
+
 /*
  * A locked board with a key but no record here (provisioned elsewhere)
  * cannot store a certificate: nothing is signed (PROTOCOL.md §6.6).
@@ -709,6 +728,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_oversize_frame_is_noise, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_corrupted_answer_retransmitted_at_once, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tiny_max_frame, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_config_too_large, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_locked_board, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_csr_pubkey_mismatch, setup, teardown),
         };
