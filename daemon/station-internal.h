@@ -40,6 +40,7 @@ struct job {
         uint8_t pubkey[SP_PUBKEY_LEN];  /* the key IDENT reported */
         bool have_csr_pubkey;
         uint8_t csr_pubkey[SP_PUBKEY_LEN];      /* the CSR response's PUBKEY: must be the CSR's key */
+        bool csr_pubkey_differs;        /* result: the CSR's key is not that PUBKEY */
         struct csr_info csr;
         bool csr_accepted;              /* the CSR passed every check: a later failure is provd's own */
         struct issued_cert cert;

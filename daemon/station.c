@@ -184,6 +184,7 @@ static void work_issue(uv_work_t *w) {
         int r;
 
         j->csr_accepted = false;
+        j->csr_pubkey_differs = false;
         r = csr_parse_validate(j->csr_der, j->csr_len, j->cn, &j->csr);
         if (r < 0) {
                 j->result = r;
@@ -199,7 +200,8 @@ static void work_issue(uv_work_t *w) {
         }
         /* PROTOCOL.md §6.2: the CSR response's PUBKEY is the CSR's key, byte for byte. */
         if (j->have_csr_pubkey && memcmp(j->csr.pubkey, j->csr_pubkey, SP_PUBKEY_LEN) != 0) {
-                j->result = -EKEYEXPIRED;
+                j->csr_pubkey_differs = true;
+                j->result = -EKEYREJECTED;
                 return;
         }
         j->csr_accepted = true;
@@ -228,10 +230,10 @@ static void after_issue(uv_work_t *w, int status) {
                 const char *why;
                 if (r == -EPERM && j->csr.requested_ca)
                         why = "CSR asks for a CA certificate (CA:TRUE); refused, nothing signed";
+                else if (r == -EKEYREJECTED && j->csr_pubkey_differs)
+                        why = "CSR key differs from the board's PUBKEY; nothing signed";
                 else if (r == -EKEYREJECTED && j->expect_pubkey && j->csr.key)
                         why = "CSR key differs from the key the board reported; nothing signed";
-                else if (r == -EKEYEXPIRED && j->have_csr_pubkey && j->csr.key)
-                        why = "CSR key differs from the board's PUBKEY; nothing signed";
                 else
                         why = csr_strerror(r);
                 csr_info_done(&j->csr);

@@ -191,7 +191,8 @@ ssize_t sp_client_retransmit(struct sp_client *c);
 /**
  * Classifies a received frame: 1 = the response to the outstanding request
  * (pending cleared), 0 = stale or duplicate (ignore it), -EPROTO = a response
- * with the right seq but a type that does not answer the request.
+ * with the right seq but a type that does not answer the request, or another
+ * header version (pending kept: the caller decides, PROTOCOL.md §6.8, §8.2).
  */
 int sp_client_match(struct sp_client *c, const struct sp_frame *f);
 /** Gives up on the outstanding request (its late response will be ignored). */
