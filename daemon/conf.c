@@ -490,6 +490,10 @@ static const struct conf_item items[] = {
         U("profile", "chain_id", atecc_chain_id, 0, 15),
 
         U("timeouts", "response_ms", response_ms, 10, 600000),
+        U("timeouts", "hello_ms", hello_ms, 10, 600000),
+        U("timeouts", "request_ms", request_ms, 10, 600000),
+        U("timeouts", "write_ms", write_ms, 10, 600000),
+        U("timeouts", "result_ms", result_ms, 10, 600000),
         U("timeouts", "keygen_ms", keygen_ms, 10, 600000),
         U("timeouts", "retries", retries, 0, 20),
         U("timeouts", "session_ms", session_ms, 100, 3600000),
@@ -615,8 +619,7 @@ void conf_init(struct conf *c) {
                 .max_errors = 64,
                 .validity_days = 0,
                 .thing_name = THING_NAME_CN,
-                .response_ms = 1000,
-                .keygen_ms = 5000,
+                .keygen_ms = 3000,
                 .retries = 3,
                 .session_ms = 120000,
                 .shutdown_ms = 10000,
@@ -846,8 +849,8 @@ int conf_validate(const struct conf *c, char *err, size_t errlen) {
                          "460800, 921600, ... 4000000)", c->baud);
                 return -EINVAL;
         }
-        if (c->keygen_ms < c->response_ms) {
-                snprintf(err, errlen, "[timeouts] keygen_ms must be at least response_ms");
+        if (c->keygen_ms < c->response_ms || c->keygen_ms < c->request_ms) {
+                snprintf(err, errlen, "[timeouts] keygen_ms must be at least response_ms and request_ms");
                 return -EINVAL;
         }
         if (c->aws.mode == AWS_MODE_JITP && c->thing_name == THING_NAME_SKI) {

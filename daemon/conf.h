@@ -117,7 +117,11 @@ struct conf {
         unsigned atecc_chain_id;        /* 0..15 */
 
         /* [timeouts] (milliseconds) */
-        unsigned response_ms;
+        unsigned response_ms;           /* 0 = not set; stands for each of the four below not set */
+        unsigned hello_ms;              /* HELLO, PING; 0 = response_ms or 300 */
+        unsigned request_ms;            /* GET_CSR with the existing key, PROVE; 0 = response_ms or 1000 */
+        unsigned write_ms;              /* PUT_CERT, PUT_CONFIG, LOCK; 0 = response_ms or 2000 */
+        unsigned result_ms;             /* RESULT (never retried); 0 = response_ms (at most 1000) or 500 */
         unsigned keygen_ms;
         unsigned retries;
         unsigned session_ms;

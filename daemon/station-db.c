@@ -188,6 +188,14 @@ static void on_outcome_done(struct db_req *req) {
                      st->thing_name, st->job.cert.sha256_hex);
         if (station_job_returned(st))
                 return;
+        /*
+         * RESULT needs a session (PROTOCOL.md §6.8): after a HELLO that failed,
+         * or with no IDENT at all, the board would answer BAD_STATE.
+         */
+        if (!st->have_ident) {
+                station_result_delivered(st);
+                return;
+        }
         station_send_result(st);
 }
 

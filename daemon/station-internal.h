@@ -38,6 +38,9 @@ struct job {
         char cn[SERIAL_HEX_MAX + 1];
         bool expect_pubkey;
         uint8_t pubkey[SP_PUBKEY_LEN];  /* the key IDENT reported */
+        bool have_csr_pubkey;
+        uint8_t csr_pubkey[SP_PUBKEY_LEN];      /* the CSR response's PUBKEY: must be the CSR's key */
+        bool csr_pubkey_differs;        /* result: the CSR's key is not that PUBKEY */
         struct csr_info csr;
         bool csr_accepted;              /* the CSR passed every check: a later failure is provd's own */
         struct issued_cert cert;
@@ -79,7 +82,10 @@ struct station {
         uint64_t step_start_us;
         uint64_t rx_us;                 /* when the last response arrived */
         uint32_t step_ms[_STATION_STATE_MAX];
-        unsigned frame_errors;
+        unsigned frame_errors;          /* line noise of this session (boot text excepted) */
+        unsigned step_bad_frames;       /* frames that failed the framing checks while this request was out */
+        bool seen_good_frame;
+        bool wire_timed;                /* a tty: timeouts add the transfer time at [ports] baud */           /* before it, up to SP_BOOT_TEXT_MAX discarded bytes are boot text */
         char last_error[256];
         enum outcome outcome;
         enum station_state last_step;   /* the step a failure happened in */

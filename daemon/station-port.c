@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* A station's port: writing requests, timeouts and retransmission, reading frames, opening and closing. */
 
+#include <inttypes.h>
 #include <stdio.h>
 
 #include "conf.h"
@@ -10,6 +11,9 @@
 
 #define READS_PER_WAKEUP 16
 #define RESULT_TIMEOUT_MS 1000
+/* Wire bytes of the answers the transfer term (PROTOCOL.md §8.3) counts: a CSR, and anything else. */
+#define CSR_ANSWER_WIRE SP_ENCODED_MAX(1024u)
+#define ANSWER_WIRE SP_ENCODED_MAX(256u)
 
 const char *station_path(const struct station *st) {
         return st->path;
@@ -64,20 +68,50 @@ static void arm_timeout(struct station *st, unsigned ms) {
         uint64_t deadline = st->session_start_us + (uint64_t)st->env->conf->session_ms * 1000;
         uint64_t now = now_usec();
 
-        /* Never wait past the whole-session limit ([timeouts] session_ms). */
-        if (station_is_active(st) && st->state != STATION_RESULT)
+        /* Never wait past the whole-session limit ([timeouts] session_ms), RESULT included: every run ends. */
+        if (station_is_active(st))
                 ms = (unsigned)MIN((uint64_t)ms, now < deadline ? (deadline - now + 999) / 1000 : 0);
         (void)uv_timer_start(&st->timer, on_timeout, ms, 0);
 }
 
-static unsigned request_timeout(const struct station *st) {
+/*
+ * PROTOCOL.md §8.3's table: [timeouts] hello_ms (HELLO, PING), request_ms
+ * (GET_CSR with the existing key, PROVE), keygen_ms (GET_CSR NEW_KEY=1),
+ * write_ms (PUT_CERT, PUT_CONFIG, LOCK), result_ms (RESULT). The older
+ * single key response_ms stands for each of them a configuration leaves out.
+ */
+static unsigned step_timeout(const struct station *st) {
         const struct conf *c = st->env->conf;
 
-        if (st->state == STATION_CSR)
-                return c->keygen_ms;
-        if (st->state == STATION_RESULT)
-                return MIN(c->response_ms, RESULT_TIMEOUT_MS);
-        return c->response_ms;
+        switch (st->client.type) {
+        case SP_MSG_HELLO:
+        case SP_MSG_PING:
+                return c->hello_ms ?: c->response_ms ?: 300;
+        case SP_MSG_GET_CSR:
+                if (!st->ident.has_pubkey)
+                        return c->keygen_ms;
+                return c->request_ms ?: c->response_ms ?: 1000;
+        case SP_MSG_PROVE:
+                return c->request_ms ?: c->response_ms ?: 1000;
+        case SP_MSG_RESULT:
+                return c->result_ms ?: (c->response_ms ? MIN(c->response_ms, RESULT_TIMEOUT_MS) : 500);
+        default:
+                return c->write_ms ?: c->response_ms ?: 2000;
+        }
+}
+
+/*
+ * Plus the time both frames take on the line at the configured baud rate:
+ * 2 × 10 bits × (request + answer) / baud (PROTOCOL.md §8.3). Only on a tty;
+ * a socketpair has no line.
+ */
+static unsigned request_timeout(const struct station *st) {
+        uint64_t wire = st->client.len + (st->client.type == SP_MSG_GET_CSR ? CSR_ANSWER_WIRE : ANSWER_WIRE);
+        unsigned baud = st->env->conf->baud;
+
+        if (!st->wire_timed || baud == 0)
+                return step_timeout(st);
+        return step_timeout(st) + (unsigned)((2 * 10 * wire * 1000 + baud - 1) / baud);
 }
 
 /*
@@ -107,6 +141,7 @@ void station_send_request(struct station *st, uint8_t type, size_t payload_len) 
         }
         st->tx_off = 0;
         st->retries_left = st->env->conf->retries;
+        st->step_bad_frames = 0;
         r = flush_tx(st);
         if (r < 0) {
                 station_close(st, "write failed");
@@ -116,29 +151,21 @@ void station_send_request(struct station *st, uint8_t type, size_t payload_len) 
 }
 
 
-static void on_timeout(uv_timer_t *t) {
-        struct station *st = t->data;
-        ssize_t n;
-
-        if (st->state == STATION_RESULT) {
-                /* The verdict is recorded; telling the board is best effort. */
-                st->client.pending = false;
-                station_result_delivered(st);
-                return;
-        }
-        if (!st->client.pending)
-                return;
-        if (now_usec() >= st->session_start_us + (uint64_t)st->env->conf->session_ms * 1000) {
-                station_fail(st, OUTCOME_FAILED, "session exceeded %u ms at step %s; reseat the board",
-                             st->env->conf->session_ms, station_state_names[st->state]);
-                return;
-        }
-        if (st->retries_left == 0) {
+/* The step's tries are spent: say what the board sent, if anything. */
+static void fail_tries(struct station *st) {
+        if (st->step_bad_frames > 0)
+                station_fail(st, OUTCOME_FAILED, "%u corrupted answer%s to %s in %u tries; check the cable and hub",
+                             st->step_bad_frames, st->step_bad_frames == 1 ? "" : "s",
+                             sp_msg_type_to_string(st->client.type), st->env->conf->retries + 1);
+        else
                 station_fail(st, OUTCOME_FAILED, "board did not answer %s after %u tries; reseat it",
                              sp_msg_type_to_string(st->client.type), st->env->conf->retries + 1);
-                return;
-        }
-        st->retries_left--;
+}
+
+/* Sends the outstanding request again (one of its retries is already counted). */
+static void retransmit(struct station *st) {
+        ssize_t n;
+
         if (st->tx_pending) {
                 /*
                  * The request has not even left yet (a full line): re-encoding
@@ -164,6 +191,78 @@ static void on_timeout(uv_timer_t *t) {
         arm_timeout(st, request_timeout(st));
 }
 
+static bool session_expired(const struct station *st) {
+        return now_usec() >= st->session_start_us + (uint64_t)st->env->conf->session_ms * 1000;
+}
+
+static void on_timeout(uv_timer_t *t) {
+        struct station *st = t->data;
+
+        if (st->state == STATION_RESULT) {
+                /* The verdict is recorded; telling the board is best effort. */
+                st->client.pending = false;
+                station_result_delivered(st);
+                return;
+        }
+        if (!st->client.pending)
+                return;
+        if (session_expired(st)) {
+                station_fail(st, OUTCOME_FAILED, "session exceeded %u ms at step %s; reseat the board",
+                             st->env->conf->session_ms, station_state_names[st->state]);
+                return;
+        }
+        if (st->retries_left == 0) {
+                fail_tries(st);
+                return;
+        }
+        st->retries_left--;
+        retransmit(st);
+}
+
+/*
+ * A frame failed the framing checks (PROTOCOL.md §2.3, §8.3). Up to
+ * SP_BOOT_TEXT_MAX bytes before the board's first good frame are boot text
+ * (ROM banners), not noise; anything else is line noise, and while a request
+ * is outstanding most likely its corrupted answer: retransmit at once rather
+ * than wait out the timeout, counted as one of the step's retries.
+ */
+static void on_bad_frame(struct station *st, int error) {
+        const struct sp_parser_stats *ps = sp_parser_stats(st->parser);
+
+        if (!st->seen_good_frame && ps->discarded_bytes <= SP_BOOT_TEXT_MAX) {
+                slog(st, LOG_DEBUG, 0, "skipped %" PRIu64 " bytes of boot text", ps->discarded_bytes);
+                return;
+        }
+        st->frame_errors++;
+        if (!station_is_active(st) || st->state == STATION_COMMIT)
+                return;
+        if (st->frame_errors > st->env->conf->max_errors) {
+                station_fail(st, OUTCOME_FAILED, "line noise: %u bad frames; check the cable and hub",
+                             st->frame_errors);
+                return;
+        }
+        if (!st->client.pending)
+                return;
+        st->step_bad_frames++;
+        slog(st, LOG_DEBUG, 0, "%s answer to %s (seq %u)", error == -EMSGSIZE ? "oversize" : "corrupted",
+             sp_msg_type_to_string(st->client.type), st->client.seq);
+        if (st->state == STATION_RESULT) {
+                /* RESULT is never retried: any answer, even a broken one, ends the run. */
+                (void)uv_timer_stop(&st->timer);
+                st->client.pending = false;
+                station_result_delivered(st);
+                return;
+        }
+        if (session_expired(st))
+                return;         /* the timer, due now, says so */
+        if (st->retries_left == 0) {
+                (void)uv_timer_stop(&st->timer);
+                fail_tries(st);
+                return;
+        }
+        st->retries_left--;
+        retransmit(st);
+}
 static int on_frame(const struct sp_frame *f, int error, void *userdata) {
         struct station *st = userdata;
         int r;
@@ -171,19 +270,10 @@ static int on_frame(const struct sp_frame *f, int error, void *userdata) {
         if (st->closing)
                 return -ECANCELED;      /* the rest of this read belongs to no session */
         if (error < 0) {
-                st->frame_errors++;
-                if (error == -EMSGSIZE && station_is_active(st) && st->client.pending) {
-                        station_fail(st, OUTCOME_FAILED, "board sent a frame over the %u-byte limit",
-                                     st->env->conf->max_frame);
-                        return 0;
-                }
-                if (st->frame_errors > st->env->conf->max_errors && station_is_active(st) &&
-                    st->state != STATION_COMMIT) {
-                        station_fail(st, OUTCOME_FAILED, "line noise: %u bad frames; check the cable and hub",
-                                     st->frame_errors);
-                }
+                on_bad_frame(st, error);
                 return 0;
         }
+        st->seen_good_frame = true;
         if (!st->client.pending)
                 return 0;               /* nothing asked: late duplicate or noise */
         r = sp_client_match(&st->client, f);
@@ -191,6 +281,19 @@ static int on_frame(const struct sp_frame *f, int error, void *userdata) {
                 return 0;               /* stale or replayed answer to an earlier request */
         (void)uv_timer_stop(&st->timer);
         st->rx_us = now_usec();
+        if (r < 0 && st->state == STATION_RESULT) {
+                /* PROTOCOL.md §6.8: whatever answers RESULT ends the run. */
+                st->client.pending = false;
+                slog(st, LOG_DEBUG, 0, "board answered RESULT with %s (version %u)",
+                     sp_msg_type_to_string(f->type) ?: "an unknown message", f->version);
+                station_result_delivered(st);
+                return 0;
+        }
+        if (r < 0 && f->version != SP_PROTO_VERSION) {
+                station_fail(st, OUTCOME_FAILED, "board answered %s with header version %u (station speaks %u)",
+                             sp_msg_type_to_string(st->client.type), f->version, SP_PROTO_VERSION);
+                return 0;
+        }
         if (r < 0) {
                 station_fail(st, OUTCOME_FAILED, "board answered %s with %s",
                              sp_msg_type_to_string(st->client.type),
@@ -346,6 +449,8 @@ static int station_alloc(struct station **ret, const struct station_env *env, co
 static int station_begin(struct station *st) {
         const struct station_env *env = st->env;
         int r;
+
+        st->wire_timed = isatty(st->fd);
 
         sp_client_init(&st->client, st->txbuf, sp_frame_encoded_max(st->payload_cap), env_hook(st, session_seq));
 

@@ -9,6 +9,14 @@
 #include "signing-ctx.h"
 #include "station-internal.h"
 
+/*
+ * No device certificate is smaller than its P-256 SubjectPublicKeyInfo (91
+ * bytes DER), its signature (an ECDSA P-256 signature in DER is never under
+ * 64 bytes) and its subject CN: the size PUT_CERT has at least, known before
+ * anything is signed.
+ */
+#define DEVICE_CERT_MIN(cn_len) (91u + 64u + (cn_len))
+
 /* The session outcome is recorded as is: one spelling, the database's. */
 _Static_assert((int)OUTCOME_PROVISIONED == (int)DB_OUTCOME_PROVISIONED &&
                (int)OUTCOME_ALREADY_PROVISIONED == (int)DB_OUTCOME_ALREADY_PROVISIONED &&
@@ -139,10 +147,31 @@ void station_fail(struct station *st, enum outcome o, const char *fmt, ...) {
         session_end(st, o);
 }
 
+static bool fits_board(struct station *st, size_t device_len, size_t thing_len, const char *when);
+
 void station_send_get_csr(struct station *st) {
         struct sp_tlv_writer w;
 
         station_enter(st, STATION_CSR);
+        /*
+         * What IDENT tells decides before anything is signed (PROTOCOL.md §5.3,
+         * §6.2, §8.4): a locked board cannot store a new certificate, a board
+         * without a key can get one only with KEYGEN, and the certificates and
+         * the configuration must fit the board's frames.
+         */
+        if (st->ident.locked) {
+                station_fail(st, OUTCOME_FAILED, "board is locked: it cannot store a new certificate; nothing issued");
+                return;
+        }
+        if (!st->ident.has_pubkey && !(st->ident.caps & SP_CAP_KEYGEN)) {
+                station_fail(st, OUTCOME_FAILED, "no device key and no key generation (CAPS without KEYGEN); "
+                             "nothing issued");
+                return;
+        }
+        if (!fits_board(st, DEVICE_CERT_MIN(strlen(st->serial)),
+                        st->env->conf->thing_name == THING_NAME_SKI ? 2 * CERT_SKI_LEN : strlen(st->serial),
+                        "nothing issued"))
+                return;
         sp_tlv_writer_init(&w, st->payload, st->payload_cap);
         if (!st->ident.has_pubkey)
                 sp_tlv_put_u8(&w, SP_TAG_NEW_KEY, 1);
@@ -155,6 +184,7 @@ static void work_issue(uv_work_t *w) {
         int r;
 
         j->csr_accepted = false;
+        j->csr_pubkey_differs = false;
         r = csr_parse_validate(j->csr_der, j->csr_len, j->cn, &j->csr);
         if (r < 0) {
                 j->result = r;
@@ -165,6 +195,12 @@ static void work_issue(uv_work_t *w) {
                 return;
         }
         if (j->expect_pubkey && memcmp(j->csr.pubkey, j->pubkey, SP_PUBKEY_LEN) != 0) {
+                j->result = -EKEYREJECTED;
+                return;
+        }
+        /* PROTOCOL.md §6.2: the CSR response's PUBKEY is the CSR's key, byte for byte. */
+        if (j->have_csr_pubkey && memcmp(j->csr.pubkey, j->csr_pubkey, SP_PUBKEY_LEN) != 0) {
+                j->csr_pubkey_differs = true;
                 j->result = -EKEYREJECTED;
                 return;
         }
@@ -194,6 +230,8 @@ static void after_issue(uv_work_t *w, int status) {
                 const char *why;
                 if (r == -EPERM && j->csr.requested_ca)
                         why = "CSR asks for a CA certificate (CA:TRUE); refused, nothing signed";
+                else if (r == -EKEYREJECTED && j->csr_pubkey_differs)
+                        why = "CSR key differs from the board's PUBKEY; nothing signed";
                 else if (r == -EKEYREJECTED && j->expect_pubkey && j->csr.key)
                         why = "CSR key differs from the key the board reported; nothing signed";
                 else
@@ -209,6 +247,9 @@ static void after_issue(uv_work_t *w, int status) {
                 station_fail(st, OUTCOME_FAILED, "cannot derive a thing name: %s", strerror(-r));
                 return;
         }
+        /* The certificate exists only in memory: it is recorded only if the board can take it. */
+        if (!fits_board(st, j->cert.der_len, strlen(st->thing_name), "certificate discarded, nothing recorded"))
+                return;
         station_enter(st, STATION_RECORD);
         station_submit_issuance(st);
 }
@@ -247,6 +288,7 @@ static void start_issue(struct station *st, const uint8_t *der, size_t len) {
         strcpy(j->cn, st->serial);
         j->expect_pubkey = st->ident.has_pubkey;
         memcpy(j->pubkey, st->ident.pubkey, SP_PUBKEY_LEN);
+        /* j->have_csr_pubkey and j->csr_pubkey: set by the caller from the same frame. */
         j->csr = (struct csr_info) {};
         j->cert = (struct issued_cert) {};
         if (!hold_signing_ctx(st))
@@ -276,6 +318,59 @@ static size_t request_cap(const struct station *st) {
 
 static unsigned board_max_frame(const struct station *st) {
         return st->ident.max_frame ? st->ident.max_frame : SP_MAX_FRAME_DEFAULT;
+}
+
+static size_t tlv_len(size_t value_len) {
+        return SP_TLV_HEADER_LEN + value_len;
+}
+
+/* PUT_CERT's payload for a device certificate of @device_len bytes (station_send_put_cert()). */
+static size_t put_cert_len(const struct station *st, const struct signing_ctx *sc, size_t device_len) {
+        return tlv_len(device_len) + tlv_len(sc->chain_len) +
+               ((st->ident.caps & SP_CAP_ROOT_PUBKEY) && sc->have_root_pubkey ? tlv_len(sizeof sc->root_pubkey) : 0);
+}
+
+/* PUT_CONFIG's payload with a thing name of @thing_len bytes (send_put_config()). */
+static size_t put_config_len(const struct station *st, size_t thing_len) {
+        const struct conf *c = st->env->conf;
+        size_t n = tlv_len(strlen("thing_name")) + tlv_len(thing_len);
+
+        if (c->aws_endpoint)
+                n += tlv_len(strlen("aws_endpoint")) + tlv_len(strlen(c->aws_endpoint));
+        if (c->wifi_ssid && (st->ident.caps & SP_CAP_WIFI)) {
+                n += tlv_len(strlen("wifi_ssid")) + tlv_len(strlen(c->wifi_ssid));
+                if (c->wifi_psk)
+                        n += tlv_len(strlen("wifi_psk")) + tlv_len(strlen(c->wifi_psk));
+        }
+        return n;
+}
+
+/*
+ * Do PUT_CERT (with a device certificate of @device_len bytes; before
+ * signing, the least it can be) and PUT_CONFIG fit the board's frames?
+ * Fails the session when not.
+ */
+static bool fits_board(struct station *st, size_t device_len, size_t thing_len, const char *when) {
+        const struct signing_ctx *sc = st->sign ? st->sign : env_hook(st, signing_ctx);
+        size_t cap = request_cap(st), n;
+
+        if (!sc)
+                return true;            /* no signer: start_issue() says so */
+        n = put_cert_len(st, sc, device_len);
+        if (n > cap) {
+                station_fail(st, OUTCOME_FAILED, "certificates (%s%zu bytes) do not fit the board's frames "
+                             "(board max frame %u, provd max_frame %u); %s", st->sign ? "" : "at least ", n,
+                             board_max_frame(st), st->env->conf->max_frame, when);
+                return false;
+        }
+        n = put_config_len(st, thing_len);
+        if (n > cap) {
+                station_fail(st, OUTCOME_FAILED, "configuration (%zu bytes) does not fit the board's frames "
+                             "(board max frame %u, provd max_frame %u); %s", n, board_max_frame(st),
+                             st->env->conf->max_frame, when);
+                return false;
+        }
+        return true;
 }
 
 void station_send_put_cert(struct station *st) {
@@ -460,13 +555,26 @@ void station_on_response(struct station *st, const struct sp_frame *f) {
         size_t len;
         int r;
 
+        if (st->state == STATION_RESULT) {
+                /* PROTOCOL.md §6.8: whatever answers RESULT ends the run; the verdict is recorded. */
+                if (f->type == SP_MSG_ERROR)
+                        slog(st, LOG_DEBUG, 0, "board answered RESULT with an ERROR");
+                station_result_delivered(st);
+                return;
+        }
         if (f->type == SP_MSG_ERROR) {
                 struct sp_board_error e;
                 const char *what;
+                char num[48];
 
                 if (sp_error_parse(f, &e) < 0)
                         e = (struct sp_board_error) { .code = 0, .text = "" };
                 what = sp_error_to_string(e.code);
+                if (!what) {
+                        /* PROTOCOL.md §9: a reserved or vendor code is shown as its number. */
+                        snprintf(num, sizeof num, "board error %u (0x%04x)", e.code, e.code);
+                        what = num;
+                }
                 if (st->state == STATION_PROVE && st->existing && !st->rewritten &&
                     (e.code == SP_ERR_NO_CERT || e.code == SP_ERR_BAD_STATE)) {
                         slog(st, LOG_NOTICE, 0, "board holds no certificate; writing the recorded one again");
@@ -475,7 +583,7 @@ void station_on_response(struct station *st, const struct sp_frame *f) {
                         return;
                 }
                 station_fail(st, OUTCOME_FAILED, "board refused %s: %s%s%s",
-                             sp_msg_type_to_string(st->client.type), what ? what : "unknown error",
+                             sp_msg_type_to_string(st->client.type), what,
                              e.text[0] ? ": " : "", e.text);
                 return;
         }
@@ -490,12 +598,24 @@ void station_on_response(struct station *st, const struct sp_frame *f) {
                         station_fail(st, OUTCOME_REJECTED, "board sent a CSR message without a CSR");
                         return;
                 }
+                r = sp_csr_pubkey(f, st->job.csr_pubkey);
+                if (r < 0 && r != -ENOENT) {
+                        station_fail(st, OUTCOME_REJECTED, "bad CSR: the CSR message's PUBKEY is malformed");
+                        return;
+                }
+                st->job.have_csr_pubkey = r == 0;
                 start_issue(st, der, len);
                 break;
         case STATION_PUT_CERT: {
-                struct sp_tlv t;
-                r = sp_tlv_find(f->payload, f->len, SP_TAG_CERT_HASH, &t);
-                if (r < 0 || t.len != SP_SHA256_LEN || memcmp(t.value, st->job.cert.sha256, SP_SHA256_LEN) != 0) {
+                uint8_t hash[SP_SHA256_LEN];
+
+                /* PROTOCOL.md §6.3: CERT_HASH is optional; compare it when present (PROVE checks anyway). */
+                r = sp_cert_ok_parse(f, hash);
+                if (r < 0 && r != -ENOENT) {
+                        station_fail(st, OUTCOME_FAILED, "board sent a malformed CERT_OK; check its firmware");
+                        return;
+                }
+                if (r == 0 && memcmp(hash, st->job.cert.sha256, SP_SHA256_LEN) != 0) {
                         station_fail(st, OUTCOME_FAILED, "board stored a certificate that differs from the one sent");
                         return;
                 }

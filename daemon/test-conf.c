@@ -156,6 +156,34 @@ static void test_validate(void **state) {
         conf_deinit(&c);
 }
 
+/* PROTOCOL.md §8.3's per-request timeouts: new keys, unset by default (response_ms, then the table, stands in). */
+static void test_timeouts(void **state) {
+        struct conf c;
+        char err[256];
+
+        conf_init(&c);
+        assert_int_equal(c.hello_ms, 0);
+        assert_int_equal(c.request_ms, 0);
+        assert_int_equal(c.write_ms, 0);
+        assert_int_equal(c.result_ms, 0);
+        assert_int_equal(c.response_ms, 0);
+        assert_int_equal(c.keygen_ms, 3000);
+        assert_int_equal(conf_parse_string(&c, base, "t", err, sizeof err), 0);
+        assert_int_equal(conf_parse_string(&c, "[timeouts]\nhello_ms = 250\nrequest_ms = 900\nwrite_ms = 1800\n"
+                                               "result_ms = 400\nresponse_ms = 700\n", "t", err, sizeof err), 0);
+        assert_int_equal(c.hello_ms, 250);
+        assert_int_equal(c.request_ms, 900);
+        assert_int_equal(c.write_ms, 1800);
+        assert_int_equal(c.result_ms, 400);
+        assert_int_equal(c.response_ms, 700);
+        assert_int_equal(conf_validate(&c, err, sizeof err), 0);
+        assert_int_equal(conf_parse_string(&c, "[timeouts]\nrequest_ms = 4000\n", "t", err, sizeof err), 0);
+        assert_int_equal(conf_validate(&c, err, sizeof err), -EINVAL);
+        assert_non_null(strstr(err, "keygen_ms must be at least"));
+        assert_true(conf_parse_string(&c, "[timeouts]\nwrite_ms = 5\n", "t", err, sizeof err) < 0);
+        conf_deinit(&c);
+}
+
 static void test_dropins_and_slots(void **state) {
         char dir[] = "/tmp/provd-test-conf-XXXXXX", path[512], d[600], err[512];
         struct conf c;
@@ -205,6 +233,7 @@ int main(void) {
                 cmocka_unit_test(test_rejects),
                 cmocka_unit_test(test_validate),
                 cmocka_unit_test(test_profile_signer_keys),
+                cmocka_unit_test(test_timeouts),
                 cmocka_unit_test(test_dropins_and_slots),
         };
         log_set_max_level(LOG_ERR);

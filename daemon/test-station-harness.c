@@ -148,7 +148,10 @@ static void on_db_async(uv_async_t *a) {
 
 static int op_identify(void *ctx, struct spb_identity *ret) {
         struct fx *f = ctx;
-        return board_identify(&f->board, ret);
+        int r = board_identify(&f->board, ret);
+
+        ret->caps &= ~f->caps_clear;
+        return r;
 }
 
 static int op_get_csr(void *ctx, bool new_key, const char *cn, size_t cn_len, uint8_t *der, size_t cap,
@@ -184,8 +187,8 @@ static void op_result(void *ctx, uint8_t result) {
         f->result = result;
 }
 
-static void op_write(void *ctx, const uint8_t *buf, size_t len) {
-        struct fx *f = ctx;
+void board_raw(struct fx *f, const void *data, size_t len) {
+        const uint8_t *buf = data;
 
         while (len > 0) {
                 ssize_t n = write(f->board_fd, buf, len);
@@ -195,6 +198,91 @@ static void op_write(void *ctx, const uint8_t *buf, size_t len) {
                 buf += n;
                 len -= (size_t)n;
         }
+}
+
+static int on_tamper_frame(const struct sp_frame *fr, int error, void *userdata) {
+        struct fx *f = userdata;
+        struct tamper *t = &f->t;
+
+        assert_int_equal(error, 0);     /* the board library writes good frames */
+        *t = (struct tamper) {
+                .request = f->requests,
+                .version = fr->version, .type = fr->type, .flags = fr->flags, .seq = fr->seq,
+                .len = fr->len, .len_field = -1,
+        };
+        memcpy(t->payload, fr->payload, fr->len);
+        return 0;
+}
+
+/* COBS (PROTOCOL.md §2.1) of @n bytes between two delimiters; returns the wire length. */
+static size_t cobs_frame(const uint8_t *in, size_t n, uint8_t *out) {
+        size_t o = 2, code_at = 1;
+        uint8_t code = 1;
+
+        out[0] = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (in[i] == 0) {
+                        out[code_at] = code;
+                        code_at = o++;
+                        code = 1;
+                        continue;
+                }
+                out[o++] = in[i];
+                if (++code == 0xff) {
+                        out[code_at] = code;
+                        code_at = o++;
+                        code = 1;
+                }
+        }
+        out[code_at] = code;
+        out[o++] = 0;
+        return o;
+}
+
+/* Encodes @t by hand (any length field, version, CRC) and writes it from the board's end. */
+void board_send(struct fx *f, const struct tamper *t) {
+        static uint8_t frame[4096 + SP_FRAME_OVERHEAD], wire[SP_ENCODED_MAX(sizeof frame)];
+        uint16_t lf;
+        uint32_t crc;
+        size_t n;
+
+        assert_true(t->len <= sizeof t->payload);
+        lf = t->len_field < 0 ? (uint16_t)t->len : (uint16_t)t->len_field;
+        frame[0] = t->version;
+        frame[1] = t->type;
+        frame[2] = t->flags;
+        frame[3] = (uint8_t)(t->seq >> 8);
+        frame[4] = (uint8_t)t->seq;
+        frame[5] = (uint8_t)(lf >> 8);
+        frame[6] = (uint8_t)lf;
+        memcpy(frame + SP_HEADER_LEN, t->payload, t->len);
+        n = SP_HEADER_LEN + t->len;
+        crc = sp_crc32(0, frame, n) ^ (t->bad_crc ? 1u : 0u);
+        frame[n++] = (uint8_t)(crc >> 24);
+        frame[n++] = (uint8_t)(crc >> 16);
+        frame[n++] = (uint8_t)(crc >> 8);
+        frame[n++] = (uint8_t)crc;
+        board_raw(f, wire, cobs_frame(frame, n, wire));
+}
+
+/* The board's response through the test's tamper(): decoded, changed, encoded again. */
+static void tamper_write(struct fx *f, const uint8_t *buf, size_t len) {
+        if (!f->tamper_parser)
+                assert_int_equal(sp_parser_new(&f->tamper_parser, &(struct sp_limits) { .max_frame = 8192 }), 0);
+        assert_int_equal(sp_parser_feed(f->tamper_parser, buf, len, on_tamper_frame, f), (ssize_t)len);
+        f->tampered++;
+        f->tamper(f, &f->t);
+        if (!f->t.drop)
+                board_send(f, &f->t);
+}
+
+static void op_write(void *ctx, const uint8_t *buf, size_t len) {
+        struct fx *f = ctx;
+
+        if (f->tamper)
+                tamper_write(f, buf, len);
+        else
+                board_raw(f, buf, len);
 }
 
 static const struct spb_ops board_ops = {
@@ -291,6 +379,12 @@ int setup(void **state) {
         return 0;
 }
 
+void board_frame(struct fx *f, size_t max_frame) {
+        assert_true(max_frame <= sizeof f->rx);
+        assert_int_equal(spb_init(&f->spb, &board_ops, f, f->rx, max_frame, f->tx, sizeof f->tx,
+                                  f->work, max_frame), SPB_OK);
+}
+
 /* Plugs the board in: a socketpair, one end to the station, the other to the board library. */
 void plug(struct fx *f) {
         int sv[2];
@@ -384,6 +478,7 @@ int teardown(void **state) {
         assert_int_equal(f->jobs, 0);
         board_deinit(&f->board);
         conf_deinit(&f->conf);
+        sp_parser_free(f->tamper_parser);
         free(f);
         return 0;
 }

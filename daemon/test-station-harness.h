@@ -27,10 +27,25 @@
 #include "signing-ctx.h"
 #include "station.h"
 #include "station-proto/sp-board.h"
+#include "station-proto/sp.h"
 #include "util.h"
 
 #define MAX_REQS 16
 #define GUARD_MS 20000          /* a hung test fails instead of hanging; no timing is asserted */
+
+struct fx;
+
+/* One response of the board, decoded, that a test may change before it goes on the wire. */
+struct tamper {
+        unsigned request;               /* the board's request count when it answered (1-based) */
+        uint8_t version, type, flags;
+        uint16_t seq;
+        uint8_t payload[4096];
+        size_t len;
+        long len_field;                 /* header length field to write; -1: the real one */
+        bool bad_crc;                   /* flip the CRC */
+        bool drop;                      /* send nothing */
+};
 
 struct fx {
         uv_loop_t loop;
@@ -80,6 +95,11 @@ struct fx {
         unsigned mute_from;             /* 1-based: ignore that request and every later one */
         bool have_result;
         uint8_t result;
+        uint32_t caps_clear;            /* CAPS bits the board's IDENT leaves out */
+        void (*tamper)(struct fx *f, struct tamper *t);  /* NULL: responses as the board library wrote them */
+        struct sp_parser *tamper_parser;
+        struct tamper t;
+        unsigned tampered;              /* responses passed to tamper() */
 
         /* close the station when it reaches this step (from a check handle) */
         bool board_closed;
@@ -105,6 +125,12 @@ void plug(struct fx *f);
 /* Unplugs the board (the station closes and is gone) and plugs it, or a new one with identity @idx, back. */
 void replug_board(struct fx *f, uint32_t idx, bool same);
 void replug(struct fx *f, uint32_t idx);
+/* The board's frame buffers hold @max_frame bytes (its IDENT's MAX_FRAME); before plug(). */
+void board_frame(struct fx *f, size_t max_frame);
+/* Writes @len raw bytes from the board's end (boot text, noise). */
+void board_raw(struct fx *f, const void *buf, size_t len);
+/* Encodes @t as it says (length field, CRC) and writes it from the board's end. */
+void board_send(struct fx *f, const struct tamper *t);
 /* Runs the loop until @cond holds (or the guard fires: then false). */
 bool run_until(struct fx *f, bool (*cond)(struct fx *f));
 bool is_recorded(struct fx *f);

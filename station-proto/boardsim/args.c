@@ -25,6 +25,18 @@ static const char *const fault_names[_FAULT_KIND_MAX] = {
         [FAULT_GARBAGE] = "garbage",
         [FAULT_BADPROOF] = "badproof",
         [FAULT_SMALLFRAME] = "smallframe",
+        [FAULT_BOOTTEXT] = "boottext",
+        [FAULT_NOCERTHASH] = "nocerthash",
+        [FAULT_VENDORERR] = "vendorerr",
+        [FAULT_RESULTBAD] = "resultbad",
+        [FAULT_LOCKED] = "locked",
+        [FAULT_PUBKEYMISMATCH] = "pubkeymismatch",
+};
+
+static const char *const resultbad_names[] = {
+        [RESULTBAD_TYPE] = "type",
+        [RESULTBAD_VERSION] = "version",
+        [RESULTBAD_ERROR] = "error",
 };
 
 static const struct {
@@ -219,6 +231,28 @@ int fault_spec_parse(const char *s, struct fault_spec *ret) {
                         if (f.arg == 0)
                                 return -ERANGE;
                 }
+                break;
+        case FAULT_BOOTTEXT:
+                f.arg = FAULT_BOOTTEXT_DEFAULT;
+                if (arg) {
+                        k = parse_u32(arg, arg_len, FAULT_BOOTTEXT_MAX, &f.arg);
+                        if (k < 0)
+                                return k;
+                        if (f.arg == 0)
+                                return -ERANGE;
+                }
+                break;
+        case FAULT_RESULTBAD:
+                if (!arg)
+                        return -EINVAL;
+                k = -EINVAL;
+                for (size_t i = 0; i < sizeof(resultbad_names) / sizeof(resultbad_names[0]); i++)
+                        if (token_is(arg, arg_len, resultbad_names[i])) {
+                                f.arg = (uint32_t)i;
+                                k = 0;
+                        }
+                if (k < 0)
+                        return k;
                 break;
         default:
                 if (arg)

@@ -13,6 +13,14 @@
 #define SIM_SMALL_FRAME         512u    /* the smallframe fault's max frame: a CSR fits, PUT_CERT does not */
 #define FAULT_GARBAGE_DEFAULT   5000u   /* flood bytes before each response */
 #define FAULT_GARBAGE_MAX       12000u
+#define FAULT_BOOTTEXT_DEFAULT  5000u   /* a chatty bootloader */
+#define FAULT_BOOTTEXT_MAX      24576u  /* past SP_BOOT_TEXT_MAX (16384): line noise for the station */
+
+enum resultbad_kind {
+        RESULTBAD_TYPE,
+        RESULTBAD_VERSION,
+        RESULTBAD_ERROR,
+};
 #define CONTROL_LINE_MAX        128u    /* longer control lines are rejected */
 
 enum fault_kind {
@@ -27,6 +35,12 @@ enum fault_kind {
         FAULT_GARBAGE,          /* garbage[:BYTES] random flood before each response */
         FAULT_BADPROOF,         /* PROOF signature invalid (the key or stored certificate is not what it claims) */
         FAULT_SMALLFRAME,       /* a board with a SIM_SMALL_FRAME-byte receive buffer, announced in IDENT */
+        FAULT_BOOTTEXT,         /* boottext[:BYTES] ROM text (no 0x00) before the first response */
+        FAULT_NOCERTHASH,       /* CERT_OK without CERT_HASH (allowed: PROTOCOL.md §6.3) */
+        FAULT_VENDORERR,        /* GET_CSR answered with the vendor error 0x8001 and an ERROR_TEXT */
+        FAULT_RESULTBAD,        /* resultbad:type|version|error  RESULT answered with PONG, version 2 or ERROR */
+        FAULT_LOCKED,           /* the board has a key and is locked (provisioned elsewhere) */
+        FAULT_PUBKEYMISMATCH,   /* the CSR response's PUBKEY is not the CSR's key */
         _FAULT_KIND_MAX,
 };
 
@@ -46,7 +60,8 @@ struct fault_spec {
         enum fault_kind kind;
         double rate;            /* FAULT_CORRUPT: 0 < rate <= 1 */
         uint8_t step;           /* FAULT_DROP: enum sp_msg_type of the request */
-        uint32_t arg;           /* FAULT_CLONE: board index; FAULT_GARBAGE: flood bytes */
+        uint32_t arg;           /* FAULT_CLONE: board index; FAULT_GARBAGE, FAULT_BOOTTEXT: bytes;
+                                 * FAULT_RESULTBAD: enum resultbad_kind */
         bool all;
         bool is_fraction;
         double fraction;        /* 0..1 */

@@ -92,6 +92,9 @@ struct slot {
         /* faults of the current identity */
         bool silent, oversize;
         bool small_frame;               /* FAULT_SMALLFRAME */
+        bool no_cert_hash, vendor_error, pubkey_mismatch;
+        int result_bad;                 /* enum resultbad_kind, -1: none */
+        uint32_t boot_text;             /* bytes still to print before the first response */
         double corrupt;
         uint8_t drop_step;              /* 0: none */
         uint32_t garbage;
@@ -210,12 +213,25 @@ static void clone_serial(struct sim *sim, uint32_t of, uint8_t ret[SEED_SERIAL_L
                 seed_serial(&sim->seed, of, 0, ret);
 }
 
+/* The locked fault: a board provisioned elsewhere, with a key of its own, locked. */
+static void lock_with_key(struct board *b) {
+        static uint8_t der[BOARD_CERT_MAX];
+        size_t len;
+
+        if (!b->key && board_get_csr(b, true, NULL, 0, der, sizeof der, &len) != 0)
+                return;
+        b->locked = true;
+}
+
 /* Sets the faults that pick this board (slot, generation); clone is decided earlier, in new_identity(). */
 static void apply_faults(struct slot *s) {
         struct sim *sim = s->sim;
         struct board *b = &s->board;
 
         s->silent = s->oversize = s->small_frame = false;
+        s->no_cert_hash = s->vendor_error = s->pubkey_mismatch = false;
+        s->result_bad = -1;
+        s->boot_text = 0;
         s->corrupt = 0;
         s->drop_step = 0;
         s->garbage = 0;
@@ -236,6 +252,12 @@ static void apply_faults(struct slot *s) {
                 case FAULT_OVERSIZE: s->oversize = true; break;
                 case FAULT_SMALLFRAME: s->small_frame = true; break;
                 case FAULT_GARBAGE: s->garbage = f->arg; break;
+                case FAULT_BOOTTEXT: s->boot_text = f->arg; break;
+                case FAULT_NOCERTHASH: s->no_cert_hash = true; break;
+                case FAULT_VENDORERR: s->vendor_error = true; break;
+                case FAULT_RESULTBAD: s->result_bad = (int)f->arg; break;
+                case FAULT_PUBKEYMISMATCH: s->pubkey_mismatch = true; break;
+                case FAULT_LOCKED: lock_with_key(b); break;
                 case FAULT_CLONE:               /* handled in new_identity() */
                 default: break;
                 }
@@ -313,8 +335,10 @@ static void op_result(void *ctx, uint8_t result) {
 
 struct inspected {
         bool ok;
-        uint8_t type, flags;
+        uint8_t version, type, flags;
         uint16_t seq;
+        uint16_t len;
+        uint8_t payload[MAX_FRAME];
 };
 
 static int inspect_cb(const struct sp_frame *f, int error, void *userdata) {
@@ -322,11 +346,80 @@ static int inspect_cb(const struct sp_frame *f, int error, void *userdata) {
 
         if (error == 0 && f && !i->ok) {
                 i->ok = true;
+                i->version = f->version;
                 i->type = f->type;
                 i->flags = f->flags;
                 i->seq = f->seq;
+                i->len = f->len;
+                memcpy(i->payload, f->payload, f->len);
         }
         return 0;
+}
+
+static void error_payload(struct inspected *in, uint16_t code, const char *text) {
+        struct sp_tlv_writer w;
+
+        sp_tlv_writer_init(&w, in->payload, sizeof in->payload);
+        sp_tlv_put_u16(&w, SP_TAG_ERROR_CODE, code);
+        if (text)
+                sp_tlv_put_str(&w, SP_TAG_ERROR_TEXT, text);
+        in->type = SP_MSG_ERROR;
+        in->len = (uint16_t)w.len;
+}
+
+/*
+ * Faults that change one response the board library wrote (a misbehaving
+ * firmware): true when @in was changed and must be encoded again.
+ */
+static bool rewrite_response(struct slot *s, struct inspected *in) {
+        struct sp_tlv_reader r;
+        struct sp_tlv t;
+
+        switch (in->type) {
+        case SP_MSG_CERT_OK:
+                if (!s->no_cert_hash)
+                        return false;
+                in->len = 0;
+                return true;
+        case SP_MSG_CSR:
+                if (s->vendor_error) {
+                        error_payload(in, 0x8001, "vendor fault");
+                        return true;
+                }
+                if (!s->pubkey_mismatch)
+                        return false;
+                sp_tlv_reader_init(&r, in->payload, in->len);
+                while (sp_tlv_next(&r, &t) == 1)
+                        if (t.tag == SP_TAG_PUBKEY && t.len == SP_PUBKEY_LEN) {
+                                in->payload[t.value - in->payload + SP_PUBKEY_LEN - 1] ^= 0x01;
+                                return true;
+                        }
+                return false;
+        case SP_MSG_RESULT_OK:
+                switch (s->result_bad) {
+                case RESULTBAD_TYPE:
+                        in->type = SP_MSG_PONG;
+                        return true;
+                case RESULTBAD_VERSION:
+                        in->version = 2;
+                        return true;
+                case RESULTBAD_ERROR:
+                        error_payload(in, SP_ERR_BAD_STATE, NULL);
+                        return true;
+                default:
+                        return false;
+                }
+        default:
+                return false;
+        }
+}
+
+static void add_boot_text(struct slot *s) {
+        static const char banner[] = "ets Jan  8 2013,rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n";
+
+        for (uint32_t i = 0; i < s->boot_text; i++)
+                s->out[s->out_tail++] = (uint8_t)banner[i % (sizeof banner - 1)];
+        s->boot_text = 0;
 }
 
 /* Makes room for @len bytes at the tail; false when the queue is full (a UART overrun). */
@@ -387,14 +480,25 @@ static ssize_t oversize_frame(struct slot *s, uint16_t seq, uint8_t *out, size_t
 
 static void op_write(void *ctx, const uint8_t *buf, size_t len) {
         static uint8_t big[SP_ENCODED_MAX(OVERSIZE_PAYLOAD + SP_TLV_HEADER_LEN + SP_FRAME_OVERHEAD)];
+        static struct inspected in;
         struct slot *s = ctx;
         struct sim *sim = s->sim;
-        struct inspected in = { 0 };
         uint64_t now = uv_hrtime(), start, at;
         size_t from, total;
+        uint32_t boot;
 
+        in.ok = false;
         sp_parser_reset(sim->inspect);
         (void)sp_parser_feed(sim->inspect, buf, len, inspect_cb, &in);
+        if (in.ok && rewrite_response(s, &in)) {
+                struct sp_frame f = { .version = in.version, .type = in.type, .flags = in.flags, .seq = in.seq,
+                                      .len = in.len, .payload = in.payload };
+                ssize_t n = sp_frame_encode(&f, big, sizeof(big));
+                if (n > 0) {
+                        buf = big;
+                        len = (size_t)n;
+                }
+        }
         if (sim->opt.verbose && in.ok) {
                 const char *t = sp_msg_type_to_string(in.type);
                 event("tx %s %s seq=%u len=%zu%s%s", s->name, t ? t : "?", in.seq, len,
@@ -417,12 +521,15 @@ static void op_write(void *ctx, const uint8_t *buf, size_t len) {
                 }
         }
 
-        total = len + s->garbage;
+        boot = s->boot_text;
+        total = len + s->garbage + boot;
         if (s->seg_count == SEG_MAX || !out_reserve(s, total)) {
                 s->overruns++;
                 return;
         }
         from = s->out_tail;
+        if (boot)
+                add_boot_text(s);
         if (s->garbage)
                 add_garbage(s);
         out_append(s, buf, len);
@@ -1117,7 +1224,9 @@ static void usage(void) {
                "  --wire-baud B        emulate an 8N1 serial line at B baud (both directions)\n"
                "  --genkey-ms M        key generation delays the CSR answer by M ms\n"
                "  --fault KIND[:ARG][@BOARDS]   repeatable; KIND: corrupt:RATE drop:STEP badsig cn ca\n"
-               "                       clone:IDX silent oversize garbage[:BYTES] badproof; BOARDS: 3 | 0-7,12 | 0.1\n"
+               "                       clone:IDX silent oversize garbage[:BYTES] badproof smallframe\n"
+               "                       boottext[:BYTES] nocerthash vendorerr resultbad:type|version|error\n"
+               "                       locked pubkeymismatch; BOARDS: 3 | 0-7,12 | 0.1\n"
                "  --cycles K           K boards per slot: after each RESULT, swap in a fresh board\n"
                "  --total T            at most T boards in all (with or without --cycles)\n"
                "  --exit-when-done     exit 0 after the \"done\" line\n"

@@ -55,7 +55,34 @@ static void test_fault_kinds(void **state) {
         assert_int_equal(fault_spec_parse("garbage:100", &f), 0);
         assert_int_equal(f.arg, 100);
 
+        assert_int_equal(fault_spec_parse("boottext", &f), 0);
+        assert_int_equal(f.kind, FAULT_BOOTTEXT);
+        assert_int_equal(f.arg, FAULT_BOOTTEXT_DEFAULT);
+        assert_int_equal(fault_spec_parse("boottext:20000@1", &f), 0);
+        assert_int_equal(f.arg, 20000);
+        assert_int_equal(fault_spec_parse("boottext:0", &f), -ERANGE);
+        assert_true(fault_spec_parse("boottext:24577", &f) < 0);
+        assert_int_equal(fault_spec_parse("resultbad:type", &f), 0);
+        assert_int_equal(f.kind, FAULT_RESULTBAD);
+        assert_int_equal(f.arg, RESULTBAD_TYPE);
+        assert_int_equal(fault_spec_parse("resultbad:version", &f), 0);
+        assert_int_equal(f.arg, RESULTBAD_VERSION);
+        assert_int_equal(fault_spec_parse("resultbad:error@0-3", &f), 0);
+        assert_int_equal(f.arg, RESULTBAD_ERROR);
+        assert_int_equal(fault_spec_parse("resultbad", &f), -EINVAL);
+        assert_int_equal(fault_spec_parse("resultbad:ok", &f), -EINVAL);
+        assert_int_equal(fault_spec_parse("nocerthash", &f), 0);
+        assert_int_equal(f.kind, FAULT_NOCERTHASH);
+        assert_int_equal(fault_spec_parse("nocerthash:1", &f), -EINVAL);
+        assert_int_equal(fault_spec_parse("vendorerr", &f), 0);
+        assert_int_equal(f.kind, FAULT_VENDORERR);
+        assert_int_equal(fault_spec_parse("locked@2", &f), 0);
+        assert_int_equal(f.kind, FAULT_LOCKED);
+        assert_int_equal(fault_spec_parse("pubkeymismatch", &f), 0);
+        assert_int_equal(f.kind, FAULT_PUBKEYMISMATCH);
+
         assert_string_equal(fault_kind_to_string(FAULT_GARBAGE), "garbage");
+        assert_string_equal(fault_kind_to_string(FAULT_PUBKEYMISMATCH), "pubkeymismatch");
         assert_null(fault_kind_to_string(_FAULT_KIND_MAX));
 }
 

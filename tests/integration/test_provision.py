@@ -136,8 +136,8 @@ FAULTS = [
     ("garbage", {"provisioned", "failed"}, False),
     ("badproof", {"failed"}, False),
     ("corrupt:0.002", {"provisioned", "failed"}, False),
-    # False: the board's max frame is known at IDENT, the certificate's size only after issuance.
-    ("smallframe", {"failed"}, False),
+    # True: the board's max frame is known at IDENT, checked before anything is signed (PROTOCOL.md §5.3).
+    ("smallframe", {"failed"}, True),
 ]
 
 
@@ -345,6 +345,62 @@ def test_sigterm_finishes_in_flight():
         env.close()
 
 
+SPEC_FAULTS = [
+    # (fault spec, outcome, a piece of the recorded reason or None, must have no certificate)
+    ("boottext:5000", "provisioned", None, False),
+    ("boottext:20000", "provisioned", None, False),     # past SP_BOOT_TEXT_MAX: one noise frame, under max_errors
+    ("nocerthash", "provisioned", None, False),
+    ("vendorerr", "failed", "board refused GET_CSR: board error 32769 (0x8001): vendor fault", True),
+    ("resultbad:type", "provisioned", None, False),
+    ("resultbad:version", "provisioned", None, False),
+    ("resultbad:error", "provisioned", None, False),
+    ("locked", "failed", "board is locked", True),
+    ("pubkeymismatch", "rejected", "CSR key differs from the board's PUBKEY", True),
+]
+
+
+def test_spec_faults():
+    """What the clarified spec allows or forbids a board (issue 10): each board gets its verdict, every run ends."""
+    n_good = 2
+    total = n_good + len(SPEC_FAULTS)
+    args = ["--seed", "10"]
+    for i, (spec, _, _, _) in enumerate(SPEC_FAULTS):
+        args += ["--fault", f"{spec}@{n_good + i}"]
+    env = Env("specfaults", timeouts={"shutdown_ms": "60000"})
+    try:
+        env.start_sim(total, *args)
+        env.start_provd()
+
+        def settled():
+            st = env.status()
+            return st if st and len(st["ports"]) == total and all(p["state"] != "busy" for p in st["ports"]) \
+                else None
+        st = wait_until(settled, 60, "every slot settled (no run left busy)")
+        db = env.db()
+        for i, (spec, outcome, why, no_cert) in enumerate(SPEC_FAULTS):
+            idx = n_good + i
+            serial = env.board_file(idx, "serial").decode().strip().lower()
+            rows = db.execute("SELECT outcome, error FROM attempts WHERE serial = ?", (serial,)).fetchall()
+            check(len(rows) == 1, f"fault {spec}: {len(rows)} attempts recorded")
+            check(rows[0]["outcome"] == outcome, f"fault {spec}: outcome {rows[0]['outcome']} "
+                                                 f"({rows[0]['error']}), expected {outcome}")
+            if why:
+                check(why in rows[0]["error"], f"fault {spec}: reason {rows[0]['error']!r}, expected {why!r}")
+            n = db.execute("SELECT count(*) FROM certificates WHERE device_serial = ?", (serial,)).fetchone()[0]
+            if no_cert:
+                check(n == 0, f"fault {spec}: {n} certificates issued")
+            port = next(p for p in st["ports"] if p["port"].endswith(f"board-{idx:03d}"))
+            check(port["state"] == ("done" if outcome == "provisioned" else "failed"),
+                  f"fault {spec}: slot {port['state']}")
+        for i in range(n_good):
+            check(env.board_file(i, "device.der") is not None, f"good board {i} not provisioned")
+        # Nothing is left in a session: SIGTERM ends provd without waiting out shutdown_ms (60 s here).
+        rc = env.stop_provd(timeout=30)
+        check(rc == 0, f"provd exited {rc} on SIGTERM")
+    finally:
+        env.close()
+
+
 def test_session_limit():
     env = Env("session", timeouts={"session_ms": "800", "keygen_ms": "5000"})
     try:
@@ -363,4 +419,4 @@ def test_session_limit():
 if __name__ == "__main__":
     run([test_key_file_permissions, test_64_boards_at_once, test_hotplug_and_replug, test_faults_isolated,
          test_kill9_and_restart, test_reload_and_bad_reload, test_budget_and_lock,
-         test_session_limit, test_sigterm_finishes_in_flight])
+         test_session_limit, test_sigterm_finishes_in_flight, test_spec_faults])

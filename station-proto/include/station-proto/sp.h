@@ -12,6 +12,13 @@
 
 /* All functions return 0 (or a count) on success and -errno on failure. */
 
+/*
+ * Discarded input a station tolerates on a port before the board's first
+ * good frame: boot text of its ROM or bootloader, not line noise
+ * (PROTOCOL.md §2.3). Compare with sp_parser_stats()->discarded_bytes.
+ */
+#define SP_BOOT_TEXT_MAX 16384u
+
 struct sp_frame {
         uint8_t version;
         uint8_t type;                   /* enum sp_msg_type */
@@ -184,7 +191,8 @@ ssize_t sp_client_retransmit(struct sp_client *c);
 /**
  * Classifies a received frame: 1 = the response to the outstanding request
  * (pending cleared), 0 = stale or duplicate (ignore it), -EPROTO = a response
- * with the right seq but a type that does not answer the request.
+ * with the right seq but a type that does not answer the request, or another
+ * header version (pending kept: the caller decides, PROTOCOL.md §6.8, §8.2).
  */
 int sp_client_match(struct sp_client *c, const struct sp_frame *f);
 /** Gives up on the outstanding request (its late response will be ignored). */
