@@ -815,8 +815,8 @@ def main():
         if ok:
             shutil.rmtree(work, ignore_errors=True)
         else:
-            print(f"kept {work}")
-    print("PASS" if ok else "FAIL")
+            print(f"# kept {work}")
+    print("# PASS" if ok else "# FAIL")
     return 0 if ok else 1
 
 
