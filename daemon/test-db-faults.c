@@ -229,6 +229,7 @@ static void test_missing_with_marker_refused(void **state) {
 static void test_replaced_refused(void **state) {
         struct ctx *c = *state;
         char err[512], other[160], saved[160];
+        uint64_t size0, sum0, size1, sum1;
 
         snprintf(other, sizeof(other), "%s/other.db", c->dir);
         snprintf(saved, sizeof(saved), "%s/saved.id", c->dir);
@@ -241,9 +242,13 @@ static void test_replaced_refused(void **state) {
         close_db(c);
 
         sh("cp '%s' '%s'", other, c->path);
+        file_digest(c->path, &size0, &sum0);
         assert_int_equal(try_open(c, NULL, err, sizeof(err)), -ESTALE);
         assert_non_null(strstr(err, "not the database that was here"));
-        /* Untouched: it still lacks our row. */
+        /* Refused untouched: the same bytes, and it still lacks our row. */
+        file_digest(c->path, &size1, &sum1);
+        assert_int_equal(size0, size1);
+        assert_true(sum0 == sum1);
         assert_int_equal(raw_int(c->path, "SELECT count(*) FROM audit_log WHERE action = 'test.mine'"), 0);
 
         unlink(c->marker);
