@@ -59,7 +59,11 @@ struct conf {
         char *organization;
         bool reissue;
         bool lock;
-        unsigned max_certs_per_hour;    /* 0 = unlimited */
+        unsigned max_certs_per_hour;    /* 0 = unlimited; counted from the database at start */
+        unsigned max_certs_per_port_per_minute; /* 0 = unlimited */
+        char *serial_allowlist;         /* file of hex serials, one a line; NULL = any serial */
+        char **allowed_serials;         /* its serials, lowercase, sorted (conf_load()) */
+        size_t n_allowed_serials;
 
         /* [timeouts] (milliseconds) */
         unsigned response_ms;
@@ -71,7 +75,8 @@ struct conf {
         /* [board] settings written with PUT_CONFIG */
         char *aws_endpoint;
         char *wifi_ssid;
-        char *wifi_psk;                 /* never logged */
+        char *wifi_psk;                 /* never logged; from wifi_psk_file, or inline in a file only we read */
+        char *wifi_psk_file;
 
         /* [database] */
         unsigned batch_max;
@@ -91,6 +96,16 @@ int conf_load(struct conf *ret, const char *path, char *err, size_t errlen);
 /** The same for a string (tests, fuzzing). @name is used in messages. */
 int conf_parse_string(struct conf *c, const char *text, const char *name, char *err, size_t errlen);
 int conf_validate(const struct conf *c, char *err, size_t errlen);
+
+/** Is @serial (hex, either case) on the allow-list? Always true without one. */
+bool conf_serial_allowed(const struct conf *c, const char *serial);
+
+/**
+ * Opens @path for a secret (key, PIN, PSK file): a regular file owned by us
+ * and neither readable nor writable by group or others. Returns the fd,
+ * -EPERM for the mode or owner, or -errno.
+ */
+int conf_open_secret(const char *path);
 
 /** Label for a port: configured by path, then by USB location, else the path's last component. */
 const char *conf_slot_label(const struct conf *c, const char *path, const char *usb_location);

@@ -29,6 +29,11 @@ static cJSON *status_json(struct manager *m) {
         cJSON_AddNumberToObject(totals, "certificates_issued", (double)m->certs_issued);
         cJSON_AddNumberToObject(totals, "sessions", (double)m->sessions_started);
         cJSON_AddNumberToObject(o, "per_minute", manager_rate_per_minute(m));
+        cJSON *b = cJSON_AddObjectToObject(o, "issuance_budget");
+        cJSON_AddNumberToObject(b, "last_hour", (double)manager_budget_used(m));
+        cJSON_AddNumberToObject(b, "per_hour", m->conf.max_certs_per_hour);
+        cJSON_AddNumberToObject(b, "per_port_per_minute", m->conf.max_certs_per_port_per_minute);
+        cJSON_AddNumberToObject(b, "allowed_serials", (double)m->conf.n_allowed_serials);
         lat = cJSON_AddObjectToObject(o, "added_latency_us");
         cJSON_AddNumberToObject(lat, "samples", (double)m->latency_count);
         cJSON_AddNumberToObject(lat, "p50", manager_latency_percentile(m, 0.50));
