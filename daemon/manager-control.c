@@ -45,6 +45,18 @@ static cJSON *status_json(struct manager *m) {
                 active += station_is_active(m->stations[i]);
         }
         cJSON_AddNumberToObject(o, "active", active);
+        if (m->control) {
+                struct control_metrics cm;
+                cJSON *k = cJSON_AddObjectToObject(o, "control");
+
+                control_get_metrics(m->control, &cm);
+                cJSON_AddNumberToObject(k, "clients", cm.clients);
+                cJSON_AddNumberToObject(k, "queued_bytes", (double)cm.queued_bytes);
+                cJSON_AddNumberToObject(k, "max_queued_bytes", (double)cm.max_queued_bytes);
+                cJSON_AddNumberToObject(k, "queued_cap", CONTROL_MAX_QUEUED);
+                cJSON_AddNumberToObject(k, "idle_closed", (double)cm.idle_closed);
+                cJSON_AddNumberToObject(k, "refused", (double)cm.refused);
+        }
         if (m->db) {
                 struct db_metrics dm;
                 cJSON *d = cJSON_AddObjectToObject(o, "database");
