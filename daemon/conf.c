@@ -574,7 +574,7 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 /* One serial a line, in either case, lowercased; sorted for bsearch(). */
-static int read_allowlist(struct conf *c, FILE *f, char *err, size_t errlen) {
+int conf_read_allowlist(struct conf *c, FILE *f, char *err, size_t errlen) {
         char line[256];
         unsigned lineno = 0;
         size_t cap = 0;
@@ -661,7 +661,7 @@ static int load_allowlist(struct conf *c, char *err, size_t errlen) {
                 fclose(f);
                 return -EPERM;
         }
-        r = read_allowlist(c, f, err, errlen);
+        r = conf_read_allowlist(c, f, err, errlen);
         fclose(f);
         return r;
 }

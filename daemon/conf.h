@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 enum thing_name_mode {
         THING_NAME_CN,
@@ -97,6 +98,12 @@ int conf_load(struct conf *ret, const char *path, char *err, size_t errlen);
 int conf_parse_string(struct conf *c, const char *text, const char *name, char *err, size_t errlen);
 int conf_validate(const struct conf *c, char *err, size_t errlen);
 
+/**
+ * Reads an allow-list ([profile] serial_allowlist: hex serials, one a line,
+ * '#' comments) from @f into @c (n_allowed_serials, sorted); conf_load()
+ * calls it. @c->serial_allowlist names the file in messages.
+ */
+int conf_read_allowlist(struct conf *c, FILE *f, char *err, size_t errlen);
 /** Is @serial (hex, either case) on the allow-list? Always true without one. */
 bool conf_serial_allowed(const struct conf *c, const char *serial);
 

@@ -270,6 +270,39 @@ def test_control_socket_limits():
         env.close()
 
 
+QUOTA_CLIENT = r'''
+import socket, sys
+conns, replies = [], []
+for i in range(9):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    s.settimeout(0.5)
+    try:
+        replies.append(s.recv(4096).decode())
+    except socket.timeout:
+        replies.append("")
+    conns.append(s)
+print(repr(replies))
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+'''
+
+
+def test_control_quota_per_uid():
+    env = Env("gquota", station={"control_group": "nogroup"})
+    try:
+        env.start_provd()
+        r = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                            "/usr/bin/python3", "-c", QUOTA_CLIENT, env.sock], capture_output=True, text=True,
+                           timeout=60)
+        replies = eval(r.stdout.strip() or "[]")  # noqa: S307 - our own child's repr()
+        check(len(replies) == 9, f"quota client: {r.stdout} {r.stderr}")
+        check(all(x == "" for x in replies[:8]), f"the first 8 connections were turned away: {replies}")
+        check("too many control connections from your uid" in replies[8], f"9th connection: {replies[8]!r}")
+        check(env.status()["control"]["refused"] >= 1, "refusal not counted")
+    finally:
+        env.close()
+
+
 def test_provctl_escapes_port_paths():
     env = Env("gesc")
     try:
@@ -289,4 +322,5 @@ def test_provctl_escapes_port_paths():
 if __name__ == "__main__":
     run([test_budget_survives_restart, test_bad_csrs_spend_nothing, test_port_rate, test_serial_allowlist,
          test_pin_never_logged, test_psk_only_in_a_private_file, test_check_config_and_reload_check_the_key,
-         test_ca_init_creates_dir, test_control_socket_limits, test_provctl_escapes_port_paths])
+         test_ca_init_creates_dir, test_control_socket_limits, test_control_quota_per_uid,
+         test_provctl_escapes_port_paths])
