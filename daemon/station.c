@@ -205,6 +205,8 @@ static void after_issue(uv_work_t *w, int status) {
         }
         r = env_hook(st, take_issuance_token, st, refused, sizeof refused);
         if (r < 0) {
+                issued_cert_done(&j->cert);     /* never recorded, never sent */
+                csr_info_done(&j->csr);
                 station_fail(st, r == -EACCES ? OUTCOME_REJECTED : OUTCOME_FAILED, "%s; the certificate signed "
                              "meanwhile was discarded", refused);
                 return;
