@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* provd configuration: INI file + provd.conf.d drop-ins, parsed into a fresh struct, validated whole. */
 
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <glob.h>
 #include <ini.h>
@@ -573,12 +574,104 @@ static int cmp_str(const void *a, const void *b) {
         return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* One serial a line, in either case, lowercased; sorted for bsearch(). */
+/* Appends @s (hex, either case) lowercased; -EINVAL when it is not a serial. */
+static int add_serial(struct conf *c, const char *s, size_t *cap) {
+        size_t n = strlen(s);
+        char *l;
+
+        if (n < 2 || n > 64 || n % 2)
+                return -EINVAL;
+        if (c->n_allowed_serials >= ALLOWLIST_MAX)
+                return -E2BIG;
+        if (!(l = strdup(s)))
+                return -ENOMEM;
+        for (char *p = l; *p; p++) {
+                if (*p >= 'A' && *p <= 'F')
+                        *p = (char)(*p - 'A' + 'a');
+                else if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+                        return free(l), -EINVAL;
+        }
+        if (c->n_allowed_serials == *cap) {
+                size_t ncap = *cap ? *cap * 2 : 256;
+                char **a = realloc(c->allowed_serials, ncap * sizeof *a);
+                if (!a)
+                        return free(l), -ENOMEM;
+                c->allowed_serials = a;
+                *cap = ncap;
+        }
+        c->allowed_serials[c->n_allowed_serials++] = l;
+        return 0;
+}
+
+/*
+ * Microchip's secure-element manifest: a JSON array of signed secure
+ * elements, each naming its serial in "header": {"uniqueId": "0123..."}.
+ * The JWS signatures are not checked here: like the plain list, the file is
+ * trusted as its owner wrote it (it may not be writable by group or others).
+ */
+static int read_manifest(struct conf *c, FILE *f, size_t *cap, char *err, size_t errlen) {
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0, tcap = 0;
+        cJSON *root, *e;
+        int r = 0;
+
+        for (;;) {
+                if (len + 65536 > tcap) {
+                        if (tcap >= ALLOWLIST_MAX_BYTES)
+                                return -EFBIG;
+                        tcap = tcap ? tcap * 2 : 262144;
+                        char *t = realloc(text, tcap);
+                        if (!t)
+                                return -ENOMEM;
+                        text = t;
+                }
+                size_t k = fread(text + len, 1, tcap - len, f);
+                len += k;
+                if (k == 0)
+                        break;
+        }
+        if (ferror(f))
+                return -EIO;
+        root = cJSON_ParseWithLength(text ? text : "", len);
+        if (!cJSON_IsArray(root)) {
+                snprintf(err, errlen, "%s: not a JSON array of secure elements (a manifest)", c->serial_allowlist);
+                cJSON_Delete(root);
+                return -EINVAL;
+        }
+        unsigned i = 0;
+        cJSON_ArrayForEach(e, root) {
+                const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+                        cJSON_GetObjectItemCaseSensitive(e, "header"), "uniqueId"));
+                r = id ? add_serial(c, id, cap) : -EINVAL;
+                if (r < 0) {
+                        snprintf(err, errlen, "%s: element %u: %s", c->serial_allowlist, i,
+                                 r == -E2BIG ? "too many serials" : "no header.uniqueId in hex (2 to 64 digits)");
+                        break;
+                }
+                i++;
+        }
+        cJSON_Delete(root);
+        return r;
+}
+
+/* One serial a line, in either case, lowercased, or a manifest (JSON); sorted for bsearch(). */
 int conf_read_allowlist(struct conf *c, FILE *f, char *err, size_t errlen) {
         char line[256];
         unsigned lineno = 0;
         size_t cap = 0;
+        int ch, r;
 
+        while ((ch = fgetc(f)) == ' ' || ch == '\t' || ch == '\r' || ch == '\n')
+                ;
+        if (ch == '[') {
+                ungetc(ch, f);
+                r = read_manifest(c, f, &cap, err, errlen);
+                if (r < 0)
+                        return r;
+                goto sort;
+        }
+        if (ch != EOF)
+                ungetc(ch, f);
         while (fgets(line, sizeof line, f)) {
                 char *s = line + strspn(line, " \t"), *e;
 
@@ -595,30 +688,15 @@ int conf_read_allowlist(struct conf *c, FILE *f, char *err, size_t errlen) {
                 if (e == s)
                         continue;       /* blank or comment */
                 *e = 0;
-                size_t n = strlen(s);
-                if (n < 2 || n > 64 || n % 2)
-                        goto bad;
-                for (char *p = s; *p; p++) {
-                        if (*p >= 'A' && *p <= 'F')
-                                *p = (char)(*p - 'A' + 'a');
-                        else if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-                                goto bad;
-                }
-                if (c->n_allowed_serials >= ALLOWLIST_MAX) {
+                r = add_serial(c, s, &cap);
+                if (r == -E2BIG) {
                         snprintf(err, errlen, "%s: more than %u serials", c->serial_allowlist, ALLOWLIST_MAX);
-                        return -E2BIG;
+                        return r;
                 }
-                if (c->n_allowed_serials == cap) {
-                        size_t ncap = cap ? cap * 2 : 256;
-                        char **a = realloc(c->allowed_serials, ncap * sizeof *a);
-                        if (!a)
-                                return -ENOMEM;
-                        c->allowed_serials = a;
-                        cap = ncap;
-                }
-                if (!(c->allowed_serials[c->n_allowed_serials] = strdup(s)))
-                        return -ENOMEM;
-                c->n_allowed_serials++;
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        goto bad;
                 continue;
         bad:
                 snprintf(err, errlen, "%s:%u: not a serial in hex (2 to 64 digits)", c->serial_allowlist, lineno);
@@ -628,6 +706,7 @@ int conf_read_allowlist(struct conf *c, FILE *f, char *err, size_t errlen) {
                 snprintf(err, errlen, "[profile] serial_allowlist %s: read error", c->serial_allowlist);
                 return -EIO;
         }
+sort:
         if (c->n_allowed_serials > 0)
                 qsort(c->allowed_serials, c->n_allowed_serials, sizeof(char *), cmp_str);
         return 0;

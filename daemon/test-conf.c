@@ -274,6 +274,22 @@ static void test_allowlist(void **state) {
         assert_int_equal(conf_load(&c, path, err, sizeof err), -EPERM);
         conf_deinit(&c);
 
+        /* Microchip's manifest: the serials of its elements' header.uniqueId. */
+        write_file(list, " [{\"payload\": \"x\", \"protected\": \"y\", \"header\": {\"uniqueId\": \"0123ABCDEF05EE\"},"
+                   " \"signature\": \"z\"}, {\"header\": {\"uniqueId\": \"0123abcdef06ee\"}}]\n", 0644);
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), 0);
+        assert_int_equal(c.n_allowed_serials, 2);
+        assert_true(conf_serial_allowed(&c, "0123ABCDEF05EE"));
+        assert_true(conf_serial_allowed(&c, "0123abcdef06ee"));
+        assert_false(conf_serial_allowed(&c, "0123abcdef01ee"));
+        conf_deinit(&c);
+        write_file(list, "[{\"header\": {\"uniqueId\": \"0123abcdef06ee\"}}, {\"header\": {}}]", 0644);
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), -EINVAL);
+        assert_non_null(strstr(err, "element 1"));
+        conf_deinit(&c);
+
         /* No list: every serial. */
         conf_init(&c);
         assert_true(conf_serial_allowed(&c, "00"));

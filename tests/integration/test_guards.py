@@ -3,6 +3,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -134,6 +135,64 @@ def test_pin_never_logged():
         check(env.stop_provd() == 0, "provd did not exit 0")
         check(not grep_everything(env, pin), f"the PIN is in {grep_everything(env, pin)}")
     finally:
+        env.close()
+
+
+SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+def test_hsm_pin_never_logged():
+    """The signer in SoftHSM, its PIN in pin_file: no log line, table or audit row holds any of it."""
+    if not os.path.exists(SOFTHSM) or not shutil.which("softhsm2-util"):
+        print("# skipped: no SoftHSM2")
+        return
+    env = Env("ghsm")
+    try:
+        pin = "Zq7HsmPin5521"
+        tokens = os.path.join(env.dir, "tokens")
+        os.makedirs(tokens)
+        hconf = os.path.join(env.dir, "softhsm2.conf")
+        with open(hconf, "w") as f:
+            f.write(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
+        os.environ["SOFTHSM2_CONF"] = hconf
+        subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "provd", "--pin", pin,
+                        "--so-pin", "5678"], check=True, capture_output=True)
+        k8 = os.path.join(env.dir, "k8.pem")
+        subprocess.run(["openssl", "pkcs8", "-topk8", "-nocrypt", "-in", os.path.join(env.ca, "signer.key"),
+                        "-out", k8], check=True, capture_output=True)
+        subprocess.run(["softhsm2-util", "--import", k8, "--token", "provd", "--label", "signer", "--id", "01",
+                        "--pin", pin], check=True, capture_output=True)
+        os.unlink(k8)
+        os.unlink(os.path.join(env.ca, "signer.key"))
+        pinf = os.path.join(env.dir, "signer.pin")
+        with open(pinf, "w") as f:
+            f.write(pin + "\n")
+        os.chmod(pinf, 0o600)
+        env.conf["signer"]["uri"] = f"pkcs11:token=provd;object=signer;type=private?module-path={SOFTHSM}"
+        env.conf["signer"]["pin_file"] = pinf
+        env.write_conf()
+        r = subprocess.run([PROVD, "--check-config", "--config", env.conf_path], capture_output=True, text=True)
+        check(r.returncode == 0, f"--check-config with the token: {r.stdout}{r.stderr}")
+        env.start_sim(2, "--seed", "40")
+        env.start_provd()
+        env.wait_totals(timeout=60, provisioned=2)
+        env.provd.send_signal(signal.SIGHUP)
+        wait_until(lambda: "configuration reloaded" in env.log_tail(), 10, "reload")
+        check(env.stop_provd() == 0, "provd did not exit 0")
+        db = env.db()
+        uri = db.execute("SELECT key_uri FROM signers").fetchone()[0]
+        check(uri.startswith("pkcs11:") and pin not in uri, f"signers.key_uri: {uri}")
+        db.close()
+        # Any 5 characters of the PIN, anywhere: logs, the database and its WAL, the audit rows.
+        hits = {pin[i:i + 5]: grep_everything(env, pin[i:i + 5]) for i in range(len(pin) - 4)}
+        check(not any(hits.values()), f"parts of the PIN found: {hits}")
+        # A wrong PIN: start refused, still nothing of it logged.
+        with open(pinf, "w") as f:
+            f.write("Wr0ngPinXy77\n")
+        r = subprocess.run([PROVD, "--config", env.conf_path], capture_output=True, text=True, timeout=30)
+        check(r.returncode != 0 and "Wr0ng" not in r.stdout + r.stderr, f"wrong PIN: {r.stderr}")
+    finally:
+        os.environ.pop("SOFTHSM2_CONF", None)
         env.close()
 
 
@@ -321,6 +380,6 @@ def test_provctl_escapes_port_paths():
 
 if __name__ == "__main__":
     run([test_budget_survives_restart, test_bad_csrs_spend_nothing, test_port_rate, test_serial_allowlist,
-         test_pin_never_logged, test_psk_only_in_a_private_file, test_check_config_and_reload_check_the_key,
+         test_pin_never_logged, test_hsm_pin_never_logged, test_psk_only_in_a_private_file, test_check_config_and_reload_check_the_key,
          test_ca_init_creates_dir, test_control_socket_limits, test_control_quota_per_uid,
          test_provctl_escapes_port_paths])
