@@ -253,6 +253,10 @@ def test_check_config_and_reload_check_the_key():
         os.rename(key + ".gone", key)
         env.provd.send_signal(signal.SIGHUP)
         wait_until(lambda: (env.status() or {}).get("station") == "renamed", 10, "reload with the key back")
+        # provd's umask (027): the database, its WAL and SHM, while it runs.
+        files = {n: os.stat(os.path.join(env.state, n)).st_mode for n in os.listdir(env.state)}
+        check(any(n.endswith("-wal") for n in files), f"no WAL to look at: {files}")
+        check(all(m & 0o007 == 0 for m in files.values()), f"open to others: { {n: oct(m) for n, m in files.items()} }")
         check(env.stop_provd() == 0, "provd did not exit 0")
         mode = os.stat(env.db_path).st_mode
         check(mode & 0o007 == 0, f"database mode {oct(mode)} is open to others (umask)")
