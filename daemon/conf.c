@@ -2,6 +2,7 @@
 /* provd configuration: INI file + provd.conf.d drop-ins, parsed into a fresh struct, validated whole. */
 
 #include <ctype.h>
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <glob.h>
 #include <ini.h>
@@ -10,9 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "aws-register.h"
+#include "certs-hsm/signer.h"
 #include "conf.h"
 #include "serial-port.h"
 #include "log.h"
@@ -20,6 +24,9 @@
 
 #define CONF_MAX_VALUE 1024     /* longest accepted value */
 #define CONF_MAX_LIST 256       /* globs, USB ids, slot labels each */
+#define CONF_MAX_SECRET 256     /* bytes read from a PIN or PSK file */
+#define ALLOWLIST_MAX (1u << 20)        /* serials in [profile] serial_allowlist */
+#define ALLOWLIST_MAX_BYTES (64u << 20)
 
 struct parse_ctx {
         struct conf *conf;
@@ -27,6 +34,7 @@ struct parse_ctx {
         char *err;
         size_t errlen;
         int error;
+        bool private_file;              /* the file being parsed: no group or other permission bits */
 };
 
 typedef int (*conf_parser)(struct parse_ctx *ctx, const char *value, void *field);
@@ -93,6 +101,36 @@ static int parse_opt_path(struct parse_ctx *ctx, const char *value, void *field)
         if (isempty(value))
                 return parse_opt_string(ctx, value, field);
         return parse_path(ctx, value, field);
+}
+
+/*
+ * A secret's file: an absolute path, or "credential:NAME" for a systemd
+ * credential (LoadCredential=NAME:..., read from $CREDENTIALS_DIRECTORY).
+ */
+static int parse_secret_path(struct parse_ctx *ctx, const char *value, void *field) {
+        const char *dir, *name;
+        char path[PATH_MAX];
+
+        if (strncmp(value, "credential:", 11) != 0)
+                return parse_opt_path(ctx, value, field);
+        name = value + 11;
+        if (isempty(name) || strlen(name) > 255 || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                               "0123456789_.-") != strlen(name) || name[0] == '.')
+                return -EINVAL;
+        dir = getenv("CREDENTIALS_DIRECTORY");
+        if (!dir || dir[0] != '/')
+                return fail(ctx, -ENOENT, "%s%s needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)", "", value);
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
+                return -ENAMETOOLONG;
+        return parse_string(ctx, path, field);
+}
+
+/* A PSK written into the file itself: only in a file that group and others cannot read. */
+static int parse_inline_psk(struct parse_ctx *ctx, const char *value, void *field) {
+        if (!isempty(value) && !ctx->private_file)
+                return fail(ctx, -EPERM, "%s[board] wifi_psk in %s, which group or others may read: put the PSK "
+                            "in wifi_psk_file (chmod 600) or a credential:NAME", "", ctx->file);
+        return parse_opt_string(ctx, value, field);
 }
 
 static int parse_bool(struct parse_ctx *ctx, const char *value, void *field) {
@@ -474,7 +512,7 @@ static const struct conf_item items[] = {
         P("signer", "uri", parse_string, signer_uri),
         P("signer", "cert", parse_path, signer_cert),
         P("signer", "root", parse_path, root_cert),
-        P("signer", "pin_file", parse_opt_path, signer_pin_file),
+        P("signer", "pin_file", parse_secret_path, signer_pin_file),
         P("signer", "pin_credential", parse_credential, signer_pin_credential),
 
         U("profile", "validity_days", validity_days, 0, 36500),
@@ -488,6 +526,8 @@ static const struct conf_item items[] = {
         U("profile", "signer_id", atecc_signer_id, 0, 65535),
         U("profile", "template_id", atecc_template_id, 0, 15),
         U("profile", "chain_id", atecc_chain_id, 0, 15),
+        U("profile", "max_certs_per_port_per_minute", max_certs_per_port_per_minute, 0, 1000000),
+        P("profile", "serial_allowlist", parse_opt_path, serial_allowlist),
 
         U("timeouts", "response_ms", response_ms, 10, 600000),
         U("timeouts", "hello_ms", hello_ms, 10, 600000),
@@ -501,7 +541,8 @@ static const struct conf_item items[] = {
 
         P("board", "aws_endpoint", parse_opt_string, aws_endpoint),
         P("board", "wifi_ssid", parse_opt_string, wifi_ssid),
-        P("board", "wifi_psk", parse_opt_string, wifi_psk),
+        P("board", "wifi_psk", parse_inline_psk, wifi_psk),
+        P("board", "wifi_psk_file", parse_secret_path, wifi_psk_file),
 
         U("database", "batch_max", batch_max, 1, 4096),
         U("database", "batch_delay_us", batch_delay_us, 0, 1000000),
@@ -621,6 +662,16 @@ void conf_init(struct conf *c) {
                 .thing_name = THING_NAME_CN,
                 .keygen_ms = 3000,
                 .retries = 3,
+                /*
+                 * A 64-slot line whose operators swap a board every 5 s on
+                 * every slot stays under 46,000 an hour; the simulated line of
+                 * the benchmark (14,000 boards a minute, no hands) would pass
+                 * 50,000 in under 4 minutes. One port: nobody swaps a board
+                 * every second for a minute (a port with a board swapped after
+                 * every RESULT got 100 certificates a second).
+                 */
+                .max_certs_per_hour = 50000,
+                .max_certs_per_port_per_minute = 60,
                 .session_ms = 120000,
                 .shutdown_ms = 10000,
                 .batch_max = 256,
@@ -665,6 +716,11 @@ void conf_deinit(struct conf *c) {
         free(c->signer_pin_file);
         free(c->signer_pin_credential);
         free(c->organization);
+        free(c->serial_allowlist);
+        for (size_t i = 0; i < c->n_allowed_serials; i++)
+                free(c->allowed_serials[i]);
+        free(c->allowed_serials);
+        free(c->wifi_psk_file);
         free(c->aws_endpoint);
         free(c->wifi_ssid);
         free(c->aws.endpoint);
@@ -689,8 +745,11 @@ void conf_deinit(struct conf *c) {
 
 static int parse_one(struct conf *c, FILE *f, const char *text, const char *name, char *err, size_t errlen) {
         struct parse_ctx ctx = { .conf = c, .file = name, .err = err, .errlen = errlen };
+        struct stat stb;
         int r;
 
+        /* A string (tests, fuzzing) is nobody's file to read. */
+        ctx.private_file = !f || (fstat(fileno(f), &stb) == 0 && (stb.st_mode & 077) == 0);
         r = f ? ini_parse_file(f, handler, &ctx) : ini_parse_string(text, handler, &ctx);
         if (ctx.error) {
                 char msg[512];
@@ -732,6 +791,250 @@ static int parse_file(struct conf *c, const char *path, char *err, size_t errlen
         return r;
 }
 
+int conf_open_secret(const char *path) {
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        r = signer_check_secret_fd(fd);
+        if (r < 0)
+                return r;
+        return TAKE_FD(fd);
+}
+
+/* [board] wifi_psk_file: its first line is the PSK. */
+static int load_psk(struct conf *c, char *err, size_t errlen) {
+        _cleanup_close_ int fd = -EBADF;
+        char buf[CONF_MAX_SECRET + 1];
+        ssize_t n;
+
+        if (!c->wifi_psk_file)
+                return 0;
+        if (c->wifi_psk) {
+                snprintf(err, errlen, "[board] wifi_psk and wifi_psk_file are both set; keep wifi_psk_file");
+                return -EINVAL;
+        }
+        fd = conf_open_secret(c->wifi_psk_file);
+        if (fd == -EPERM) {
+                snprintf(err, errlen, "[board] wifi_psk_file %s is readable or writable by group or others, or not "
+                         "owned by the user provd runs as; chown it to that user and run chmod 600 on it",
+                         c->wifi_psk_file);
+                return fd;
+        }
+        if (fd < 0) {
+                snprintf(err, errlen, "[board] wifi_psk_file %s: %s", c->wifi_psk_file, strerror(-fd));
+                return fd;
+        }
+        n = read(fd, buf, sizeof buf - 1);
+        if (n < 0) {
+                int r = -errno;
+                snprintf(err, errlen, "[board] wifi_psk_file %s: %s", c->wifi_psk_file, strerror(-r));
+                return r;
+        }
+        buf[n] = 0;
+        buf[strcspn(buf, "\r\n")] = 0;
+        if (isempty(buf) || !printable(buf) || (size_t)n >= sizeof buf - 1) {
+                explicit_bzero(buf, sizeof buf);
+                snprintf(err, errlen, "[board] wifi_psk_file %s: the first line must be the PSK (printable, at "
+                         "most %d bytes)", c->wifi_psk_file, CONF_MAX_SECRET - 1);
+                return -EINVAL;
+        }
+        c->wifi_psk = strdup(buf);
+        explicit_bzero(buf, sizeof buf);
+        return c->wifi_psk ? 0 : -ENOMEM;
+}
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Appends @s (hex, either case) lowercased; -EINVAL when it is not a serial. */
+static int add_serial(struct conf *c, const char *s, size_t *cap) {
+        size_t n = strlen(s);
+        char *l;
+
+        if (n < 2 || n > 64 || n % 2)
+                return -EINVAL;
+        if (c->n_allowed_serials >= ALLOWLIST_MAX)
+                return -E2BIG;
+        if (!(l = strdup(s)))
+                return -ENOMEM;
+        for (char *p = l; *p; p++) {
+                if (*p >= 'A' && *p <= 'F')
+                        *p = (char)(*p - 'A' + 'a');
+                else if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+                        return free(l), -EINVAL;
+        }
+        if (c->n_allowed_serials == *cap) {
+                size_t ncap = *cap ? *cap * 2 : 256;
+                char **a = realloc(c->allowed_serials, ncap * sizeof *a);
+                if (!a)
+                        return free(l), -ENOMEM;
+                c->allowed_serials = a;
+                *cap = ncap;
+        }
+        c->allowed_serials[c->n_allowed_serials++] = l;
+        return 0;
+}
+
+/*
+ * Microchip's secure-element manifest: a JSON array of signed secure
+ * elements, each naming its serial in "header": {"uniqueId": "0123..."}.
+ * The JWS signatures are not checked here: like the plain list, the file is
+ * trusted as its owner wrote it (it may not be writable by group or others).
+ */
+static int read_manifest(struct conf *c, FILE *f, size_t *cap, char *err, size_t errlen) {
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0, tcap = 0;
+        cJSON *root, *e;
+        int r = 0;
+
+        for (;;) {
+                if (len + 65536 > tcap) {
+                        if (tcap >= ALLOWLIST_MAX_BYTES)
+                                return -EFBIG;
+                        tcap = tcap ? tcap * 2 : 262144;
+                        char *t = realloc(text, tcap);
+                        if (!t)
+                                return -ENOMEM;
+                        text = t;
+                }
+                size_t k = fread(text + len, 1, tcap - len, f);
+                len += k;
+                if (k == 0)
+                        break;
+        }
+        if (ferror(f))
+                return -EIO;
+        root = cJSON_ParseWithLength(text ? text : "", len);
+        if (!cJSON_IsArray(root)) {
+                snprintf(err, errlen, "%s: not a JSON array of secure elements (a manifest)", c->serial_allowlist);
+                cJSON_Delete(root);
+                return -EINVAL;
+        }
+        unsigned i = 0;
+        cJSON_ArrayForEach(e, root) {
+                const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+                        cJSON_GetObjectItemCaseSensitive(e, "header"), "uniqueId"));
+                r = id ? add_serial(c, id, cap) : -EINVAL;
+                if (r < 0) {
+                        snprintf(err, errlen, "%s: element %u: %s", c->serial_allowlist, i,
+                                 r == -E2BIG ? "too many serials" : "no header.uniqueId in hex (2 to 64 digits)");
+                        break;
+                }
+                i++;
+        }
+        cJSON_Delete(root);
+        return r;
+}
+
+/* One serial a line, in either case, lowercased, or a manifest (JSON); sorted for bsearch(). */
+int conf_read_allowlist(struct conf *c, FILE *f, char *err, size_t errlen) {
+        char line[256];
+        unsigned lineno = 0;
+        size_t cap = 0;
+        int ch, r;
+
+        while ((ch = fgetc(f)) == ' ' || ch == '\t' || ch == '\r' || ch == '\n')
+                ;
+        if (ch == '[') {
+                ungetc(ch, f);
+                r = read_manifest(c, f, &cap, err, errlen);
+                if (r < 0)
+                        return r;
+                goto sort;
+        }
+        if (ch != EOF)
+                ungetc(ch, f);
+        while (fgets(line, sizeof line, f)) {
+                char *s = line + strspn(line, " \t"), *e;
+
+                lineno++;
+                if (!strchr(line, '\n') && !feof(f)) {
+                        snprintf(err, errlen, "%s:%u: line too long", c->serial_allowlist, lineno);
+                        return -EINVAL;
+                }
+                e = s + strcspn(s, " \t\r\n#");
+                /* After the serial: only blanks or a comment. */
+                const char *rest = e + strspn(e, " \t\r\n");
+                if (*rest && *rest != '#')
+                        goto bad;
+                if (e == s)
+                        continue;       /* blank or comment */
+                *e = 0;
+                r = add_serial(c, s, &cap);
+                if (r == -E2BIG) {
+                        snprintf(err, errlen, "%s: more than %u serials", c->serial_allowlist, ALLOWLIST_MAX);
+                        return r;
+                }
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        goto bad;
+                continue;
+        bad:
+                snprintf(err, errlen, "%s:%u: not a serial in hex (2 to 64 digits)", c->serial_allowlist, lineno);
+                return -EINVAL;
+        }
+        if (ferror(f)) {
+                snprintf(err, errlen, "[profile] serial_allowlist %s: read error", c->serial_allowlist);
+                return -EIO;
+        }
+sort:
+        if (c->n_allowed_serials > 0)
+                qsort(c->allowed_serials, c->n_allowed_serials, sizeof(char *), cmp_str);
+        return 0;
+}
+
+/*
+ * [profile] serial_allowlist: hex serials, one a line (the secure-element
+ * vendor's manifest reduced to its serials); blank lines and '#' comments
+ * skipped. Not a secret, but whoever can write it decides which boards get
+ * certificates: refused when group or others may write it.
+ */
+static int load_allowlist(struct conf *c, char *err, size_t errlen) {
+        struct stat stb;
+        FILE *f;
+        int r;
+
+        if (!c->serial_allowlist)
+                return 0;
+        f = fopen(c->serial_allowlist, "re");
+        if (!f || fstat(fileno(f), &stb) < 0) {
+                r = -errno;
+                if (f)
+                        fclose(f);
+                snprintf(err, errlen, "[profile] serial_allowlist %s: %s", c->serial_allowlist, strerror(-r));
+                return r;
+        }
+        if (!S_ISREG(stb.st_mode) || (stb.st_mode & 022) || stb.st_size > ALLOWLIST_MAX_BYTES) {
+                snprintf(err, errlen, "[profile] serial_allowlist %s: %s", c->serial_allowlist,
+                         !S_ISREG(stb.st_mode) ? "not a regular file" :
+                         (stb.st_mode & 022) ? "writable by group or others (chmod 644)" : "larger than 64 MiB");
+                fclose(f);
+                return -EPERM;
+        }
+        r = conf_read_allowlist(c, f, err, errlen);
+        fclose(f);
+        return r;
+}
+
+bool conf_serial_allowed(const struct conf *c, const char *serial) {
+        char key[65];
+        const char *k = key;
+        size_t n = strlen(serial);
+
+        if (!c->serial_allowlist)
+                return true;
+        if (n >= sizeof key || c->n_allowed_serials == 0)
+                return false;
+        for (size_t i = 0; i <= n; i++)
+                key[i] = serial[i] >= 'A' && serial[i] <= 'F' ? (char)(serial[i] - 'A' + 'a') : serial[i];
+        return bsearch(&k, c->allowed_serials, c->n_allowed_serials, sizeof(char *), cmp_str) != NULL;
+}
+
 int conf_load(struct conf *ret, const char *path, char *err, size_t errlen) {
         char dir[PATH_MAX];
         glob_t g = {};
@@ -752,7 +1055,30 @@ int conf_load(struct conf *ret, const char *path, char *err, size_t errlen) {
                         }
                 }
         globfree(&g);
-        return conf_validate(ret, err, errlen);
+        r = conf_validate(ret, err, errlen);
+        if (r < 0)
+                return r;
+        r = load_psk(ret, err, errlen);
+        if (r < 0)
+                return r;
+        return load_allowlist(ret, err, errlen);
+}
+
+/* pin-value (RFC 7512), in any case or percent-encoding: the PIN belongs in pin_file. */
+static bool uri_has_pin_value(const char *uri) {
+        char dec[CONF_MAX_VALUE + 1];
+        size_t n = 0;
+
+        for (const char *p = uri; *p && n < sizeof dec - 1; p++) {
+                unsigned v;
+                if (p[0] == '%' && p[1] && p[2] && sscanf(p + 1, "%2x", &v) == 1) {
+                        dec[n++] = (char)v;
+                        p += 2;
+                } else
+                        dec[n++] = *p;
+        }
+        dec[n] = 0;
+        return strcasestr(dec, "pin-value") != NULL;
 }
 
 /* Only what can be checked without reading files; the templates are read when AWS starts. */
@@ -822,10 +1148,10 @@ int conf_validate(const struct conf *c, char *err, size_t errlen) {
                 snprintf(err, errlen, "[signer] uri must start with file: or pkcs11:");
                 return -EINVAL;
         }
-        /* A PIN in the URI would be logged and stored with it. */
-        if (strncmp(c->signer_uri, "pkcs11:", 7) == 0 && strstr(c->signer_uri, "pin-value=")) {
-                snprintf(err, errlen, "[signer] uri must not carry pin-value=: put the PIN in pin_file or "
-                                      "pin_credential");
+        /* Never echo the URI here: it may hold the PIN. */
+        if (uri_has_pin_value(c->signer_uri)) {
+                snprintf(err, errlen, "[signer] uri carries the PIN (pin-value=): remove it and put the PIN in a "
+                         "file only provd can read, named by [signer] pin_file");
                 return -EINVAL;
         }
         if (c->signer_pin_file && c->signer_pin_credential) {
@@ -836,7 +1162,7 @@ int conf_validate(const struct conf *c, char *err, size_t errlen) {
                 snprintf(err, errlen, "[ports] needs at least one glob or usb_id");
                 return -EINVAL;
         }
-        if (c->wifi_psk && !c->wifi_ssid) {
+        if ((c->wifi_psk || c->wifi_psk_file) && !c->wifi_ssid) {
                 snprintf(err, errlen, "[board] wifi_psk given without wifi_ssid");
                 return -EINVAL;
         }

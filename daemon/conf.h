@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "aws-iot.h"
 enum cert_format_mode {
@@ -109,12 +110,16 @@ struct conf {
         char *organization;
         bool reissue;
         bool lock;
-        unsigned max_certs_per_hour;    /* 0 = unlimited */
         enum cert_format_mode format;
         enum cert_expiry_mode expiry;
         unsigned atecc_signer_id;       /* 0..65535: compressed form bytes 67..68 */
         unsigned atecc_template_id;     /* 0..15 */
         unsigned atecc_chain_id;        /* 0..15 */
+        unsigned max_certs_per_hour;    /* 0 = unlimited; counted from the database at start */
+        unsigned max_certs_per_port_per_minute; /* 0 = unlimited */
+        char *serial_allowlist;         /* file of hex serials, one a line; NULL = any serial */
+        char **allowed_serials;         /* its serials, lowercase, sorted (conf_load()) */
+        size_t n_allowed_serials;
 
         /* [timeouts] (milliseconds) */
         unsigned response_ms;           /* 0 = not set; stands for each of the four below not set */
@@ -130,7 +135,8 @@ struct conf {
         /* [board] settings written with PUT_CONFIG */
         char *aws_endpoint;
         char *wifi_ssid;
-        char *wifi_psk;                 /* never logged */
+        char *wifi_psk;                 /* never logged; from wifi_psk_file, or inline in a file only we read */
+        char *wifi_psk_file;
 
         /* [database] */
         unsigned batch_max;
@@ -156,6 +162,21 @@ int conf_validate(const struct conf *c, char *err, size_t errlen);
 
 /** "off", "mar", "jitr", "jitp". */
 const char *aws_mode_to_string(enum aws_mode m);
+/**
+ * Reads an allow-list ([profile] serial_allowlist: hex serials, one a line,
+ * '#' comments) from @f into @c (n_allowed_serials, sorted); conf_load()
+ * calls it. @c->serial_allowlist names the file in messages.
+ */
+int conf_read_allowlist(struct conf *c, FILE *f, char *err, size_t errlen);
+/** Is @serial (hex, either case) on the allow-list? Always true without one. */
+bool conf_serial_allowed(const struct conf *c, const char *serial);
+
+/**
+ * Opens @path for a secret (key, PIN, PSK file): a regular file owned by us
+ * and neither readable nor writable by group or others. Returns the fd,
+ * -EPERM for the mode or owner, or -errno.
+ */
+int conf_open_secret(const char *path);
 
 /** Label for a port: configured by path, then by USB location, else the path's last component. */
 const char *conf_slot_label(const struct conf *c, const char *path, const char *usb_location);

@@ -21,12 +21,18 @@ struct control {
         struct control_client *clients;
         unsigned n_clients;
         bool closing;
+        uint64_t max_queued;
+        uint64_t idle_closed;
+        uint64_t refused;
 };
 
 struct control_client {
         struct control *control;
         struct control_client *next, *prev;
         uv_pipe_t pipe;
+        uv_timer_t idle;                /* CONTROL_IDLE_MS without a request or a written reply */
+        bool idle_open;
+        uint64_t active_us;             /* last request read or reply written */
         struct control_peer peer;
         unsigned refs;
         bool closed;
@@ -151,6 +157,12 @@ static void on_client_closed(uv_handle_t *h) {
         control_client_unref(c);
 }
 
+static size_t queued(struct control_client *c) {
+        return uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe);
+}
+
+static void idle_restart(struct control_client *c);
+
 static void client_close(struct control_client *c) {
         struct control *ctl = c->control;
 
@@ -164,6 +176,8 @@ static void client_close(struct control_client *c) {
         if (c->next)
                 c->next->prev = c->prev;
         ctl->n_clients--;
+        if (c->idle_open)
+                uv_close((uv_handle_t *)&c->idle, on_client_closed);
         uv_close((uv_handle_t *)&c->pipe, on_client_closed);
 }
 
@@ -187,9 +201,16 @@ struct write_req {
 
 static void on_written(uv_write_t *w, int status) {
         struct write_req *wr = (struct write_req *)w;
+        struct control_client *c = wr->req.handle->data;
 
         free(wr->buf);
         free(wr);
+        if (status < 0 || c->closed)
+                return;
+        /* The client reads: it is not idle, and it may be served again once under the cap. */
+        idle_restart(c);
+        if (!c->busy && !c->in_lines && queued(c) <= CONTROL_MAX_QUEUED)
+                handle_lines(c);
 }
 
 void control_reply(struct control_client *c, cJSON *reply) {
@@ -230,6 +251,8 @@ void control_reply(struct control_client *c, cJSON *reply) {
                 client_close(c);
                 return;
         }
+        if (queued(c) > c->control->max_queued)
+                c->control->max_queued = queued(c);
         /* A reply from the handler itself returns into handle_lines(), which goes on there. */
         if (served && !c->in_lines)
                 handle_lines(c);
@@ -273,7 +296,7 @@ static void handle_lines(struct control_client *c) {
 
         control_client_ref(c);
         c->in_lines = true;
-        for (size_t i = 0; i < c->line_len && !c->closed && !c->busy; i++) {
+        for (size_t i = 0; i < c->line_len && !c->closed && !c->busy && queued(c) <= CONTROL_MAX_QUEUED; i++) {
                 if (c->line[i] != '\n')
                         continue;
                 handle_line(c, c->line + start, i - start);
@@ -286,10 +309,11 @@ static void handle_lines(struct control_client *c) {
                 if (c->line_len > CONTROL_MAX_LINE && !c->busy) {
                         control_reply_error(c, -E2BIG, "request line too long");
                         client_close(c);
-                } else if (c->busy && c->reading) {
+                } else if ((c->busy || queued(c) > CONTROL_MAX_QUEUED) && c->reading) {
+                        /* Serving a request, or its replies are not read: take no more. */
                         c->reading = false;
                         (void)uv_read_stop((uv_stream_t *)&c->pipe);
-                } else if (!c->busy && !c->reading) {
+                } else if (!c->busy && !c->reading && queued(c) <= CONTROL_MAX_QUEUED) {
                         c->reading = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0;
                         if (!c->reading)
                                 client_close(c);
@@ -306,7 +330,46 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
                 return;
         }
         c->line_len += (size_t)n;
+        if (n > 0)
+                idle_restart(c);
         handle_lines(c);
+}
+
+static void on_idle(uv_timer_t *t) {
+        struct control_client *c = t->data;
+
+        /* A request being served is the daemon's wait, not the client's. */
+        if (c->busy) {
+                idle_restart(c);
+                return;
+        }
+        c->control->idle_closed++;
+        log_debug("control: closing connection of pid %d uid %u, idle for %d ms", (int)c->peer.pid,
+                  (unsigned)c->peer.uid, CONTROL_IDLE_MS);
+        client_close(c);
+}
+
+static void idle_restart(struct control_client *c) {
+        c->active_us = now_usec();
+        if (c->idle_open && !c->closed)
+                (void)uv_timer_start(&c->idle, on_idle, CONTROL_IDLE_MS, 0);
+}
+
+static unsigned clients_of(struct control *ctl, uid_t uid) {
+        unsigned n = 0;
+
+        for (struct control_client *c = ctl->clients; c; c = c->next)
+                n += c->peer.uid == uid;
+        return n;
+}
+
+void control_get_metrics(const struct control *ctl, struct control_metrics *ret) {
+        struct control_metrics m = { .clients = ctl->n_clients, .max_queued_bytes = ctl->max_queued,
+                                     .idle_closed = ctl->idle_closed, .refused = ctl->refused };
+
+        for (struct control_client *c = ctl->clients; c; c = c->next)
+                m.queued_bytes += uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe);
+        *ret = m;
 }
 
 static bool peer_allowed(struct control *ctl, int fd, struct control_peer *ret) {
@@ -373,11 +436,40 @@ static void on_connection(uv_stream_t *server, int status) {
                 client_close(c);
                 return;
         }
-        if (ctl->n_clients > CONTROL_MAX_CLIENTS) {
-                control_reply_error(c, -EBUSY, "too many control connections");
+        /* One operator's connections cannot take every place (root and provd's own uid are not counted). */
+        if (c->peer.uid != 0 && c->peer.uid != geteuid() && clients_of(ctl, c->peer.uid) > CONTROL_MAX_PER_UID) {
+                ctl->refused++;
+                log_warning("control: refused connection from pid %d uid %u: it has %d open already",
+                            (int)c->peer.pid, (unsigned)c->peer.uid, CONTROL_MAX_PER_UID);
+                control_reply_error(c, -EUSERS, "too many control connections from your uid; close some");
                 client_close(c);
                 return;
         }
+        /*
+         * Full: the connection idle the longest (no request being served)
+         * makes room, so idle connections cannot lock every operator out.
+         */
+        if (ctl->n_clients > CONTROL_MAX_CLIENTS) {
+                struct control_client *oldest = NULL;
+                for (struct control_client *o = ctl->clients; o; o = o->next)
+                        if (o != c && !o->busy && (!oldest || o->active_us < oldest->active_us))
+                                oldest = o;
+                if (oldest) {
+                        ctl->idle_closed++;
+                        client_close(oldest);
+                }
+        }
+        if (ctl->n_clients > CONTROL_MAX_CLIENTS) {
+                ctl->refused++;
+                control_reply_error(c, -EBUSY, "too many control connections; try again later");
+                client_close(c);
+                return;
+        }
+        uv_timer_init(ctl->loop, &c->idle);
+        c->idle.data = c;
+        c->idle_open = true;
+        control_client_ref(c);          /* the timer's close callback drops it */
+        idle_restart(c);
         c->reading = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0;
         if (!c->reading)
                 client_close(c);

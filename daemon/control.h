@@ -11,6 +11,14 @@
 
 #define CONTROL_MAX_LINE (64 * 1024)    /* a request longer than this closes the connection */
 #define CONTROL_MAX_CLIENTS 64
+#define CONTROL_MAX_PER_UID 8           /* connections of one uid other than root's and ours */
+#define CONTROL_IDLE_MS 10000           /* no request, or no progress on the replies, for this long: closed */
+/*
+ * Reply bytes a client may leave unread: past this, provd reads no further
+ * request from it (one reply can be larger: a page of 1000 devices with PEMs
+ * is ~1.5 MB); if the client still does not read, the idle timeout closes it.
+ */
+#define CONTROL_MAX_QUEUED (4u * 1024 * 1024)
 #define CONTROL_SERIAL_MAX 64
 
 enum control_cmd {
@@ -65,6 +73,16 @@ int control_new(struct control **ret, uv_loop_t *loop, const char *path, gid_t g
                 control_handler handler, void *userdata);
 /** Closes the listener and every client; frees once the handles are closed. */
 void control_free(struct control *c);
+
+struct control_metrics {
+        unsigned clients;
+        uint64_t queued_bytes;          /* reply bytes written to no client yet, over every client */
+        uint64_t max_queued_bytes;      /* the most one client had queued at once, since start */
+        uint64_t idle_closed;           /* connections closed by the idle timeout */
+        uint64_t refused;               /* turned away: too many connections, per uid or in all */
+};
+
+void control_get_metrics(const struct control *c, struct control_metrics *ret);
 
 /** Sends @reply (one line) and takes ownership of it. No-op if the client has gone. */
 void control_reply(struct control_client *c, cJSON *reply);

@@ -113,6 +113,8 @@ const char *const db_rstmt_sql[_RSTMT_MAX] = {
                 "WHERE (d.updated_at, d.serial) > (?1, ?3) ORDER BY d.updated_at, d.serial LIMIT ?2",
         /* Kept by the writer (db_totals_flush()): as fast on a million devices as on ten. */
         [RSTMT_TOTALS] = "SELECT name, n FROM totals",
+        /* Newest first by the primary key: stops at the hour's edge without an index on issued_at. */
+        [RSTMT_ISSUED] = "SELECT issued_at FROM certificates ORDER BY id DESC LIMIT ?1",
 };
 
 /* --- string tables -------------------------------------------------------- */
@@ -412,6 +414,10 @@ void db_reset_outputs(struct db_req *req) {
                 break;
         case DB_OUTBOX_CLAIM:
                 req->claim.items = NULL;
+                break;
+        case DB_QUERY_ISSUED:
+                req->issued.count = 0;
+                memset(req->issued.per_minute, 0, sizeof(req->issued.per_minute));
                 break;
         /* Outputs a first pass set before the batch was run again (run_fast()). */
         case DB_RECORD_ISSUANCE:

@@ -82,6 +82,7 @@ enum rstmt {
         RSTMT_LOOKUP,
         RSTMT_QUERY_DEVICES,
         RSTMT_TOTALS,
+        RSTMT_ISSUED,
         _RSTMT_MAX,
 };
 extern const char *const db_rstmt_sql[_RSTMT_MAX];
@@ -270,6 +271,7 @@ bool db_is_read(const struct db_req *req);
 int db_do_lookup(struct db_reader *rd, struct db_req *req);
 int db_do_query_devices(struct db_reader *rd, struct db_req *req);
 int db_do_stats(struct db_reader *rd, struct db_req *req);
+int db_do_query_issued(struct db_reader *rd, struct db_req *req);
 
 /* Outputs the caller must free, freed (a request that failed has none). */
 void db_free_outputs(struct db_req *req);

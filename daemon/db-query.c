@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Reads on the reader thread's read-only connection: DB_LOOKUP_DEVICE, DB_QUERY_DEVICES, DB_QUERY_STATS. */
+/* Reads on the reader thread's read-only connection: DB_LOOKUP_DEVICE, DB_QUERY_DEVICES, DB_QUERY_STATS, DB_QUERY_ISSUED. */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -152,6 +152,28 @@ int db_do_stats(struct db_reader *rd, struct db_req *req) {
         return 0;
 }
 
+int db_do_query_issued(struct db_reader *rd, struct db_req *req) {
+        struct db_query_issued *q = &req->issued;
+        _cleanup_reset_ sqlite3_stmt *st = rd->stmts[RSTMT_ISSUED];
+        int rc;
+
+        if (q->max_rows == 0 || q->since_ms < 0)
+                return db_fail(req, -EINVAL, "issued: max_rows must be at least 1 and since_ms a time");
+        sqlite3_bind_int64(st, 1, q->max_rows);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                int64_t at = sqlite3_column_int64(st, 0);
+
+                if (at < q->since_ms)
+                        break;
+                q->per_minute[(at / 60000) % DB_ISSUED_MINUTES]++;
+                q->count++;
+        }
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                return db_fail_sql(rd->conn, req, rc, "issued certificates");
+        return 0;
+}
+
 bool db_is_read(const struct db_req *req) {
-        return req->type == DB_LOOKUP_DEVICE || req->type == DB_QUERY_DEVICES || req->type == DB_QUERY_STATS;
+        return req->type == DB_LOOKUP_DEVICE || req->type == DB_QUERY_DEVICES || req->type == DB_QUERY_STATS ||
+               req->type == DB_QUERY_ISSUED;
 }

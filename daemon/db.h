@@ -117,6 +117,7 @@ enum db_req_type {
         DB_QUERY_STATS,
         DB_OUTBOX_CLAIM,
         DB_OUTBOX_COMPLETE,
+        DB_QUERY_ISSUED,
         _DB_REQ_TYPE_MAX,
 };
 
@@ -321,6 +322,24 @@ struct db_outbox_complete {
         char error[DB_TEXT_MAX];                /* RETRY, FAILED */
 };
 
+/*
+ * DB_QUERY_ISSUED (a read): the certificates recorded at or after since_ms,
+ * counted by the minute they were recorded in, walking back from the newest
+ * row (certificates are append-only, so their ids follow issued_at) and
+ * stopping at the first older row or after max_rows rows: the cost is what
+ * the last hour issued, never the size of the table. The issuance budget's
+ * durable count (a restart does not refill it).
+ */
+#define DB_ISSUED_MINUTES 60
+struct db_query_issued {
+        /* in */
+        int64_t since_ms;
+        unsigned max_rows;                      /* 1.. */
+        /* out */
+        uint64_t count;
+        uint32_t per_minute[DB_ISSUED_MINUTES]; /* [(issued_at / 60000) % 60] */
+};
+
 struct db_req;
 typedef void (*db_done_cb)(struct db_req *req);
 
@@ -338,6 +357,7 @@ struct db_req {
                 struct db_stats stats;          /* DB_QUERY_STATS: out */
                 struct db_outbox_claim claim;
                 struct db_outbox_complete complete;
+                struct db_query_issued issued;
         };
         /* out: 0 or -errno; on failure nothing of this request was written */
         int result;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Fuzz target: the configuration file parser and validator. */
+/* Fuzz target: the configuration file parser and validator, and the serial allow-list's parser. */
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 (void)conf_slot_label(&c, "/dev/ttyACM0", "1-1.4");
         }
         conf_deinit(&c);
+
+        /* The same bytes as a [profile] serial_allowlist file. */
+        FILE *f = fmemopen(text, size, "r");
+        if (f) {
+                conf_init(&c);
+                c.serial_allowlist = strdup("fuzz.list");
+                if (c.serial_allowlist && conf_read_allowlist(&c, f, err, sizeof err) == 0)
+                        for (size_t i = 0; i < c.n_allowed_serials; i++)
+                                if (!conf_serial_allowed(&c, c.allowed_serials[i]))
+                                        abort();
+                fclose(f);
+                conf_deinit(&c);
+        }
         free(text);
         return 0;
 }

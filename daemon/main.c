@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "conf.h"
@@ -87,15 +88,24 @@ int main(int argc, char **argv) {
                 return r < 0 ? 2 : 0;
 
         signal(SIGPIPE, SIG_IGN);
+        /* The database, its WAL and SHM, the PID's files: never world-readable, even when run by hand. */
+        umask(027);
         if (uv_loop_init(&loop) < 0)
                 return 1;
         r = manager_new(&m, &loop, arg_config);
-        if (r < 0)
+        if (r < 0) {
+                (void)uv_loop_close(&loop);
                 return 1;
+        }
         if (arg_check) {
-                printf("%s: configuration is valid\n", arg_config);
+                r = manager_check(m);
+                if (r < 0)
+                        fprintf(stderr, "%s: configuration is not valid (see above)\n", arg_config);
+                else
+                        printf("%s: configuration is valid\n", arg_config);
                 manager_free(m);
-                return 0;
+                (void)uv_loop_close(&loop);
+                return r < 0 ? 1 : 0;
         }
         if (manager_workers(m)) {
                 char buf[16];
@@ -109,6 +119,7 @@ int main(int argc, char **argv) {
                 manager_stop(m);
                 uv_run(&loop, UV_RUN_DEFAULT);
                 manager_free(m);
+                (void)uv_loop_close(&loop);
                 return 1;
         }
         uv_run(&loop, UV_RUN_DEFAULT);

@@ -29,6 +29,11 @@ static cJSON *status_json(struct manager *m) {
         cJSON_AddNumberToObject(totals, "certificates_issued", (double)m->certs_issued);
         cJSON_AddNumberToObject(totals, "sessions", (double)m->sessions_started);
         cJSON_AddNumberToObject(o, "per_minute", manager_rate_per_minute(m));
+        cJSON *b = cJSON_AddObjectToObject(o, "issuance_budget");
+        cJSON_AddNumberToObject(b, "last_hour", (double)manager_budget_used(m));
+        cJSON_AddNumberToObject(b, "per_hour", m->conf.max_certs_per_hour);
+        cJSON_AddNumberToObject(b, "per_port_per_minute", m->conf.max_certs_per_port_per_minute);
+        cJSON_AddNumberToObject(b, "allowed_serials", (double)m->conf.n_allowed_serials);
         lat = cJSON_AddObjectToObject(o, "added_latency_us");
         cJSON_AddNumberToObject(lat, "samples", (double)m->latency_count);
         cJSON_AddNumberToObject(lat, "p50", manager_latency_percentile(m, 0.50));
@@ -40,6 +45,18 @@ static cJSON *status_json(struct manager *m) {
                 active += station_is_active(m->stations[i]);
         }
         cJSON_AddNumberToObject(o, "active", active);
+        if (m->control) {
+                struct control_metrics cm;
+                cJSON *k = cJSON_AddObjectToObject(o, "control");
+
+                control_get_metrics(m->control, &cm);
+                cJSON_AddNumberToObject(k, "clients", cm.clients);
+                cJSON_AddNumberToObject(k, "queued_bytes", (double)cm.queued_bytes);
+                cJSON_AddNumberToObject(k, "max_queued_bytes", (double)cm.max_queued_bytes);
+                cJSON_AddNumberToObject(k, "queued_cap", CONTROL_MAX_QUEUED);
+                cJSON_AddNumberToObject(k, "idle_closed", (double)cm.idle_closed);
+                cJSON_AddNumberToObject(k, "refused", (double)cm.refused);
+        }
         if (m->db) {
                 struct db_metrics dm;
                 cJSON *d = cJSON_AddObjectToObject(o, "database");

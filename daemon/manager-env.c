@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* What the manager gives every station (station-env.h): counters, budget, sequence numbers, the drain. */
 
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "db.h"
+#include "log.h"
 #include "manager-internal.h"
 #include "signing-ctx.h"
 #include "station.h"
@@ -65,22 +70,182 @@ double manager_latency_percentile(const struct manager *m, double p) {
         return 1e5;
 }
 
-static bool take_issuance_token(void *userdata) {
-        struct manager *m = userdata;
-        double cap = m->conf.max_certs_per_hour;
+/* --- the issuance guard --------------------------------------------------------- */
+
+static void budget_advance(struct manager *m, uint64_t min) {
+        if (min <= m->budget_ring_min)
+                return;         /* the clock went back: keep counting in the current minute */
+        if (min - m->budget_ring_min >= BUDGET_MINUTES) {
+                memset(m->budget_ring, 0, sizeof m->budget_ring);
+                m->budget_in_ring = 0;
+        } else
+                for (uint64_t t = m->budget_ring_min + 1; t <= min; t++) {
+                        m->budget_in_ring -= m->budget_ring[t % BUDGET_MINUTES];
+                        m->budget_ring[t % BUDGET_MINUTES] = 0;
+                }
+        m->budget_ring_min = min;
+}
+
+uint64_t manager_budget_used(struct manager *m) {
+        budget_advance(m, (uint64_t)wallclock_msec() / 60000);
+        return m->budget_in_ring;
+}
+
+static struct port_rate *port_rate(struct manager *m, const char *path, bool create) {
+        struct port_rate *p;
+
+        for (size_t i = 0; i < m->n_port_rates; i++)
+                if (streq(m->port_rates[i].path, path))
+                        return &m->port_rates[i];
+        if (!create)
+                return NULL;
+        /* Bounded: ports whose bucket is full again hold nothing worth keeping. */
+        if (m->n_port_rates >= 2 * (size_t)m->conf.max_ports) {
+                size_t k = 0;
+                double cap = m->conf.max_certs_per_port_per_minute;
+                uint64_t now = now_usec();
+                for (size_t i = 0; i < m->n_port_rates; i++) {
+                        struct port_rate *q = &m->port_rates[i];
+                        if (q->tokens + (double)(now - q->last_us) * cap / 6e7 >= cap)
+                                free(q->path);
+                        else
+                                m->port_rates[k++] = *q;
+                }
+                m->n_port_rates = k;
+                if (k >= 2 * (size_t)m->conf.max_ports)
+                        return NULL;
+        }
+        p = realloc(m->port_rates, (m->n_port_rates + 1) * sizeof *p);
+        if (!p)
+                return NULL;
+        m->port_rates = p;
+        p = &m->port_rates[m->n_port_rates];
+        *p = (struct port_rate) { .path = strdup(path), .tokens = m->conf.max_certs_per_port_per_minute,
+                                  .last_us = now_usec() };
+        if (!p->path)
+                return NULL;
+        m->n_port_rates++;
+        return p;
+}
+
+/* The port's tokens now (refilled continuously at max_certs_per_port_per_minute, up to that many). */
+static double port_tokens(const struct manager *m, struct port_rate *p) {
+        double cap = m->conf.max_certs_per_port_per_minute;
         uint64_t now = now_usec();
 
-        if (m->conf.max_certs_per_hour == 0)
-                return true;
-        if (m->budget_last_us == 0)
-                m->budget_tokens = cap;
-        else
-                m->budget_tokens = MIN(cap, m->budget_tokens + (double)(now - m->budget_last_us) * cap / 3.6e9);
-        m->budget_last_us = now;
-        if (m->budget_tokens < 1.0)
-                return false;
-        m->budget_tokens -= 1.0;
-        return true;
+        p->tokens = MIN(cap, p->tokens + (double)(now - p->last_us) * cap / 6e7);
+        p->last_us = now;
+        return p->tokens;
+}
+
+static int guard(struct manager *m, const struct station *st, bool take, char *why, size_t whylen) {
+        const struct conf *c = &m->conf;
+        struct port_rate *p = NULL;
+        uint64_t min = (uint64_t)wallclock_msec() / 60000;
+
+        if (!conf_serial_allowed(c, station_serial(st))) {
+                snprintf(why, whylen, "serial %s is not on the allow-list %s", station_serial(st),
+                         c->serial_allowlist);
+                return -EACCES;
+        }
+        budget_advance(m, min);
+        if (c->max_certs_per_hour && m->budget_in_ring >= c->max_certs_per_hour) {
+                snprintf(why, whylen, "issuance budget of %u certificates per hour is spent ([profile] "
+                         "max_certs_per_hour)", c->max_certs_per_hour);
+                return -EDQUOT;
+        }
+        if (c->max_certs_per_port_per_minute) {
+                p = port_rate(m, station_path(st), true);
+                if (!p || port_tokens(m, p) < 1.0) {
+                        snprintf(why, whylen, "issuance rate of this port is spent: %u certificates per minute "
+                                 "([profile] max_certs_per_port_per_minute)", c->max_certs_per_port_per_minute);
+                        return -EDQUOT;
+                }
+        }
+        if (!take)
+                return 0;
+        if (p)
+                p->tokens -= 1.0;
+        m->budget_ring[min % BUDGET_MINUTES]++;
+        m->budget_in_ring++;
+        return 0;
+}
+
+static int issuance_check(void *userdata, const struct station *st, char *why, size_t whylen) {
+        return guard(userdata, st, false, why, whylen);
+}
+
+static int take_issuance_token(void *userdata, const struct station *st, char *why, size_t whylen) {
+        return guard(userdata, st, true, why, whylen);
+}
+
+struct budget_job {
+        struct db_req req;
+        struct manager *m;
+        void (*ready)(struct manager *m);
+};
+
+static void on_budget_loaded(struct db_req *req) {
+        struct budget_job *j = container_of(req, struct budget_job, req);
+        struct manager *m = j->m;
+        void (*ready)(struct manager *m) = j->ready;
+        const struct db_query_issued *q = &req->issued;
+        bool ok = req->result >= 0;
+
+        if (!ok) {
+                /* Without the count, the budget would be a full one: refuse rather than guess. */
+                log_error("cannot count the certificates of the last hour (issuance budget): %s", req->errmsg);
+                m->exit_code = 1;
+                manager_stop(m);
+        } else if (!m->stopping) {
+                budget_advance(m, (uint64_t)wallclock_msec() / 60000);
+                for (unsigned i = 0; i < BUDGET_MINUTES; i++)
+                        m->budget_ring[i] += q->per_minute[i];
+                m->budget_in_ring += q->count;
+                log_info("issuance budget: %" PRIu64 " certificate(s) issued in the last hour, %u per hour allowed",
+                         q->count, m->conf.max_certs_per_hour);
+        }
+        free(j);
+        if (ok && !m->stopping)
+                ready(m);
+        manager_job_end(m);
+}
+
+void manager_budget_load(struct manager *m, void (*ready)(struct manager *m)) {
+        uint64_t min = (uint64_t)wallclock_msec() / 60000;
+        struct budget_job *j;
+
+        m->budget_ring_min = min;
+        /* Unlimited: counted from now on (a reload that sets a budget counts from the start). */
+        if (m->conf.max_certs_per_hour == 0) {
+                ready(m);
+                return;
+        }
+        j = calloc(1, sizeof *j);
+        if (!j) {
+                log_oom();
+                m->exit_code = 1;
+                manager_stop(m);
+                return;
+        }
+        j->m = m;
+        j->ready = ready;
+        j->req.type = DB_QUERY_ISSUED;
+        /* The 60 minutes of the ring: this one and the 59 before it. */
+        j->req.issued.since_ms = (int64_t)(min - (BUDGET_MINUTES - 1)) * 60000;
+        /* Past the budget the count changes nothing. */
+        j->req.issued.max_rows = m->conf.max_certs_per_hour;
+        j->req.done = on_budget_loaded;
+        j->req.userdata = j;
+        manager_job_begin(m);
+        db_submit(m->db, &j->req);
+}
+
+void manager_env_done(struct manager *m) {
+        for (size_t i = 0; i < m->n_port_rates; i++)
+                free(m->port_rates[i].path);
+        m->port_rates = (free(m->port_rates), NULL);
+        m->n_port_rates = 0;
 }
 
 /*
@@ -146,6 +311,7 @@ static const struct station_env_ops ops = {
         .job_end = job_end,
         .session_seq = session_seq,
         .session_done = session_done,
+        .issuance_check = issuance_check,
         .take_issuance_token = take_issuance_token,
         .signing_ctx = current_signing_ctx,
         .cert_issued = cert_issued,

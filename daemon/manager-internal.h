@@ -21,6 +21,13 @@ struct signing_ctx;
 struct station;
 
 #define RATE_WINDOW_S 60
+#define BUDGET_MINUTES 60
+
+struct port_rate {
+        char *path;
+        double tokens;
+        uint64_t last_us;
+};
 /* Time added by provd per step, 10 µs buckets up to 100 ms, then one overflow bucket. */
 #define LATENCY_BUCKETS 10001
 
@@ -50,9 +57,17 @@ struct manager {
         uv_timer_t shutdown_timer;
         uv_signal_t sig_term, sig_int, sig_hup;
 
-        /* Issuance budget: token bucket, refilled continuously. */
-        double budget_tokens;
-        uint64_t budget_last_us;
+        /*
+         * Issuance budget (manager-env.c): certificates signed per minute
+         * over the last hour, [minute % 60], loaded from the database at
+         * start (DB_QUERY_ISSUED): a restart does not refill it.
+         */
+        uint32_t budget_ring[BUDGET_MINUTES];
+        uint64_t budget_ring_min;
+        uint64_t budget_in_ring;
+        /* Per port: a token bucket of max_certs_per_port_per_minute, by port path. */
+        struct port_rate *port_rates;
+        size_t n_port_rates;
 
         /* Counters since start. */
         uint64_t outcomes[_OUTCOME_MAX];
@@ -74,6 +89,11 @@ struct manager {
 
 /* manager-env.c: the station environment's hooks and the counters behind them. */
 void manager_env_init(struct manager *m);
+void manager_env_done(struct manager *m);
+/* Loads the budget's count from the database, then calls @ready; on error stops provd. */
+void manager_budget_load(struct manager *m, void (*ready)(struct manager *m));
+/* Certificates counted against the hourly budget now. */
+uint64_t manager_budget_used(struct manager *m);
 unsigned manager_rate_per_minute(struct manager *m);
 double manager_latency_percentile(const struct manager *m, double p);
 
@@ -91,6 +111,7 @@ int manager_control_open(struct manager *m);
 
 /* manager-signer.c: the signer, its record, the signing context, the audit head. */
 int manager_signer_open(struct manager *m);
+int manager_check_signer_files(const struct conf *c);
 int manager_signer_record(struct manager *m, void (*ready)(struct manager *m));
 void manager_log_audit_head(struct manager *m, const char *when);
 

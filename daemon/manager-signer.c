@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "certs-hsm/cert.h"
@@ -44,17 +45,12 @@ static int read_pin(const char *path, char *buf, size_t len) {
         _cleanup_close_ int fd = -EBADF;
         ssize_t n;
 
-        int r;
-
         if (!path)
                 return 0;
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return -errno;
         /* The PIN is as good as the key: the key file's rule. */
-        r = signer_check_secret_fd(fd);
-        if (r < 0)
-                return r;
+        fd = conf_open_secret(path);
+        if (fd < 0)
+                return fd;
         n = read(fd, buf, len - 1);
         if (n < 0)
                 return -errno;
@@ -63,28 +59,71 @@ static int read_pin(const char *path, char *buf, size_t len) {
         return 1;
 }
 
-static int open_issuer(struct manager *m, const struct conf *c, struct issuer **ret) {
+/* The key file of a file: signer (the forms signer_open() takes), or NULL for a token. */
+static const char *signer_key_path(const char *uri) {
+        if (strncmp(uri, "file://", 7) == 0)
+                return uri + 7;
+        if (strncmp(uri, "file:", 5) == 0)
+                return uri + 5;
+        return uri[0] == '/' ? uri : NULL;
+}
+
+static int secret_error(int r, const char *what, const char *path) {
+        if (r == -EPERM)
+                return log_error_errno(r, "%s %s is readable or writable by group or others, or not owned by the "
+                                       "user provd runs as; chown it to that user and run chmod 600 on it",
+                                       what, path);
+        return log_error_errno(r, "%s %s: %m", what, path);
+}
+
+/*
+ * What a start would refuse, without opening the signer: the key file (a
+ * file: signer) and the PIN file exist and follow the key file's rule, the
+ * certificates are readable. A reload runs it on the loop thread (a few
+ * system calls, no crypto, no token), so a key that went missing or
+ * world-readable is reported then, not at the next start.
+ */
+int manager_check_signer_files(const struct conf *c) {
+        const char *key = signer_key_path(c->signer_uri);
+        int fd;
+
+        if (key) {
+                fd = conf_open_secret(key);
+                if (fd < 0)
+                        return secret_error(fd, "signer key", key);
+                close(fd);
+        }
+        if (c->signer_pin_file) {
+                fd = conf_open_secret(c->signer_pin_file);
+                if (fd < 0)
+                        return secret_error(fd, "signer PIN file", c->signer_pin_file);
+                close(fd);
+        }
+        if (access(c->signer_cert, R_OK) < 0)
+                return log_error_errno(-errno, "signer certificate %s: %m", c->signer_cert);
+        if (access(c->root_cert, R_OK) < 0)
+                return log_error_errno(-errno, "root certificate %s: %m", c->root_cert);
+        return 0;
+}
+
+/* @pub: the URI as it may be logged (uri_without_pin()); messages never name c->signer_uri. */
+static int open_issuer(struct manager *m, const struct conf *c, const char *pub, struct issuer **ret) {
         struct signer *s = NULL;
         struct cert_profile prof;
         char pin[256] = "";
-        const char *uri = c->signer_uri;
         int r;
 
         r = read_pin(c->signer_pin_file, pin, sizeof pin);
-        if (r == -EPERM)
-                return log_error_errno(r, "signer PIN file %s is readable or writable by group or others, or not "
-                                       "owned by the user provd runs as; chown it to that user and run chmod 600 "
-                                       "on it", c->signer_pin_file);
         if (r < 0)
-                return log_error_errno(r, "signer PIN file %s: %m", c->signer_pin_file);
-        r = signer_open(&s, uri, c->signer_cert, r > 0 ? pin : NULL);
+                return secret_error(r, "signer PIN file", c->signer_pin_file);
+        r = signer_open(&s, c->signer_uri, c->signer_cert, r > 0 ? pin : NULL);
         explicit_bzero(pin, sizeof pin);
         if (r == -EPERM)
                 return log_error_errno(r, "signer key %s (or its pin-source file) is readable or writable by group "
                                        "or others, or not owned by the user provd runs as; chown it to that user "
-                                       "and run chmod 600 on it", uri);
+                                       "and run chmod 600 on it", pub);
         if (r < 0)
-                return log_error_errno(r, "cannot open signer %s with certificate %s: %m", uri, c->signer_cert);
+                return log_error_errno(r, "cannot open signer %s with certificate %s: %m", pub, c->signer_cert);
         r = signer_set_root(s, c->root_cert);
         if (r < 0) {
                 signer_free(s);
@@ -109,7 +148,8 @@ static char *uri_without_pin(const char *uri) {
 
         if (!u)
                 return NULL;
-        while ((p = strstr(u, "pin-value="))) {
+        /* conf_validate() refuses such a URI; this is what stays true if one ever got through. */
+        while ((p = strcasestr(u, "pin-value="))) {
                 char *end = p + strcspn(p, "&;");
                 if (*end)
                         memmove(p, end + 1, strlen(end + 1) + 1);
@@ -126,7 +166,7 @@ int manager_signer_open(struct manager *m) {
         m->signer_uri_public = uri_without_pin(m->conf.signer_uri);
         if (!m->signer_uri_public)
                 return log_oom();
-        r = open_issuer(m, &m->conf, &m->issuer);
+        r = open_issuer(m, &m->conf, m->signer_uri_public, &m->issuer);
         if (r < 0)
                 return r;
         return 0;

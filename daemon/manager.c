@@ -25,6 +25,7 @@
 #endif
 
 static void start_serving(struct manager *m);
+static void load_budget(struct manager *m);
 
 static void notify(const char *what) {
 #if HAVE_SYSTEMD
@@ -74,6 +75,7 @@ struct manager *manager_free(struct manager *m) {
         if (!m)
                 return NULL;
         manager_ports_free(m);
+        manager_env_done(m);
         signing_ctx_unref(m->signing);
         issuer_free(m->issuer);
         free(m->latency);
@@ -106,6 +108,16 @@ static void on_shutdown_deadline(uv_timer_t *t) {
         log_warning("shutdown deadline reached; aborting %zu sessions", m->n_stations);
         for (size_t i = m->n_stations; i > 0; i--)
                 station_close(m->stations[i - 1], "shutdown deadline");
+}
+
+int manager_check(struct manager *m) {
+        int r;
+
+        r = manager_check_signer_files(&m->conf);
+        if (r < 0)
+                return r;
+        /* The whole start-up check: key, certificate chain, root, PIN (a token is logged into). */
+        return manager_signer_open(m);
 }
 
 int manager_exit_code(const struct manager *m) {
@@ -148,8 +160,16 @@ int manager_start(struct manager *m) {
         if (r < 0)
                 return log_error_errno(r, "database %s: %s", m->conf.database, err[0] ? err : strerror(-r));
         m->env.db = m->db;
-        /* Serving starts once the signer is recorded and is the current signing context. */
-        return manager_signer_record(m, start_serving);
+        /*
+         * Serving starts once the signer is recorded and is the current
+         * signing context, and the issuance budget holds what the last hour
+         * issued.
+         */
+        return manager_signer_record(m, load_budget);
+}
+
+static void load_budget(struct manager *m) {
+        manager_budget_load(m, start_serving);
 }
 
 static void start_serving(struct manager *m) {
@@ -229,6 +249,13 @@ int manager_reload(struct manager *m) {
         if (!n.database && asprintf(&n.database, "%s/provd.db", n.state_dir) < 0) {
                 conf_deinit(&n);
                 return log_oom();
+        }
+        /* What the next start would refuse is refused now, while the old signer still works. */
+        r = manager_check_signer_files(&n);
+        if (r < 0) {
+                conf_deinit(&n);
+                return log_error_errno(r, "reload: the signer above would not open; keeping the current "
+                                       "configuration");
         }
         /* Settings bound to resources opened at start need a restart. */
         if (!streq(n.signer_uri, m->conf.signer_uri) || !streq(n.signer_cert, m->conf.signer_cert) ||

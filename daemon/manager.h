@@ -13,6 +13,8 @@ struct manager *manager_free(struct manager *m);
 int manager_start(struct manager *m);
 /** Starts an orderly shutdown: no new sessions, in-flight steps get conf.shutdown_ms. */
 void manager_stop(struct manager *m);
+/** --check-config: what start would refuse of the signer (key, PIN file, certificates), logged. */
+int manager_check(struct manager *m);
 /** Re-reads the configuration; on error logs it and keeps the current one. */
 int manager_reload(struct manager *m);
 /** The process's exit status once the loop has run dry. */

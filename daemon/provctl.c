@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 
@@ -152,6 +153,37 @@ static int connect_socket(void) {
         return fd;
 }
 
+/*
+ * Text from outside (port paths, slot labels, serials, errors a board
+ * caused) reaches a terminal: control characters, DEL and backslashes are
+ * written as \xNN, like log_escape() does for log lines, so none can drive
+ * the terminal or forge a line.
+ */
+static void put_escaped(FILE *f, const char *s) {
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+                if (*p < 0x20 || *p == 0x7f || *p == '\\')
+                        fprintf(f, "\\x%02x", *p);
+                else
+                        fputc(*p, f);
+}
+
+/* The same into @buf (at most @len - 1 bytes, cut at a whole escape). */
+static const char *escaped(const char *s, char *buf, size_t len) {
+        size_t n = 0;
+
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+                bool esc = *p < 0x20 || *p == 0x7f || *p == '\\';
+                if (n + (esc ? 4 : 1) >= len)
+                        break;
+                if (esc)
+                        n += (size_t)snprintf(buf + n, len - n, "\\x%02x", *p);
+                else
+                        buf[n++] = (char)*p;
+        }
+        buf[n] = 0;
+        return buf;
+}
+
 /* Sends one request line and reads one reply line. */
 static int call(cJSON *req, cJSON **ret) {
         _cleanup_close_ int fd = -EBADF;
@@ -176,10 +208,13 @@ static int call(cJSON *req, cJSON **ret) {
         size_t n = strlen(text);
         text[n] = '\n';         /* cJSON's buffer is NUL-terminated: reuse the NUL for the newline */
         for (size_t off = 0; off <= n;) {
-                ssize_t w = write(fd, text + off, n + 1 - off);
+                ssize_t w = send(fd, text + off, n + 1 - off, MSG_NOSIGNAL);
                 if (w < 0) {
                         if (errno == EINTR)
                                 continue;
+                        /* Turned away: provd wrote why before it closed; read that below. */
+                        if (errno == EPIPE || errno == ECONNRESET)
+                                break;
                         fprintf(stderr, "provctl: cannot send the request to provd: %m\n");
                         return -errno;
                 }
@@ -216,6 +251,8 @@ static int call(cJSON *req, cJSON **ret) {
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
+                        if (errno == ECONNRESET && len > 0)
+                                break;
                         fprintf(stderr, "provctl: reading provd's answer: %m\n");
                         return -errno;
                 }
@@ -238,7 +275,9 @@ static int call(cJSON *req, cJSON **ret) {
         cJSON *ok = cJSON_GetObjectItem(*ret, "ok");
         if (!cJSON_IsTrue(ok)) {
                 cJSON *e = cJSON_GetObjectItem(*ret, "error");
-                fprintf(stderr, "provctl: %s\n", cJSON_IsString(e) ? e->valuestring : "request failed");
+                fputs("provctl: provd refused: ", stderr);
+                put_escaped(stderr, cJSON_IsString(e) ? e->valuestring : "request failed");
+                fputc('\n', stderr);
                 cJSON_Delete(*ret);
                 *ret = NULL;
                 return -EIO;
@@ -268,7 +307,10 @@ static void print_status(const cJSON *o, bool tty) {
         const char *green = tty ? "\033[32m" : "", *red = tty ? "\033[31m" : "", *yellow = tty ? "\033[33m" : "",
                    *off = tty ? "\033[0m" : "";
 
-        printf("station %s  provd %s  up %.0f s%s\n", str(o, "station"), str(o, "version"), num(o, "uptime_s"),
+        char e1[256], e2[256], e3[256], e4[1024], e5[64];
+
+        printf("station %s  provd %s  up %.0f s%s\n", escaped(str(o, "station"), e1, sizeof e1),
+               escaped(str(o, "version"), e2, sizeof e2), num(o, "uptime_s"),
                cJSON_IsTrue(cJSON_GetObjectItem(o, "stopping")) ? "  (stopping)" : "");
         printf("provisioned %.0f  already %.0f  failed %.0f  rejected %.0f  clone %.0f  aborted %.0f  "
                "| %.0f per minute, %.0f active\n",
@@ -279,8 +321,10 @@ static void print_status(const cJSON *o, bool tty) {
         cJSON_ArrayForEach(p, ports) {
                 const char *state = str(p, "state");
                 const char *color = streq(state, "done") ? green : streq(state, "failed") ? red : yellow;
-                printf("%-16.16s %s%-8s%s %-8s %-20s %7.1fs  %s\n", str(p, "slot"), color, state, off,
-                       str(p, "step"), str(p, "serial"), num(p, "elapsed_ms") / 1000.0, str(p, "last_error"));
+                printf("%-16.16s %s%-8s%s %-8s %-20s %7.1fs  %s\n", escaped(str(p, "slot"), e1, sizeof e1), color,
+                       escaped(state, e5, sizeof e5), off, escaped(str(p, "step"), e2, sizeof e2),
+                       escaped(str(p, "serial"), e3, sizeof e3), num(p, "elapsed_ms") / 1000.0,
+                       escaped(str(p, "last_error"), e4, sizeof e4));
         }
 }
 
@@ -376,10 +420,19 @@ static int cmd_devices(void) {
                                 struct tm tm;
                                 strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
                         }
-                        printf("%-20s %-14s %-24s %-20s %s\n", str(d, "serial"), str(d, "state"), when,
-                               str(d, "thing_name"), str(d, "cert_sha256"));
-                        if (arg_pem)
-                                fputs(str(d, "certificate_pem"), stdout);
+                        char e1[256], e2[64], e3[512], e4[256];
+                        printf("%-20s %-14s %-24s %-20s %s\n", escaped(str(d, "serial"), e1, sizeof e1),
+                               escaped(str(d, "state"), e2, sizeof e2), when,
+                               escaped(str(d, "thing_name"), e3, sizeof e3),
+                               escaped(str(d, "cert_sha256"), e4, sizeof e4));
+                        if (arg_pem) {
+                                /* PEM is lines of base64: only its newlines are left as they are. */
+                                for (const char *q = str(d, "certificate_pem"); *q; q++)
+                                        if (*q == '\n' || (*q >= 0x20 && *q < 0x7f && *q != '\\'))
+                                                putchar(*q);
+                                        else
+                                                printf("\\x%02x", (unsigned char)*q);
+                        }
                 }
                 next = cJSON_GetObjectItem(reply, "next");
                 /* A cursor that does not move forward would page forever: stop instead. */
@@ -454,6 +507,11 @@ static int cmd_ca(int argc, char **argv) {
         if (argc < 1 || !arg_dir) {
                 fprintf(stderr, "provctl: usage: provctl ca init|signer-csr --dir DIR [--org O] [--signer-uri pkcs11:...]\n");
                 return -EINVAL;
+        }
+        /* A new directory for keys: only its owner may enter it (an existing one is left as it is). */
+        if (mkdir(arg_dir, 0700) < 0 && errno != EEXIST) {
+                fprintf(stderr, "provctl: cannot create %s: %m\n", arg_dir);
+                return -errno;
         }
         if (streq(argv[0], "init") && arg_signer_uri) {
                 _cleanup_free_ char *red = signer_uri_redact(arg_signer_uri);

@@ -4,6 +4,7 @@
 #define PROVD_STATION_ENV_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <uv.h>
@@ -44,8 +45,16 @@ struct station_env_ops {
         uint16_t (*session_seq)(void *userdata);
         /* A session's verdict is recorded (counters, rate). */
         void (*session_done)(void *userdata, enum outcome o);
-        /* One issuance token; false when the hourly budget is spent. */
-        bool (*take_issuance_token)(void *userdata);
+        /*
+         * The issuance guard for @st's board (serial allow-list, the port's
+         * rate, the hourly budget). issuance_check(): may its CSR be validated
+         * and signed now (nothing counted)? take_issuance_token(): its CSR
+         * passed validation and was signed, count it, so a bad CSR spends
+         * nothing. Both return 0, or -EACCES (the serial is not allowed) or
+         * -EDQUOT (a budget is spent) with the reason in @why.
+         */
+        int (*issuance_check)(void *userdata, const struct station *st, char *why, size_t whylen);
+        int (*take_issuance_token)(void *userdata, const struct station *st, char *why, size_t whylen);
         /* The current signing context, borrowed: the session takes its own reference. */
         struct signing_ctx *(*signing_ctx)(void *userdata);
         /* A certificate was signed (counter). */

@@ -212,6 +212,7 @@ static void after_issue(uv_work_t *w, int status) {
         struct job *j = container_of(w, struct job, work);
         struct station *st = container_of(j, struct station, job);
         int r = status < 0 ? status : j->result;
+        char refused[160];
 
         j->issuer = NULL;
         /* The certificate and key of a discarded result go with the station (station_free()). */
@@ -238,6 +239,14 @@ static void after_issue(uv_work_t *w, int status) {
                         why = csr_strerror(r);
                 csr_info_done(&j->csr);
                 station_fail(st, OUTCOME_REJECTED, "bad CSR: %s", why);
+                return;
+        }
+        r = env_hook(st, take_issuance_token, st, refused, sizeof refused);
+        if (r < 0) {
+                issued_cert_done(&j->cert);     /* never recorded, never sent */
+                csr_info_done(&j->csr);
+                station_fail(st, r == -EACCES ? OUTCOME_REJECTED : OUTCOME_FAILED, "%s; the certificate signed "
+                             "meanwhile was discarded", refused);
                 return;
         }
         env_hook(st, cert_issued);
@@ -272,15 +281,16 @@ static bool hold_signing_ctx(struct station *st) {
 
 static void start_issue(struct station *st, const uint8_t *der, size_t len) {
         struct job *j = &st->job;
+        char why[160];
         int r;
 
         if (len > st->payload_cap) {
                 station_fail(st, OUTCOME_REJECTED, "CSR of %zu bytes is too large", len);
                 return;
         }
-        if (!env_hook(st, take_issuance_token)) {
-                station_fail(st, OUTCOME_FAILED, "issuance budget of %u certificates per hour is spent",
-                             st->env->conf->max_certs_per_hour);
+        r = env_hook(st, issuance_check, st, why, sizeof why);
+        if (r < 0) {
+                station_fail(st, r == -EACCES ? OUTCOME_REJECTED : OUTCOME_FAILED, "%s; nothing signed", why);
                 return;
         }
         memcpy(j->csr_der, der, len);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "conf.h"
 #include "log.h"
@@ -226,6 +227,150 @@ static void test_dropins_and_slots(void **state) {
         rmdir(dir);
 }
 
+static void write_file(const char *path, const char *text, mode_t mode) {
+        FILE *f = fopen(path, "we");
+
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+        assert_int_equal(chmod(path, mode), 0);
+}
+
+/* The PIN never in the URI; the PSK never in a file the provd group reads. */
+static void test_secrets(void **state) {
+        char dir[] = "/tmp/provd-test-conf-XXXXXX", path[512], psk[512], text[1024], err[512];
+        struct conf c;
+
+        conf_init(&c);
+        assert_int_equal(conf_parse_string(&c, base, "t", err, sizeof err), 0);
+        assert_int_equal(conf_parse_string(&c, "[signer]\nuri = pkcs11:token=a;object=b?PIN-Value=73916\n", "t",
+                                           err, sizeof err), 0);
+        assert_int_equal(conf_validate(&c, err, sizeof err), -EINVAL);
+        assert_non_null(strstr(err, "pin_file"));
+        assert_null(strstr(err, "73916"));
+        assert_int_equal(conf_parse_string(&c, "[signer]\nuri = pkcs11:token=a?pin%2dvalue=73916\n", "t",
+                                           err, sizeof err), 0);
+        assert_int_equal(conf_validate(&c, err, sizeof err), -EINVAL);
+        assert_int_equal(conf_parse_string(&c, "[signer]\nuri = pkcs11:token=a?pin-source=/etc/provd/pin\n", "t",
+                                           err, sizeof err), 0);
+        assert_int_equal(conf_validate(&c, err, sizeof err), 0);
+        conf_deinit(&c);
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/provd.conf", dir);
+        snprintf(psk, sizeof psk, "%s/wifi.psk", dir);
+        snprintf(text, sizeof text, "%s[board]\nwifi_ssid = f\nwifi_psk = inline-secret\n", base);
+        write_file(path, text, 0640);
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), -EPERM);
+        assert_non_null(strstr(err, "wifi_psk_file"));
+        assert_null(strstr(err, "inline-secret"));
+        conf_deinit(&c);
+        assert_int_equal(chmod(path, 0600), 0);
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), 0);
+        assert_string_equal(c.wifi_psk, "inline-secret");
+        conf_deinit(&c);
+
+        snprintf(text, sizeof text, "%s[board]\nwifi_ssid = f\nwifi_psk_file = %s\n", base, psk);
+        write_file(path, text, 0644);
+        write_file(psk, "from-file-secret\nsecond line\n", 0644);
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), -EPERM);
+        assert_non_null(strstr(err, "chmod 600"));
+        conf_deinit(&c);
+        assert_int_equal(chmod(psk, 0600), 0);
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), 0);
+        assert_string_equal(c.wifi_psk, "from-file-secret");
+        conf_deinit(&c);
+        unlink(psk);
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), -ENOENT);
+        conf_deinit(&c);
+
+        /* credential:NAME is $CREDENTIALS_DIRECTORY/NAME. */
+        snprintf(text, sizeof text, "%s[board]\nwifi_ssid = f\nwifi_psk_file = credential:wifi.psk\n", base);
+        write_file(path, text, 0644);
+        write_file(psk, "cred-secret\n", 0400);
+        setenv("CREDENTIALS_DIRECTORY", dir, 1);
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), 0);
+        assert_string_equal(c.wifi_psk, "cred-secret");
+        conf_deinit(&c);
+        unsetenv("CREDENTIALS_DIRECTORY");
+        conf_init(&c);
+        assert_true(conf_load(&c, path, err, sizeof err) < 0);
+        assert_non_null(strstr(err, "CREDENTIALS_DIRECTORY"));
+        conf_deinit(&c);
+
+        unlink(psk);
+        unlink(path);
+        rmdir(dir);
+}
+
+static void test_allowlist(void **state) {
+        char dir[] = "/tmp/provd-test-conf-XXXXXX", path[512], list[512], text[1024], err[512];
+        struct conf c;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/provd.conf", dir);
+        snprintf(list, sizeof list, "%s/serials", dir);
+        snprintf(text, sizeof text, "%s[profile]\nserial_allowlist = %s\n", base, list);
+        write_file(path, text, 0644);
+        write_file(list, "# vendor manifest\n0123ABCDEF01EE\n\n  0123abcdef02ee   # second\n0123abcdef03ee\r\n", 0644);
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), 0);
+        assert_int_equal(c.n_allowed_serials, 3);
+        assert_true(conf_serial_allowed(&c, "0123abcdef01ee"));
+        assert_true(conf_serial_allowed(&c, "0123ABCDEF02EE"));
+        assert_true(conf_serial_allowed(&c, "0123abcdef03ee"));
+        assert_false(conf_serial_allowed(&c, "0123abcdef04ee"));
+        assert_false(conf_serial_allowed(&c, ""));
+        conf_deinit(&c);
+
+        write_file(list, "0123abcdef01ee\nnot-hex\n", 0644);
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), -EINVAL);
+        assert_non_null(strstr(err, "serials:2"));
+        conf_deinit(&c);
+        write_file(list, "0123abcdef01ee extra\n", 0644);
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), -EINVAL);
+        conf_deinit(&c);
+        write_file(list, "0123abcdef01ee\n", 0664);
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), -EPERM);
+        conf_deinit(&c);
+
+        /* Microchip's manifest: the serials of its elements' header.uniqueId. */
+        write_file(list, " [{\"payload\": \"x\", \"protected\": \"y\", \"header\": {\"uniqueId\": \"0123ABCDEF05EE\"},"
+                   " \"signature\": \"z\"}, {\"header\": {\"uniqueId\": \"0123abcdef06ee\"}}]\n", 0644);
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), 0);
+        assert_int_equal(c.n_allowed_serials, 2);
+        assert_true(conf_serial_allowed(&c, "0123ABCDEF05EE"));
+        assert_true(conf_serial_allowed(&c, "0123abcdef06ee"));
+        assert_false(conf_serial_allowed(&c, "0123abcdef01ee"));
+        conf_deinit(&c);
+        write_file(list, "[{\"header\": {\"uniqueId\": \"0123abcdef06ee\"}}, {\"header\": {}}]", 0644);
+        conf_init(&c);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), -EINVAL);
+        assert_non_null(strstr(err, "element 1"));
+        conf_deinit(&c);
+
+        /* No list: every serial. */
+        conf_init(&c);
+        assert_true(conf_serial_allowed(&c, "00"));
+        assert_int_equal(c.max_certs_per_hour, 50000);
+        assert_int_equal(c.max_certs_per_port_per_minute, 60);
+        conf_deinit(&c);
+
+        unlink(list);
+        unlink(path);
+        rmdir(dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sample_file_is_valid),
@@ -235,6 +380,8 @@ int main(void) {
                 cmocka_unit_test(test_profile_signer_keys),
                 cmocka_unit_test(test_timeouts),
                 cmocka_unit_test(test_dropins_and_slots),
+                cmocka_unit_test(test_secrets),
+                cmocka_unit_test(test_allowlist),
         };
         log_set_max_level(LOG_ERR);
         return cmocka_run_group_tests(tests, NULL, NULL);

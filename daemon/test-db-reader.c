@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -355,6 +356,50 @@ static void test_read_after_queued_write(void **state) {
         assert_true(sw.done_at < s2.done_at);
 }
 
+/*
+ * The issuance budget's count: certificates of the last hour by minute, from
+ * the newest row back to the first older one, at most max_rows rows.
+ */
+static void test_query_issued(void **state) {
+        struct ctx *c = *state;
+        struct db_req req;
+        sqlite3 *other;
+        uint8_t der[64];
+        char sql[160], serial[8], cs[8];
+        int64_t now = (int64_t)time(NULL) * 1000, since = (now / 60000 - 59) * 60000;
+
+        for (int i = 0; i < 6; i++) {
+                snprintf(serial, sizeof serial, "e%d", i);
+                snprintf(cs, sizeof cs, "0e0%d", i);
+                make_issuance(&req, c, serial, (uint8_t)(40 + i), cs, der);
+                assert_int_equal(run(c, &req), 0);
+        }
+        /* Two issued before the window (ids 1, 2), four inside it, two of them in the same minute. */
+        other = other_conn(c);
+        for (int id = 1; id <= 6; id++) {
+                int64_t at = id <= 2 ? since - 1000 * id : id <= 4 ? since + 5000 : now;
+                snprintf(sql, sizeof sql, "UPDATE certificates SET issued_at = %" PRId64 " WHERE id = %d", at, id);
+                exec_sql(other, sql);
+        }
+        sqlite3_close(other);
+
+        memset(&req, 0, sizeof req);
+        req.type = DB_QUERY_ISSUED;
+        req.issued.since_ms = since;
+        req.issued.max_rows = 1000;
+        assert_int_equal(run(c, &req), 0);
+        assert_int_equal(req.issued.count, 4);
+        assert_int_equal(req.issued.per_minute[(since / 60000) % DB_ISSUED_MINUTES], 2);
+        assert_int_equal(req.issued.per_minute[(now / 60000) % DB_ISSUED_MINUTES], 2);
+
+        req.issued.max_rows = 3;
+        assert_int_equal(run(c, &req), 0);
+        assert_int_equal(req.issued.count, 3);
+
+        req.issued.max_rows = 0;
+        assert_int_equal(run(c, &req), -EINVAL);
+}
+
 /* Random operations of every kind, in batches with failures: the totals stay the GROUP BY counts. */
 static void test_totals_match_group_by(void **state) {
         enum { N_DEV = 24, ROUNDS = 60, PER_ROUND = 8 };
@@ -511,6 +556,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_totals_match_group_by, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_totals_from_migration, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_close_with_reads, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_query_issued, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -42,9 +42,17 @@ static void h_session_done(void *u, enum outcome o) {
         f->outcomes[o]++;
 }
 
-static bool h_take_token(void *u) {
+static int h_check_issuance(void *u, const struct station *st, char *why, size_t whylen) {
+        return 0;
+}
+
+static int h_take_token(void *u, const struct station *st, char *why, size_t whylen) {
         struct fx *f = u;
-        return !f->budget_empty;
+
+        if (!f->budget_empty)
+                return 0;
+        snprintf(why, whylen, "issuance budget is spent");
+        return -EDQUOT;
 }
 
 static struct signing_ctx *h_signing_ctx(void *u) {
@@ -341,6 +349,7 @@ static const struct station_env_ops env_ops = {
         .db_submit = h_db_submit,
         .session_seq = h_session_seq,
         .session_done = h_session_done,
+        .issuance_check = h_check_issuance,
         .take_issuance_token = h_take_token,
         .signing_ctx = h_signing_ctx,
         .cert_issued = h_cert_issued,

@@ -40,6 +40,9 @@ cert = $work/ca/signer.pem
 root = $work/ca/root.pem
 [profile]
 thing_name = cn
+# One board per simulated port: well inside the default guards, set here to show them.
+max_certs_per_hour = 50000
+max_certs_per_port_per_minute = 60
 [board]
 aws_endpoint = demo-ats.iot.eu-west-1.amazonaws.com
 CONF
