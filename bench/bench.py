@@ -397,7 +397,11 @@ class Bench:
 
     def spawn_provd(self, cmd, logf, sock):
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        # provd reads every page of its database before it answers (PRAGMA quick_check): about
+        # 6 s per GB on an idle machine, several times that on a busy one.
+        db = os.path.join(self.state, "provd.db")
+        start_s = 30 + (os.path.getsize(db) / 2**30 * 60 if os.path.exists(db) else 0)
+        deadline = time.monotonic() + start_s
         while True:
             if proc.poll() is not None:
                 raise BenchError(f"provd exited at start ({proc.returncode}); see {logf.name}")
@@ -409,7 +413,7 @@ class Bench:
                     pass
             if time.monotonic() > deadline:
                 proc.kill()
-                raise BenchError("provd did not open its control socket in 30 s")
+                raise BenchError(f"provd did not open its control socket in {start_s:.0f} s")
             time.sleep(0.05)
 
     def rss_probe(self):

@@ -155,6 +155,11 @@ int cert_atecc_rebuild(const struct cert_atecc_def *def, const uint8_t comp[CERT
         if (!def || !def->tbs || !comp || !pubkey || !cn || !ret_der || !ret_len || strlen(cn) != def->cn_len ||
             pubkey[0] != 0x04)
                 return -EINVAL;
+        /* A definition whose fields do not lie inside its template is not one. */
+        if (def->tbs_len > 65535 || def->serial_off + CERT_SERIAL_LEN > def->tbs_len || def->not_before_off + 13 > def->tbs_len ||
+            def->not_after_off + 15 > def->tbs_len || def->cn_len > def->tbs_len || def->cn_off > def->tbs_len - def->cn_len ||
+            def->pubkey_off + 65 > def->tbs_len || def->ski_off + CERT_SKI_LEN > def->tbs_len)
+                return -EINVAL;
         if ((comp[70] & 0x0f) != CERT_ATECC_FORMAT_VERSION || comp[70] >> 4 != CERT_ATECC_SNSRC_PUB_KEY_HASH ||
             comp[69] != (uint8_t)(def->template_id << 4 | def->chain_id) || comp[71] != 0)
                 return -EBADMSG;

@@ -593,24 +593,15 @@ int issuer_compress(const struct issuer *is, const struct issued_cert *c, uint8_
         uint8_t out[CERT_COMPRESSED_LEN] = {}, enc[3];
         struct tm nb;
         unsigned years = 0;
-        const uint8_t *p;
-        size_t n;
 
         if (!is || !c || !c->der || !ret || is->profile.format != CERT_FORMAT_ATECC)
                 return -EINVAL;
-        /* The signature is the certificate's last element: BIT STRING { 00, ECDSA-Sig-Value }. */
-        if (c->der_len < 8 + SIGNER_SIG_MAX)
-                return -EBADMSG;
-        p = c->der + c->der_len;
-        /* Walk back: find the BIT STRING whose content ends exactly at the end. */
-        for (n = 8; n <= 3 + SIGNER_SIG_MAX; n++) {
-                const uint8_t *b = p - n;
-                if (b[0] == DER_BIT_STRING && b[1] == n - 2 && b[2] == 0x00 && b[3] == DER_SEQUENCE && b[4] == n - 5)
-                        break;
-        }
-        if (n > 3 + SIGNER_SIG_MAX)
-                return -EBADMSG;
-        if (certs_sig_der_to_raw(p - n + 3, n - 3, out) < 0)
+        /* Certificate ::= SEQUENCE { tbs, signatureAlgorithm, BIT STRING { 00, ECDSA-Sig-Value } } */
+        struct der in = { c->der, c->der_len }, cert, sig;
+        if (certs_der_next(&in, DER_SEQUENCE, &cert, NULL) < 0 || in.len != 0 ||
+            certs_der_next(&cert, DER_SEQUENCE, NULL, NULL) < 0 || certs_der_next(&cert, DER_SEQUENCE, NULL, NULL) < 0 ||
+            certs_der_next(&cert, DER_BIT_STRING, &sig, NULL) < 0 || cert.len != 0 || sig.len < 2 || sig.p[0] != 0x00 ||
+            certs_sig_der_to_raw(sig.p + 1, sig.len - 1, out) < 0)
                 return -EBADMSG;
         if (!gmtime_r(&c->not_before, &nb) || nb.tm_min || nb.tm_sec)
                 return -EINVAL;

@@ -42,7 +42,7 @@ struct p11_uri {
  * twice in one process does not work: the second C_Initialize() is refused or
  * shared, and the first C_Finalize() tears down the other's sessions. So there
  * is one context per loaded library, reference-counted, with its slot list and
- * the lock that serialises token operations. A library is recognised by its
+ * the lock that serialises logins and key lookups. A library is recognised by its
  * path, or by the dynamic loader's handle, so that two paths to one file (a
  * symlink, a hard link, a bare name the loader resolves) share it too. Slots are
  * enumerated when the module is first loaded; a token plugged in later is seen
@@ -59,7 +59,7 @@ struct p11_module {
         char *path;
         void *handle; /* the loader's handle for the library (an identity, not a reference) */
         unsigned refs; /* under modules_lock */
-        pthread_mutex_t lock; /* serialises token operations (sign, login, key lookup) */
+        pthread_mutex_t lock; /* serialises login, key lookup and freeing (not signing: libp11's session pool) */
         PKCS11_CTX *ctx;
         PKCS11_SLOT *slots;
         unsigned int nslots;

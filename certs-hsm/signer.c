@@ -158,8 +158,8 @@ char *signer_uri_redact(const char *uri) {
                 return strdup("(signer URI too long)");
         if (strncmp(uri, "pkcs11:", 7) != 0)
                 return strdup(uri); /* file: paths hold no secret */
-        /* Masking never makes an attribute longer than "***". */
-        out = malloc(len + 4 * (len / 2 + 1) + 1);
+        /* At most 4 bytes out per byte in: an empty attribute (its '&') becomes "***&". */
+        out = malloc(4 * len + 8);
         if (!out)
                 return NULL;
         q = strchr(uri, '?');

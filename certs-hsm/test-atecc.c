@@ -15,8 +15,27 @@
 
 struct fixture {
         char *dir;
-        X509 *signer_cert;
+        X509 *signer_cert, *root;
 };
+
+/* The chain as a TLS server checks it, strict, at @at. */
+static void verify_chain(struct fixture *f, X509 *x, time_t at) {
+        X509_STORE *store = X509_STORE_new();
+        X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+        STACK_OF(X509) *untrusted = sk_X509_new_null();
+
+        sk_X509_push(untrusted, f->signer_cert);
+        X509_STORE_add_cert(store, f->root);
+        assert_int_equal(X509_STORE_CTX_init(ctx, store, x, untrusted), 1);
+        X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+        X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_X509_STRICT);
+        X509_STORE_CTX_set_time(ctx, 0, at);
+        if (X509_verify_cert(ctx) != 1)
+                fail_msg("chain: %s", X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+        X509_STORE_CTX_free(ctx);
+        X509_STORE_free(store);
+        sk_X509_free(untrusted);
+}
 
 static struct issuer *make_issuer(const char *dir, const struct cert_profile *p) {
         char *key = t_path(dir, "signer.key"), *pem = t_path(dir, "signer.pem"), *uri = NULL;
@@ -41,6 +60,9 @@ static int setup(void **state) {
         p = t_path(f->dir, "signer.pem");
         f->signer_cert = t_load_cert(p);
         free(p);
+        p = t_path(f->dir, "root.pem");
+        f->root = t_load_cert(p);
+        free(p);
         *state = f;
         return 0;
 }
@@ -48,6 +70,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
         struct fixture *f = *state;
         X509_free(f->signer_cert);
+        X509_free(f->root);
         t_rmdir(f->dir);
         free(f);
         return 0;
@@ -129,6 +152,8 @@ static void test_roundtrip_1000(void **state) {
                 X509 *x = d2i_X509(NULL, &q, (long)len);
                 assert_non_null(x);
                 assert_int_equal(X509_verify(x, X509_get0_pubkey(f->signer_cert)), 1);
+                if (i % 50 == 0)
+                        verify_chain(f, x, now);
                 assert_int_equal(c.not_before % 3600, 0);
                 assert_true(c.not_before <= now && now - c.not_before < 2 * 3600 + 86400);
                 if (k)

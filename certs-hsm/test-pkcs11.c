@@ -480,6 +480,15 @@ static void test_redact(void **state) {
                 free(r);
         }
         assert_null(signer_uri_redact(NULL));
+
+        /* The longest output: nothing but empty attributes (4 bytes out per byte in). */
+        char big[4000] = "pkcs11:a?";
+        memset(big + 9, '&', sizeof(big) - 10);
+        big[sizeof(big) - 1] = '\0';
+        char *r = signer_uri_redact(big);
+        assert_non_null(r);
+        assert_int_equal(strlen(r), 4 * (sizeof(big) - 10) + 9); /* "***&" each; nothing after the last &. */
+        free(r);
 }
 
 struct worker {

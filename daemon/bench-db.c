@@ -351,6 +351,7 @@ static int run_db_case(const char *dir, unsigned in_flight, unsigned max_batch, 
         db_get_metrics(b.db, &ret->m);
         ret->m.batches -= m0.batches;
         ret->m.requests -= m0.requests;
+        ret->m.reads -= m0.reads;
 
         for (unsigned i = 0; i < in_flight; i++)
                 uv_close((uv_handle_t *)&b.slots[i].board_time, on_timer_closed);
@@ -421,7 +422,8 @@ static void print(const char *name, const struct result *res, unsigned rows_per_
 
         printf("%-44s %8lu %8llu %7.1f %10.0f %10.0f %9.1f\n", name, res->units,
                (unsigned long long)res->m.batches,
-               res->m.batches ? (double)res->m.requests / (double)res->m.batches : 0.0,
+               /* requests per commit: the reads (reader thread) commit nothing */
+               res->m.batches ? (double)(res->m.requests - res->m.reads) / (double)res->m.batches : 0.0,
                (double)res->m.requests / res->seconds, units_s * rows_per_unit,
                res->cpu_seconds * 1e6 / (double)res->units);
         if (per_board)

@@ -87,8 +87,32 @@ static int write_marker(const char *marker, const char *id) {
         return 0;
 }
 
+static int replaced(const char *path, const char *db_id, const char *marker, const char *id, char *errbuf,
+                    size_t errlen) {
+        return db_open_error(errbuf, errlen, -ESTALE,
+                             "%s is not the database that was here: it is database %s, %s names %s; put the "
+                             "right file back, or remove %s to adopt this one", path, db_id, marker, id, marker);
+}
+
+/* The id stored in the database file, read without writing to it; -ENOENT when it has none (schema < 4). */
+static int stored_id(const char *path, char id[ID_LEN + 1]) {
+        sqlite3 *conn = NULL;
+        sqlite3_stmt *st = NULL;
+        int r = -ENOENT;
+
+        if (sqlite3_open_v2(path, &conn, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK &&
+            sqlite3_prepare_v2(conn, "SELECT id FROM instance WHERE one = 1", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == ID_LEN) {
+                snprintf(id, ID_LEN + 1, "%s", (const char *)sqlite3_column_text(st, 0));
+                r = 0;
+        }
+        sqlite3_finalize(st);
+        sqlite3_close(conn);
+        return r;
+}
+
 int db_identity_precheck(const char *path, char *errbuf, size_t errlen) {
-        char marker[PATH_MAX + 8], id[ID_LEN + 1];
+        char marker[PATH_MAX + 8], id[ID_LEN + 1], db_id[ID_LEN + 1];
         struct stat st;
         int r;
 
@@ -108,6 +132,19 @@ int db_identity_precheck(const char *path, char *errbuf, size_t errlen) {
                 return db_open_error(errbuf, errlen, -ENODATA,
                                      "%s is empty (0 bytes): refusing to take it for a new database; restore "
                                      "it from a backup, or remove the empty file if this is a first start", path);
+
+        /*
+         * A database of schema 4 or later that is not the one the marker
+         * names: refused here, before opening it read-write could migrate it
+         * or switch its journal. (An older one has no id yet: it is compared
+         * once migrated, by db_identity_check().)
+         */
+        r = read_marker(marker, id);
+        if (r < 0)
+                return 0;       /* no marker (adopted later) or a bad one (db_identity_check() says so) */
+        r = stored_id(path, db_id);
+        if (r >= 0 && !streq(db_id, id))
+                return replaced(path, db_id, marker, id, errbuf, errlen);
         return 0;
 }
 
@@ -142,9 +179,6 @@ int db_identity_check(sqlite3 *conn, const char *path, char *errbuf, size_t errl
                 return db_open_error(errbuf, errlen, r, "%s: %s", marker,
                                      r == -EBADMSG ? "not a provd database marker" : strerror(-r));
         if (!streq(id, db_id))
-                return db_open_error(errbuf, errlen, -ESTALE,
-                                     "%s is not the database that was here: it is database %s, %s names %s; "
-                                     "put the right file back, or remove %s to adopt this one", path, db_id,
-                                     marker, id, marker);
+                return replaced(path, db_id, marker, id, errbuf, errlen);
         return 0;
 }

@@ -18,6 +18,9 @@
 #include "db-internal.h"
 #include "schema/schema.h"
 
+/* Reads run in one read transaction; the bound keeps a burst from holding a snapshot long. */
+#define READ_BATCH_MAX 64
+
 typedef int (*read_fn)(struct db_reader *rd, struct db_req *req);
 
 static const read_fn readers[_DB_REQ_TYPE_MAX] = {
@@ -49,37 +52,54 @@ static void reader_main(void *arg) {
 
         uv_mutex_lock(&db->lock);
         for (;;) {
-                struct db_req *req = rd->queue_head;
+                struct db_req *head = rd->queue_head, *tail = NULL, *req;
+                unsigned n = 0, failed = 0;
+                bool txn;
 
-                if (!req) {
+                if (!head) {
                         /* Reads submitted after db_close() are refused: none can come. */
                         if (db->stopping)
                                 break;
                         uv_cond_wait(&rd->cond, &db->lock);
                         continue;
                 }
-                /* Not before the writes queued ahead of it (see above). */
-                if (req->read_after > db->writes_completed) {
+                /* The reads whose writes have completed (see above), in order. */
+                for (req = head; req && n < READ_BATCH_MAX && req->read_after <= db->writes_completed;
+                     req = req->queue_next) {
+                        tail = req;
+                        n++;
+                }
+                if (!tail) {
                         uv_cond_wait(&rd->cond, &db->lock);
                         continue;
                 }
-                rd->queue_head = req->queue_next;
+                rd->queue_head = tail->queue_next;
                 if (!rd->queue_head)
                         rd->queue_tail = NULL;
-                req->queue_next = NULL;
+                tail->queue_next = NULL;
                 uv_mutex_unlock(&db->lock);
 
-                run_read(db, req);
+                /*
+                 * Under load lookups come in bursts: one read transaction (one
+                 * WAL read lock) and one wake-up of the loop for all of them.
+                 */
+                txn = n > 1 && sqlite3_exec(rd->conn, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+                for (req = head; req; req = req->queue_next) {
+                        run_read(db, req);
+                        failed += req->result < 0;
+                }
+                if (txn)
+                        (void)sqlite3_exec(rd->conn, "COMMIT", NULL, NULL, NULL);
 
                 uv_mutex_lock(&db->lock);
                 if (db->done_tail)
-                        db->done_tail->queue_next = req;
+                        db->done_tail->queue_next = head;
                 else
-                        db->done_head = req;
-                db->done_tail = req;
-                db->metrics.reads++;
-                db->metrics.requests++;
-                db->metrics.requests_failed += req->result < 0;
+                        db->done_head = head;
+                db->done_tail = tail;
+                db->metrics.reads += n;
+                db->metrics.requests += n;
+                db->metrics.requests_failed += failed;
                 uv_mutex_unlock(&db->lock);
                 uv_async_send(&db->async);
                 uv_mutex_lock(&db->lock);

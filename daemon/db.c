@@ -150,7 +150,7 @@ static void commit(struct db *db, struct db_req *list, bool *ret_commit_failed) 
 /*
  * The common case: every request of the batch succeeds. No savepoints: one
  * BEGIN, the handlers, one COMMIT. A request that fails before any of its
- * statements changed a row (a read, a refused field, a clone found by the
+ * statements changed a row (a refused field, a clone found by the
  * device lookup) fails alone: a statement that fails is undone by SQLite
  * itself, and the count of changed rows shows whether an earlier one of the
  * request's statements completed. Otherwise its rows are half written:
@@ -582,7 +582,7 @@ int db_open(struct db **ret, uv_loop_t *loop, const char *path, const struct db_
         /*
          * Every page of every table and index read once: a damaged page found
          * now, before provd says it is ready, not when a board's row lands
-         * on it. About 2 s per GB of database (docs/PERFORMANCE.md).
+         * on it. About 6 s per GB of database (docs/PERFORMANCE.md, fifth round).
          */
         if (!(opt && opt->no_integrity_check)) {
                 r = db_check_integrity(db->conn, false, err, sizeof(err));

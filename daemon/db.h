@@ -122,7 +122,9 @@ enum db_req_type {
 
 /*
  * DB_LOOKUP_DEVICE: the device row and its current certificate. result 0
- * whether or not it exists (see found).
+ * whether or not it exists (see found). A read (reader thread): it never
+ * takes the write lock, so another process holding that lock does not fail
+ * it; it waits only for the writes submitted before it.
  */
 struct db_lookup_device {
         /* in */

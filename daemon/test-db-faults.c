@@ -13,12 +13,17 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "db.h"
 #include "schema/schema.h"
+
+#ifndef PROVCTL_PATH
+#error "PROVCTL_PATH must name the provctl binary"
+#endif
 
 struct ctx {
         char dir[64];
@@ -156,6 +161,24 @@ static int64_t raw_int(const char *path, const char *sql) {
         return v;
 }
 
+/* provctl db check --db PATH: its exit status, its output in @out. */
+static int provctl_db_check(struct ctx *c, char *out, size_t len) {
+        char cmd[512];
+        size_t n = 0;
+        FILE *p;
+        int st;
+
+        snprintf(cmd, sizeof(cmd), "'%s' db check --db '%s' 2>&1", PROVCTL_PATH, c->path);
+        p = popen(cmd, "r");
+        assert_non_null(p);
+        while (n + 1 < len && fgets(out + n, (int)(len - n), p))
+                n += strlen(out + n);
+        out[n] = 0;
+        st = pclose(p);
+        assert_true(WIFEXITED(st));
+        return WEXITSTATUS(st);
+}
+
 static void audit(struct ctx *c, const char *action) {
         struct db_req req = { .type = DB_AUDIT };
 
@@ -229,6 +252,7 @@ static void test_missing_with_marker_refused(void **state) {
 static void test_replaced_refused(void **state) {
         struct ctx *c = *state;
         char err[512], other[160], saved[160];
+        uint64_t size0, sum0, size1, sum1;
 
         snprintf(other, sizeof(other), "%s/other.db", c->dir);
         snprintf(saved, sizeof(saved), "%s/saved.id", c->dir);
@@ -241,9 +265,13 @@ static void test_replaced_refused(void **state) {
         close_db(c);
 
         sh("cp '%s' '%s'", other, c->path);
+        file_digest(c->path, &size0, &sum0);
         assert_int_equal(try_open(c, NULL, err, sizeof(err)), -ESTALE);
         assert_non_null(strstr(err, "not the database that was here"));
-        /* Untouched: it still lacks our row. */
+        /* Refused untouched: the same bytes, and it still lacks our row. */
+        file_digest(c->path, &size1, &sum1);
+        assert_int_equal(size0, size1);
+        assert_true(sum0 == sum1);
         assert_int_equal(raw_int(c->path, "SELECT count(*) FROM audit_log WHERE action = 'test.mine'"), 0);
 
         unlink(c->marker);
@@ -306,11 +334,14 @@ static void test_damaged_page_refused(void **state) {
         assert_non_null(strstr(err, "damaged"));
         assert_non_null(strstr(err, "attempts"));
 
-        /* provctl db check's functions say the same on a read-only connection. */
+        /* provctl db check says the same, and fails. */
         assert_int_equal(db_open_readonly(&ro, c->path), 0);
         assert_int_equal(db_check_integrity(ro, true, err, sizeof(err)), -EBADMSG);
         assert_non_null(strstr(err, "attempts"));
         sqlite3_close(ro);
+        assert_int_equal(provctl_db_check(c, err, sizeof(err)), 1);
+        assert_non_null(strstr(err, "damaged"));
+        assert_non_null(strstr(err, "table attempts"));
 }
 
 static void test_check_totals(void **state) {
@@ -326,7 +357,13 @@ static void test_check_totals(void **state) {
         assert_int_equal(db_check_totals(ro, err, sizeof(err)), 0);
         sqlite3_close(ro);
 
+        assert_int_equal(provctl_db_check(c, err, sizeof(err)), 0);
+        assert_non_null(strstr(err, "integrity ok"));
+        assert_non_null(strstr(err, "totals ok"));
+
         raw_exec(c->path, "UPDATE totals SET n = n + 2 WHERE name = 'devices.issued'");
+        assert_int_equal(provctl_db_check(c, err, sizeof(err)), 1);
+        assert_non_null(strstr(err, "devices.issued is 2"));
         assert_int_equal(db_open_readonly(&ro, c->path), 0);
         assert_int_equal(db_check_totals(ro, err, sizeof(err)), -EBADMSG);
         assert_non_null(strstr(err, "devices.issued is 2"));

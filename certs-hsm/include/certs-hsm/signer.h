@@ -16,8 +16,9 @@
  *
  * The signer key must be EC P-256; certificates are signed ecdsa-with-SHA256.
  * Every signer is safe to use from several threads at once: the file backend
- * keeps no per-call state in the key, the PKCS#11 backend serialises its
- * session with a mutex (the key never leaves the HSM).
+ * keeps no per-call state in the key, the PKCS#11 backend signs through
+ * libp11's per-slot session pool, one session per signature, without a lock
+ * of ours (the key never leaves the HSM).
  */
 
 struct signer;
