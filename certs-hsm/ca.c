@@ -560,3 +560,188 @@ int ca_hsm_key_info(const char *uri, const char *pin, const char *module_path, s
         return -EPROTONOSUPPORT;
 }
 #endif
+
+/* --- rotation: a new signer certified by a root whose key is at hand ------- */
+
+/* Reads a PEM private key (the root's) that must be P-256. */
+static int read_root_key(const char *path, EVP_PKEY **ret) {
+        _cleanup_(BIO_freep) BIO *bio = NULL;
+        EVP_PKEY *k;
+
+        if (!path)
+                return -EINVAL;
+        bio = BIO_new_file(path, "r");
+        if (!bio) {
+                ERR_clear_error();
+                return -ENOENT;
+        }
+        k = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+        if (!k) {
+                ERR_clear_error();
+                return -EBADMSG;
+        }
+        if (!EVP_PKEY_is_a(k, "EC")) {
+                EVP_PKEY_free(k);
+                return -EKEYREJECTED;
+        }
+        *ret = k;
+        return 0;
+}
+
+static int read_pem_cert(const char *path, X509 **ret) {
+        _cleanup_(BIO_freep) BIO *bio = NULL;
+        X509 *c;
+
+        if (!path)
+                return -EINVAL;
+        bio = BIO_new_file(path, "r");
+        if (!bio) {
+                ERR_clear_error();
+                return -ENOENT;
+        }
+        c = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        if (!c) {
+                ERR_clear_error();
+                return -EBADMSG;
+        }
+        *ret = c;
+        return 0;
+}
+
+/* The root key and certificate must belong together: a rotation signed by
+ * another key would give a signer no board's chain leads to. */
+static int load_root(const char *key_path, const char *cert_path, EVP_PKEY **ret_key, X509 **ret_cert) {
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+        _cleanup_(X509_freep) X509 *cert = NULL;
+        int r;
+
+        r = read_root_key(key_path, &key);
+        if (r < 0)
+                return r;
+        r = read_pem_cert(cert_path, &cert);
+        if (r < 0)
+                return r;
+        if (X509_check_private_key(cert, key) != 1) {
+                ERR_clear_error();
+                return -EKEYREJECTED;
+        }
+        *ret_key = TAKE_PTR(key);
+        *ret_cert = TAKE_PTR(cert);
+        return 0;
+}
+
+int ca_signer_issue(const char *dir, const char *name, const char *root_key_path, const char *root_cert_path,
+                    const struct ca_init_opts *opts) {
+        _cleanup_close_ int dirfd = -EBADF;
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *root_key = NULL, *key = NULL;
+        _cleanup_(X509_freep) X509 *root = NULL, *cert = NULL;
+        char key_name[128], cert_name[128];
+        const char *names[2] = { key_name, cert_name };
+        struct ca_opts o;
+        int r;
+
+        if (!name || !name[0] || strchr(name, '/') || strlen(name) > 100)
+                return -EINVAL;
+        r = opts_resolve(opts, &o);
+        if (r < 0)
+                return r;
+        snprintf(key_name, sizeof key_name, "%s.key", name);
+        snprintf(cert_name, sizeof cert_name, "%s.pem", name);
+        dirfd = open_dir(dir);
+        if (dirfd < 0)
+                return dirfd;
+        r = check_absent(dirfd, names, ELEMENTSOF(names));
+        if (r < 0)
+                return r;
+        r = load_root(root_key_path, root_cert_path, &root_key, &root);
+        if (r < 0)
+                return r;
+        key = EVP_EC_gen("P-256");
+        if (!key)
+                return -EIO;
+        r = make_ca_cert(&cert, key, o.signer_cn, o.org, o.no_expiry ? CA_DAYS_NO_EXPIRY : o.signer_days, root,
+                         root_key, "critical,CA:TRUE,pathlen:0", o.compressed);
+        if (r < 0)
+                goto fail;
+        r = write_key(dirfd, key_name, key);
+        if (r < 0)
+                goto fail;
+        r = write_cert(dirfd, cert_name, cert);
+        if (r < 0) {
+                remove_files(dirfd, names, 1);
+                goto fail;
+        }
+        if (fsync(dirfd) < 0) {
+                r = -errno;
+                remove_files(dirfd, names, 2);
+                goto fail;
+        }
+        return 0;
+fail:
+        ERR_clear_error();
+        return r;
+}
+
+int ca_sign_signer_csr(const char *csr_path, const char *root_key_path, const char *root_cert_path,
+                       const struct ca_init_opts *opts, const char *out_path) {
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *root_key = NULL;
+        _cleanup_(X509_freep) X509 *root = NULL, *cert = NULL;
+        _cleanup_(X509_REQ_freep) X509_REQ *req = NULL;
+        _cleanup_(BIO_freep) BIO *in = NULL, *out = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        EVP_PKEY *pub;
+        struct ca_opts o;
+        char *data;
+        long len;
+        int r;
+
+        if (!csr_path || !out_path)
+                return -EINVAL;
+        r = opts_resolve(opts, &o);
+        if (r < 0)
+                return r;
+        r = load_root(root_key_path, root_cert_path, &root_key, &root);
+        if (r < 0)
+                return r;
+        in = BIO_new_file(csr_path, "r");
+        if (!in) {
+                ERR_clear_error();
+                return -ENOENT;
+        }
+        req = PEM_read_bio_X509_REQ(in, NULL, NULL, NULL);
+        if (!req) {
+                ERR_clear_error();
+                return -EBADMSG;
+        }
+        /* The CSR proves possession of its key; only a P-256 key is a signer here. Its
+         * subject and extensions are not taken: the certificate says what a signer says. */
+        pub = X509_REQ_get0_pubkey(req);
+        if (!pub || X509_REQ_verify(req, pub) != 1) {
+                ERR_clear_error();
+                return -EBADMSG;
+        }
+        {
+                uint8_t point[65];
+                if (certs_pkey_p256_point(pub, point) < 0)
+                        return -EKEYREJECTED;
+        }
+        r = make_ca_cert(&cert, pub, o.signer_cn, o.org, o.no_expiry ? CA_DAYS_NO_EXPIRY : o.signer_days, root,
+                         root_key, "critical,CA:TRUE,pathlen:0", o.compressed);
+        if (r < 0) {
+                ERR_clear_error();
+                return r;
+        }
+        out = BIO_new(BIO_s_mem());
+        if (!out || PEM_write_bio_X509(out, cert) != 1)
+                return -EIO;
+        len = BIO_get_mem_data(out, &data);
+        fd = open(out_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0)
+                return -errno;
+        r = write_all(fd, data, (size_t)len);
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r < 0)
+                unlink(out_path);
+        return r;
+}

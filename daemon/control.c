@@ -56,6 +56,7 @@ static const char *const cmd_names[_CONTROL_CMD_MAX] = {
         [CONTROL_DEVICES] = "devices",
         [CONTROL_REISSUE] = "reissue",
         [CONTROL_STATS] = "stats",
+        [CONTROL_RELOAD] = "reload",
 };
 
 static bool valid_serial(const char *s) {

@@ -27,6 +27,7 @@ enum control_cmd {
         CONTROL_DEVICES,
         CONTROL_REISSUE,
         CONTROL_STATS,
+        CONTROL_RELOAD,                 /* re-read the configuration; a new signer is switched to live */
         _CONTROL_CMD_MAX,
 };
 

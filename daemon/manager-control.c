@@ -10,6 +10,7 @@
 #include "db.h"
 #include "log.h"
 #include "manager-internal.h"
+#include "signing-ctx.h"
 #include "station.h"
 #include "util.h"
 
@@ -23,6 +24,15 @@ static cJSON *status_json(struct manager *m) {
         cJSON_AddStringToObject(o, "version", PROVD_VERSION);
         cJSON_AddNumberToObject(o, "uptime_s", (double)((now_usec() - m->started_us) / 1000000));
         cJSON_AddBoolToObject(o, "stopping", m->stopping);
+        cJSON_AddNumberToObject(o, "uid", (double)geteuid());
+        {
+                struct signing_ctx *sc = manager_signing_ctx(m);
+                cJSON *sig = cJSON_AddObjectToObject(o, "signer");
+
+                cJSON_AddNumberToObject(sig, "id", sc ? (double)sc->signer_id : 0);
+                cJSON_AddStringToObject(sig, "key_uri", m->signer_uri_public ? m->signer_uri_public : "");
+                cJSON_AddBoolToObject(sig, "rotating", m->rotating);
+        }
         totals = cJSON_AddObjectToObject(o, "totals");
         for (unsigned i = 0; i < _OUTCOME_MAX; i++)
                 cJSON_AddNumberToObject(totals, outcome_to_string(i), (double)m->outcomes[i]);
@@ -183,6 +193,55 @@ static void control_db_request(struct manager *m, struct control_client *c, cons
         db_submit(m->db, &j->req);
 }
 
+static void on_reloaded(void *userdata, int r, const char *msg, int64_t old_id, int64_t new_id) {
+        struct control_client *c = userdata;
+        cJSON *o;
+
+        if (r < 0) {
+                control_reply_error(c, r, msg);
+                control_client_unref(c);
+                return;
+        }
+        o = cJSON_CreateObject();
+        if (o) {
+                cJSON_AddBoolToObject(o, "ok", true);
+                cJSON_AddBoolToObject(o, "rotated", new_id != old_id && new_id != 0);
+                cJSON_AddNumberToObject(o, "previous_signer_id", (double)old_id);
+                cJSON_AddNumberToObject(o, "signer_id", (double)(new_id ? new_id : old_id));
+                cJSON_AddStringToObject(o, "message", msg ? msg : "");
+                control_reply(c, o);
+        } else
+                control_reply_error(c, -ENOMEM, NULL);
+        control_client_unref(c);
+}
+
+/* "reload": SIGHUP's reload, answered when it is over (after a signer rotation, if it named a new signer). */
+static void control_reload(struct manager *m, struct control_client *c, const struct control_peer *peer) {
+        char actor[32];
+        cJSON *o;
+        int r;
+
+        if (m->stopping) {
+                control_reply_error(c, -ESHUTDOWN, "provd is shutting down");
+                return;
+        }
+        snprintf(actor, sizeof actor, "uid:%u", (unsigned)peer->uid);
+        control_client_ref(c);
+        r = manager_reload_full(m, actor, on_reloaded, c);
+        if (r == 0)
+                return;                 /* a rotation runs: on_reloaded() answers */
+        control_client_unref(c);
+        if (r < 0) {
+                control_reply_error(c, r, r == -EBUSY ? "a signer rotation is in progress"
+                                                      : "the configuration was not reloaded: see provd's log");
+                return;
+        }
+        o = cJSON_CreateObject();
+        cJSON_AddBoolToObject(o, "ok", true);
+        cJSON_AddBoolToObject(o, "rotated", false);
+        control_reply(c, o);
+}
+
 static void on_control(struct control_client *c, const struct control_peer *peer,
                        const struct control_request *req, void *userdata) {
         struct manager *m = userdata;
@@ -197,6 +256,9 @@ static void on_control(struct control_client *c, const struct control_peer *peer
                 return;
         case CONTROL_STATUS:
                 control_reply(c, status_json(m));
+                return;
+        case CONTROL_RELOAD:
+                control_reload(m, c, peer);
                 return;
         default:
                 control_db_request(m, c, peer, req);

@@ -82,6 +82,7 @@ struct manager {
         uint64_t seq_state;             /* session_seq() */
         unsigned jobs_in_flight;        /* manager_job_begin() − manager_job_end() */
         bool stopping;
+        bool rotating;                  /* manager_signer_rotate() in flight */
         bool db_closing;
         bool db_closed;
         int exit_code;
@@ -112,6 +113,20 @@ int manager_control_open(struct manager *m);
 /* manager-signer.c: the signer, its record, the signing context, the audit head. */
 int manager_signer_open(struct manager *m);
 int manager_check_signer_files(const struct conf *c);
+int manager_open_issuer(const struct conf *c, struct issuer **ret);
+
+/* manager-rotate.c: live signer rotation (a reload that names another signer). */
+typedef void (*manager_rotate_cb)(void *userdata, int r, const char *msg, int64_t old_id, int64_t new_id);
+/* Do the [signer] settings of @a and @b name different signers? */
+bool manager_signer_differs(const struct conf *a, const struct conf *b);
+/* Re-reads the configuration on a worker thread, opens its signer and switches to it; @done once finished. */
+int manager_signer_rotate(struct manager *m, const char *actor, manager_rotate_cb done, void *userdata);
+/*
+ * manager.c: the reload behind SIGHUP and the control command "reload". When
+ * the new configuration names another signer, a rotation starts and @done
+ * runs when it is over (r = 1: no rotation was needed, done runs at once).
+ */
+int manager_reload_full(struct manager *m, const char *actor, manager_rotate_cb done, void *userdata);
 int manager_signer_record(struct manager *m, void (*ready)(struct manager *m));
 void manager_log_audit_head(struct manager *m, const char *when);
 

@@ -41,24 +41,6 @@ void manager_log_audit_head(struct manager *m, const char *when) {
         log_notice("audit log head %s: row %" PRId64 ", hash %s", when, id, text);
 }
 
-static int read_pin(const char *path, char *buf, size_t len) {
-        _cleanup_close_ int fd = -EBADF;
-        ssize_t n;
-
-        if (!path)
-                return 0;
-        /* The PIN is as good as the key: the key file's rule. */
-        fd = conf_open_secret(path);
-        if (fd < 0)
-                return fd;
-        n = read(fd, buf, len - 1);
-        if (n < 0)
-                return -errno;
-        buf[n] = 0;
-        buf[strcspn(buf, "\r\n")] = 0;
-        return 1;
-}
-
 /* The key file of a file: signer (the forms signer_open() takes), or NULL for a token. */
 static const char *signer_key_path(const char *uri) {
         if (strncmp(uri, "file://", 7) == 0)
@@ -106,24 +88,48 @@ int manager_check_signer_files(const struct conf *c) {
         return 0;
 }
 
-/* @pub: the URI as it may be logged (uri_without_pin()); messages never name c->signer_uri. */
-static int open_issuer(struct manager *m, const struct conf *c, const char *pub, struct issuer **ret) {
+/*
+ * Opens the signer @c names and an issuer over it (the profile from @c).
+ * Blocking (key files, PKCS#11 login): at start, and on a worker thread for
+ * a live signer switch (manager-rotate.c). Logs why it failed.
+ */
+int manager_open_issuer(const struct conf *c, struct issuer **ret) {
+        _cleanup_free_ char *source = NULL, *uri_public = NULL;
         struct signer *s = NULL;
         struct cert_profile prof;
-        char pin[256] = "";
+        char *pin = NULL;
         int r;
 
-        r = read_pin(c->signer_pin_file, pin, sizeof pin);
-        if (r < 0)
-                return secret_error(r, "signer PIN file", c->signer_pin_file);
-        r = signer_open(&s, c->signer_uri, c->signer_cert, r > 0 ? pin : NULL);
-        explicit_bzero(pin, sizeof pin);
+        uri_public = signer_uri_redact(c->signer_uri);
+        if (!uri_public)
+                return log_oom();
+        if (c->signer_pin_file)
+                source = strdup(c->signer_pin_file);
+        else if (c->signer_pin_credential && asprintf(&source, "credential:%s", c->signer_pin_credential) < 0)
+                source = NULL;
+        if ((c->signer_pin_file || c->signer_pin_credential) && !source)
+                return log_oom();
+        if (source) {
+                r = signer_pin_read(source, &pin);
+                if (r == -EPERM)
+                        return log_error_errno(r, "signer PIN file %s is readable or writable by group or others, or not "
+                                               "owned by the user provd runs as; chown it to that user and run "
+                                               "chmod 600 on it", source);
+                if (r < 0)
+                        return log_error_errno(r, "signer PIN %s: %m", source);
+        }
+        r = signer_open(&s, c->signer_uri, c->signer_cert, pin);
+        pin = signer_pin_free(pin);
         if (r == -EPERM)
                 return log_error_errno(r, "signer key %s (or its pin-source file) is readable or writable by group "
                                        "or others, or not owned by the user provd runs as; chown it to that user "
-                                       "and run chmod 600 on it", pub);
+                                       "and run chmod 600 on it", uri_public);
+        if (r == -ENOTSUP)
+                return log_error_errno(r, "signer %s: a PIN in the URI (pin-value=) is refused; put it in a file "
+                                       "named by [signer] pin_file", uri_public);
         if (r < 0)
-                return log_error_errno(r, "cannot open signer %s with certificate %s: %m", pub, c->signer_cert);
+                return log_error_errno(r, "cannot open signer %s with certificate %s: %m", uri_public,
+                                       c->signer_cert);
         r = signer_set_root(s, c->root_cert);
         if (r < 0) {
                 signer_free(s);
@@ -136,37 +142,26 @@ static int open_issuer(struct manager *m, const struct conf *c, const char *pub,
         else
                 prof.validity_days = c->validity_days;
         prof.org = c->organization;
+        prof.expiry = c->expiry == CERT_EXPIRY_MODE_REFUSE ? CERT_EXPIRY_REFUSE : CERT_EXPIRY_CLAMP;
+        if (c->format == CERT_FORMAT_MODE_ATECC) {
+                prof.format = CERT_FORMAT_ATECC;
+                prof.atecc_signer_id = c->atecc_signer_id;
+                prof.atecc_template_id = c->atecc_template_id;
+                prof.atecc_chain_id = c->atecc_chain_id;
+        }
         r = issuer_new(ret, s, &prof);
         if (r < 0)
                 return log_error_errno(r, "cannot set up issuance: %m");
         return 0;
 }
 
-/* The signer URI as it may be stored and shown: without a PIN in it. */
-static char *uri_without_pin(const char *uri) {
-        char *u = strdup(uri), *p;
-
-        if (!u)
-                return NULL;
-        /* conf_validate() refuses such a URI; this is what stays true if one ever got through. */
-        while ((p = strcasestr(u, "pin-value="))) {
-                char *end = p + strcspn(p, "&;");
-                if (*end)
-                        memmove(p, end + 1, strlen(end + 1) + 1);
-                else
-                        *(p > u && (p[-1] == '&' || p[-1] == '?' || p[-1] == ';') ? p - 1 : p) = 0;
-        }
-        return u;
-}
-
-
 int manager_signer_open(struct manager *m) {
         int r;
 
-        m->signer_uri_public = uri_without_pin(m->conf.signer_uri);
+        m->signer_uri_public = signer_uri_redact(m->conf.signer_uri);
         if (!m->signer_uri_public)
                 return log_oom();
-        r = open_issuer(m, &m->conf, m->signer_uri_public, &m->issuer);
+        r = manager_open_issuer(&m->conf, &m->issuer);
         if (r < 0)
                 return r;
         return 0;

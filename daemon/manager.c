@@ -235,9 +235,10 @@ void manager_stop(struct manager *m) {
                 on_db_closed(NULL, m);
 }
 
-int manager_reload(struct manager *m) {
+int manager_reload_full(struct manager *m, const char *actor, manager_rotate_cb done, void *userdata) {
         struct conf n;
         char err[512];
+        bool rotate;
         int r;
 
         conf_init(&n);
@@ -257,20 +258,25 @@ int manager_reload(struct manager *m) {
                 return log_error_errno(r, "reload: the signer above would not open; keeping the current "
                                        "configuration");
         }
-        /* Settings bound to resources opened at start need a restart. */
-        if (!streq(n.signer_uri, m->conf.signer_uri) || !streq(n.signer_cert, m->conf.signer_cert) ||
-            !streq(n.database, m->conf.database) || !streq(n.control_socket, m->conf.control_socket) ||
+        /* A new signer is switched to live (manager-rotate.c); the rest bound to start needs a restart. */
+        rotate = manager_signer_differs(&n, &m->conf);
+        if (!streq(n.database, m->conf.database) || !streq(n.control_socket, m->conf.control_socket) ||
             n.max_frame != m->conf.max_frame)
-                log_warning("reload: signer, database, control socket and max_frame changes take effect "
-                            "at the next restart");
+                log_warning("reload: database, control socket and max_frame changes take effect at the next "
+                            "restart");
         /* Keep the start-bound values so status and sessions stay consistent. */
         free(n.signer_uri), n.signer_uri = strdup(m->conf.signer_uri);
         free(n.signer_cert), n.signer_cert = strdup(m->conf.signer_cert);
         free(n.root_cert), n.root_cert = strdup(m->conf.root_cert);
+        free(n.signer_pin_file), n.signer_pin_file = m->conf.signer_pin_file ? strdup(m->conf.signer_pin_file) : NULL;
+        free(n.signer_pin_credential);
+        n.signer_pin_credential = m->conf.signer_pin_credential ? strdup(m->conf.signer_pin_credential) : NULL;
         free(n.database), n.database = strdup(m->conf.database);
         free(n.control_socket), n.control_socket = strdup(m->conf.control_socket);
         n.max_frame = m->conf.max_frame;
-        if (!n.signer_uri || !n.signer_cert || !n.root_cert || !n.database || !n.control_socket) {
+        if (!n.signer_uri || !n.signer_cert || !n.root_cert || !n.database || !n.control_socket ||
+            (m->conf.signer_pin_file && !n.signer_pin_file) ||
+            (m->conf.signer_pin_credential && !n.signer_pin_credential)) {
                 conf_deinit(&n);
                 return log_oom();
         }
@@ -280,5 +286,19 @@ int manager_reload(struct manager *m) {
         if (!m->stopping && m->discovery_inited)
                 port_discovery_start(&m->discovery);    /* new patterns, period, labels */
         log_notice("configuration reloaded from %s", m->config_path);
-        return 0;
+        if (!rotate)
+                return 1;
+        /* The signer fields stay the old ones until the rotation has switched. */
+        r = manager_signer_rotate(m, actor, done, userdata);
+        if (r == -EBUSY)
+                log_warning("reload: a signer rotation is in progress; reload again when it has finished");
+        else if (r < 0)
+                log_error_errno(r, "reload: cannot start the signer rotation: %m");
+        return r < 0 ? r : 0;
+}
+
+int manager_reload(struct manager *m) {
+        int r = manager_reload_full(m, "provd (SIGHUP)", NULL, NULL);
+
+        return r < 0 ? r : 0;
 }

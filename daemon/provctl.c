@@ -16,6 +16,7 @@
 #include "certs-hsm/ca.h"
 #include "certs-hsm/signer.h"
 #include "db.h"
+#include "log.h"
 #include "config.h"
 #include "schema/schema.h"
 #include "util.h"
@@ -34,6 +35,8 @@ static const char *arg_module;        /* PKCS#11 module */
 static const char *arg_root;          /* signer import: the root certificate */
 static const char *arg_out;           /* signer import: where the certificate goes */
 static const char *arg_cert;          /* signer status: the signer certificate file */
+static const char *arg_root_key;      /* signer rotate: the root's private key */
+static const char *arg_config = PROVD_SYSCONFDIR "/provd.conf"; /* signer rotate: provd's configuration */
 static bool arg_compressed;           /* ca init: a signer within atcacert's compressed limits */
 static bool arg_no_expiry;            /* ca init: root and signer without expiry */
 static unsigned arg_signer_id;        /* ca init --compressed */
@@ -54,6 +57,7 @@ static void help(void) {
                "  stats                  database totals (devices, certificates, attempts, AWS outbox)\n"
                "  reissue SERIAL         issue a new certificate the next time SERIAL is plugged\n"
                "  ping                   check that provd answers\n"
+               "  reload                 re-read the configuration (a new signer is switched to live; audited)\n"
                "Commands (local, no daemon):\n"
                "  ca init --dir D        create root and signer keys and certificates in D\n"
                "  audit verify           check the audit log's hash chain (--db PATH)\n"
@@ -62,7 +66,8 @@ static void help(void) {
                "  ca signer-csr --dir D  create a signer key and CSR for an offline root\n"
                "  ca init --signer-uri U with a pkcs11: URI, the signer key made in the HSM, D/signer.csr\n"
                "  signer import CERT     install a signer certificate checked against key and root (--root, --signer-uri)\n"
-               "  signer status          signer certificate validity and days to expiry (--cert F)\n\n"
+               "  signer status          every signer: state, certificates issued, validity (--db; or --cert F)\n"
+               "  signer rotate          a new signer, switched to live in the running provd (--dir, --root-key)\n\n"
                "Options:\n"
                "  -s, --socket PATH      control socket (default %s, or $PROVD_SOCKET)\n"
                "  -j, --json             machine-readable output\n"
@@ -84,6 +89,8 @@ static void help(void) {
                "      --compressed       ca init: signer certificate within ATECC compressed limits\n"
                "      --signer-id N      ca init --compressed: the 16-bit signer id (0..65535)\n"
                "      --no-expiry        ca init: root and signer valid until 9999-12-31\n"
+               "      --root-key K       signer rotate: the root's key (default DIR/root.key)\n"
+               "      --config F         signer rotate: provd's configuration; the drop-in goes in F.d/\n"
                "      --interval MS      refresh period for watch (default 1000)\n"
                "      --timeout MS       how long to wait for provd (default 30000)\n",
                arg_socket);
@@ -587,6 +594,287 @@ static void print_validity(const char *what, const struct signer_validity *v) {
                 printf("%-8s NOT YET VALID\n", what);
 }
 
+#define SIGNER_EXPIRY_WARN_DAYS 90
+
+/*
+ * signer status without --cert: every signer the database knows, with its
+ * state, how many certificates it issued, its validity and a warning ahead of
+ * expiry. Read-only (its own connection: safe while provd runs).
+ */
+static int signer_status_db(void) {
+        static const char sql[] =
+                "SELECT s.id, s.name, s.subject, s.state, s.not_before, s.not_after, s.cert_sha256, "
+                "(SELECT count(*) FROM certificates c WHERE c.signer_id = s.id) FROM signers s ORDER BY s.id";
+        cJSON *arr;
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        char err[256];
+        int64_t now_ms = (int64_t)time(NULL) * 1000;
+        int r, rc, warn = 0, active = 0;
+
+        r = db_open_readonly_err(&db, arg_db, err, sizeof err);
+        if (r < 0) {
+                fprintf(stderr, "provctl: %s: %s\n", arg_db, err);
+                return r;
+        }
+        arr = cJSON_CreateArray();
+        rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+        if (rc != SQLITE_OK) {
+                fprintf(stderr, "provctl: %s: %s\n", arg_db, sqlite3_errmsg(db));
+                sqlite3_close(db);
+                cJSON_Delete(arr);
+                return -EIO;
+        }
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *name = (const char *)sqlite3_column_text(st, 1);
+                const char *subject = (const char *)sqlite3_column_text(st, 2);
+                const char *state = (const char *)sqlite3_column_text(st, 3);
+                const char *sha = (const char *)sqlite3_column_text(st, 6);
+                int64_t id = sqlite3_column_int64(st, 0), nb = sqlite3_column_int64(st, 4),
+                        na = sqlite3_column_int64(st, 5), issued = sqlite3_column_int64(st, 7);
+                int64_t days = (na - now_ms) / 86400000;
+                bool is_active = state && streq(state, "active");
+                bool expiring = is_active && days < SIGNER_EXPIRY_WARN_DAYS;
+
+                active += is_active;
+                warn += expiring;
+                if (arg_json) {
+                        cJSON *o = cJSON_CreateObject();
+                        cJSON_AddNumberToObject(o, "id", (double)id);
+                        cJSON_AddStringToObject(o, "name", name ? name : "");
+                        cJSON_AddStringToObject(o, "subject", subject ? subject : "");
+                        cJSON_AddStringToObject(o, "state", state ? state : "");
+                        cJSON_AddStringToObject(o, "cert_sha256", sha ? sha : "");
+                        cJSON_AddNumberToObject(o, "not_before", (double)(nb / 1000));
+                        cJSON_AddNumberToObject(o, "not_after", (double)(na / 1000));
+                        cJSON_AddNumberToObject(o, "days_left", (double)days);
+                        cJSON_AddNumberToObject(o, "certificates", (double)issued);
+                        cJSON_AddBoolToObject(o, "expiry_warning", expiring);
+                        cJSON_AddItemToArray(arr, o);
+                } else {
+                        char e_subject[256], e_name[160], na_s[32];
+                        time_t t = (time_t)(na / 1000);
+                        struct tm tm;
+
+                        log_escape(subject ? subject : "", e_subject, sizeof e_subject);
+                        log_escape(name ? name : "", e_name, sizeof e_name);
+                        strftime(na_s, sizeof na_s, "%Y-%m-%d", gmtime_r(&t, &tm));
+                        printf("signer %" PRId64 "  %-7s %s (%s)  %" PRId64 " certificates  until %s (%" PRId64
+                               " days)%s\n", id, state ? state : "?", e_subject, e_name, issued, na_s, days,
+                               days < 0 ? "  EXPIRED" : expiring ? "  WARNING: expires soon; rotate it" : "");
+                }
+        }
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        if (rc != SQLITE_DONE) {
+                fprintf(stderr, "provctl: %s: reading signers failed\n", arg_db);
+                cJSON_Delete(arr);
+                return -EIO;
+        }
+        if (arg_json)
+                print_json(arr);
+        else if (active == 0)
+                printf("no active signer\n");
+        cJSON_Delete(arr);
+        return warn ? -EKEYEXPIRED : 0;
+}
+
+/*
+ * signer rotate: a new signer, switched to live. The new key and certificate
+ * are made (a key file certified by the root at hand, or a key made in the
+ * HSM whose CSR the root at hand certifies) unless --cert names one already
+ * imported; a drop-in CONFIG.d/90-signer-rotation.conf then names it, and
+ * provd is asked to reload: it opens the new signer off its loop, records it,
+ * switches new sessions to it, keeps boards in flight on the old one and
+ * marks the old one retired (all audited, with our uid).
+ */
+static bool has_prefix(const char *s, const char *prefix) {
+        return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static int write_dropin(const char *uri, const char *cert, const char *root) {
+        _cleanup_free_ char *dir = NULL, *path = NULL, *tmp = NULL;
+        _cleanup_fclose_ FILE *f = NULL;
+        char when[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        int fd;
+
+        if (asprintf(&dir, "%s.d", arg_config) < 0 ||
+            asprintf(&path, "%s/90-signer-rotation.conf", dir) < 0 ||
+            asprintf(&tmp, "%s/.90-signer-rotation.conf.tmp", dir) < 0)
+                return -ENOMEM;
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0)
+                return -errno;
+        f = fdopen(fd, "w");
+        if (!f) {
+                close(fd);
+                return -errno;
+        }
+        gmtime_r(&now, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        fprintf(f, "# Written by provctl signer rotate at %s. The signer named here replaced\n"
+                   "# the one before it, which stays recorded (retired) for verification.\n"
+                   "[signer]\nuri = %s\ncert = %s\n", when, uri, cert);
+        if (root)
+                fprintf(f, "root = %s\n", root);
+        if (arg_pin_file)
+                fprintf(f, "%s = %s\n", has_prefix(arg_pin_file, "credential:") ? "pin_credential" : "pin_file",
+                        has_prefix(arg_pin_file, "credential:") ? arg_pin_file + strlen("credential:") : arg_pin_file);
+        if (fflush(f) != 0 || fsync(fileno(f)) < 0) {
+                unlink(tmp);
+                return -errno;
+        }
+        if (rename(tmp, path) < 0) {
+                unlink(tmp);
+                return -errno;
+        }
+        printf("wrote %s\n", path);
+        return 0;
+}
+
+/* The uid provd runs as (its status), so that a key file made by root here is one provd accepts. */
+static int provd_uid(uid_t *ret) {
+        cJSON *req = cJSON_CreateObject(), *reply = NULL, *v;
+        int r;
+
+        cJSON_AddStringToObject(req, "cmd", "status");
+        r = call(req, &reply);
+        cJSON_Delete(req);
+        if (r < 0)
+                return r;
+        v = cJSON_GetObjectItemCaseSensitive(reply, "uid");
+        r = cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 4294967295.0 ? 0 : -EPROTO;
+        if (r == 0)
+                *ret = (uid_t)v->valuedouble;
+        cJSON_Delete(reply);
+        return r;
+}
+
+static int signer_rotate(void) {
+        _cleanup_free_ char *root_buf = NULL, *root_key_buf = NULL, *key_path = NULL, *cert_path = NULL,
+                            *uri = NULL, *csr_dir = NULL, *csr = NULL;
+        const char *dir = arg_dir ? arg_dir : PROVD_SYSCONFDIR;
+        const char *root = arg_root, *root_key = arg_root_key;
+        struct ca_init_opts opts = { .org = arg_org };
+        cJSON *req, *reply = NULL, *v;
+        char name[64];
+        time_t now = time(NULL);
+        struct tm tm;
+        uid_t uid;
+        int r;
+
+        gmtime_r(&now, &tm);
+        strftime(name, sizeof name, "signer-%Y%m%dT%H%M%SZ", &tm);
+        if (!root) {
+                if (asprintf(&root_buf, "%s/root.pem", dir) < 0)
+                        return -ENOMEM;
+                root = root_buf;
+        }
+        if (!root_key) {
+                if (asprintf(&root_key_buf, "%s/root.key", dir) < 0)
+                        return -ENOMEM;
+                root_key = root_key_buf;
+        }
+        r = provd_uid(&uid);
+        if (r < 0) {
+                fprintf(stderr, "provctl: cannot ask provd which user it runs as: %s\n", strerror(-r));
+                return r;
+        }
+
+        if (arg_cert) {
+                /* Imported already (signer import): only the switch is left. */
+                if (!arg_signer_uri) {
+                        fprintf(stderr, "provctl: signer rotate --cert needs --signer-uri, the certificate's key\n");
+                        return -EINVAL;
+                }
+                cert_path = strdup(arg_cert);
+                uri = strdup(arg_signer_uri);
+        } else if (arg_signer_uri && has_prefix(arg_signer_uri, "pkcs11:")) {
+                struct ca_hsm_key key;
+                char *pin = NULL;
+
+                if (asprintf(&csr_dir, "%s/%s.d", dir, name) < 0 || asprintf(&csr, "%s/signer.csr", csr_dir) < 0 ||
+                    asprintf(&cert_path, "%s/%s.pem", dir, name) < 0)
+                        return -ENOMEM;
+                if (mkdir(csr_dir, 0700) < 0) {
+                        fprintf(stderr, "provctl: %s: %s\n", csr_dir, strerror(errno));
+                        return -errno;
+                }
+                r = read_pin_arg(&pin);
+                if (r < 0)
+                        return r;
+                r = ca_hsm_keygen(arg_signer_uri, pin, arg_module, &key);
+                if (r >= 0)
+                        r = ca_signer_csr_hsm(csr_dir, &opts, arg_signer_uri, pin, arg_module);
+                signer_pin_free(pin);
+                if (r < 0) {
+                        fprintf(stderr, "provctl: the new signer key in %s: %s\n", arg_signer_uri, signer_strerror(r));
+                        return r;
+                }
+                if (access(root_key, R_OK) < 0) {
+                        printf("the new signer key is in the token; have the offline root sign %s, then run\n"
+                               "  provctl signer import CERT --root %s --signer-uri '%s' --out FILE\n"
+                               "  provctl signer rotate --cert FILE --signer-uri '%s'\n", csr, root,
+                               arg_signer_uri, arg_signer_uri);
+                        return 0;
+                }
+                r = ca_sign_signer_csr(csr, root_key, root, &opts, cert_path);
+                if (r < 0) {
+                        fprintf(stderr, "provctl: certifying %s with %s: %s\n", csr, root_key, strerror(-r));
+                        return r;
+                }
+                uri = strdup(arg_signer_uri);
+        } else {
+                if (asprintf(&key_path, "%s/%s.key", dir, name) < 0 || asprintf(&cert_path, "%s/%s.pem", dir, name) < 0)
+                        return -ENOMEM;
+                r = ca_signer_issue(dir, name, root_key, root, &opts);
+                if (r < 0) {
+                        fprintf(stderr, "provctl: a new signer in %s: %s\n", dir,
+                                r == -EKEYREJECTED ? "the root key does not belong to the root certificate"
+                                : r == -ENOENT     ? "the root key or certificate is missing (--root-key, --root)"
+                                                   : strerror(-r));
+                        return r;
+                }
+                /* provd refuses a key file that is not its own: hand it over. */
+                if (geteuid() == 0 && uid != 0 && chown(key_path, uid, (gid_t)-1) < 0) {
+                        r = -errno;
+                        fprintf(stderr, "provctl: chown %s: %s\n", key_path, strerror(errno));
+                        return r;
+                }
+                if (asprintf(&uri, "file:%s", key_path) < 0)
+                        return -ENOMEM;
+                printf("created %s and %s\n", key_path, cert_path);
+        }
+        if (!uri || !cert_path)
+                return -ENOMEM;
+
+        r = write_dropin(uri, cert_path, arg_root);
+        if (r < 0) {
+                fprintf(stderr, "provctl: writing the configuration drop-in: %s\n", strerror(-r));
+                return r;
+        }
+        req = cJSON_CreateObject();
+        cJSON_AddStringToObject(req, "cmd", "reload");
+        r = call(req, &reply);
+        cJSON_Delete(req);
+        if (r < 0)
+                return r;       /* call() printed provd's reason */
+        if (arg_json)
+                print_json(reply);
+        else {
+                v = cJSON_GetObjectItemCaseSensitive(reply, "message");
+                printf("%s\n", cJSON_IsString(v) ? v->valuestring : "reloaded");
+        }
+        v = cJSON_GetObjectItemCaseSensitive(reply, "rotated");
+        r = cJSON_IsTrue(v) ? 0 : -EALREADY;
+        cJSON_Delete(reply);
+        return r;
+}
+
 static int cmd_signer(int argc, char **argv) {
         int r;
 
@@ -596,10 +884,8 @@ static int cmd_signer(int argc, char **argv) {
         }
         if (streq(argv[0], "status")) {
                 struct signer_file_status st;
-                if (!arg_cert) {
-                        fprintf(stderr, "provctl: signer status needs --cert FILE\n");
-                        return -EINVAL;
-                }
+                if (!arg_cert)
+                        return signer_status_db();
                 r = signer_cert_file_status(arg_cert, time(NULL), &st);
                 if (r < 0) {
                         fprintf(stderr, "provctl: %s: %s\n", arg_cert, signer_strerror(r));
@@ -631,6 +917,8 @@ static int cmd_signer(int argc, char **argv) {
                 }
                 return st.validity.expired || st.validity.not_yet_valid ? -EKEYEXPIRED : 0;
         }
+        if (streq(argv[0], "rotate"))
+                return signer_rotate();
         if (streq(argv[0], "import")) {
                 _cleanup_free_ char *out_buf = NULL;
                 const char *out = arg_out;
@@ -759,7 +1047,7 @@ static int cmd_db(int argc, char **argv) {
 int main(int argc, char **argv) {
         enum { ARG_SINCE = 0x100, ARG_PEM, ARG_DIR, ARG_ORG, ARG_INTERVAL, ARG_LIMIT, ARG_TIMEOUT, ARG_VERSION, ARG_DB, ARG_UNTIL, ARG_FORMAT, ARG_PAGE,
                ARG_SIGNER_URI, ARG_PIN_FILE, ARG_MODULE, ARG_ROOT, ARG_OUT, ARG_CERT, ARG_COMPRESSED, ARG_SIGNER_ID,
-               ARG_NO_EXPIRY };
+               ARG_NO_EXPIRY, ARG_ROOT_KEY, ARG_CONFIG };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, 's' },
                 { "json", no_argument, NULL, 'j' },
@@ -783,6 +1071,8 @@ int main(int argc, char **argv) {
                 { "compressed", no_argument, NULL, ARG_COMPRESSED },
                 { "signer-id", required_argument, NULL, ARG_SIGNER_ID },
                 { "no-expiry", no_argument, NULL, ARG_NO_EXPIRY },
+                { "root-key", required_argument, NULL, ARG_ROOT_KEY },
+                { "config", required_argument, NULL, ARG_CONFIG },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {}
@@ -840,6 +1130,12 @@ int main(int argc, char **argv) {
                 case ARG_CERT:
                         arg_cert = optarg;
                         break;
+                case ARG_ROOT_KEY:
+                        arg_root_key = optarg;
+                        break;
+                case ARG_CONFIG:
+                        arg_config = optarg;
+                        break;
                 case ARG_COMPRESSED:
                         arg_compressed = true;
                         break;
@@ -884,7 +1180,7 @@ int main(int argc, char **argv) {
                 return 2;
         }
         cmd = argv[optind];
-        if (streq(cmd, "status") || streq(cmd, "ping") || streq(cmd, "stats"))
+        if (streq(cmd, "status") || streq(cmd, "ping") || streq(cmd, "stats") || streq(cmd, "reload"))
                 r = cmd_simple(cmd);
         else if (streq(cmd, "watch"))
                 r = cmd_watch();

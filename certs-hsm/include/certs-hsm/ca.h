@@ -91,3 +91,25 @@ int ca_signer_csr_hsm(const char *dir, const struct ca_init_opts *opts, const ch
  */
 int ca_signer_import(const char *cert_path, const char *root_path, const char *key_uri, const char *pin,
                      const char *module_path, const char *out_path);
+
+/**
+ * A new signer for a rotation, certified at once by a root whose key is at
+ * hand: creates @dir/@name.key (P-256, 0600, O_EXCL) and @dir/@name.pem (the
+ * signer certificate as ca_init() makes it: CA:TRUE pathlen:0, keyCertSign,
+ * signed by the root). @root_key_path must be the private key of the
+ * certificate in @root_cert_path (-EKEYREJECTED otherwise). Returns 0,
+ * -EEXIST (nothing written), -ENOENT/-EBADMSG for the root files, -EINVAL,
+ * -EIO. @name: no '/', at most 100 characters.
+ */
+int ca_signer_issue(const char *dir, const char *name, const char *root_key_path, const char *root_cert_path,
+                    const struct ca_init_opts *opts);
+
+/**
+ * Certifies a signer CSR (e.g. from ca_signer_csr_hsm(): the key stays in the
+ * HSM) with the root at hand, writing the certificate to @out_path (0644,
+ * O_EXCL). The CSR's signature must verify and its key be P-256; its subject
+ * and extensions are not copied (the certificate is a signer's: @opts'
+ * signer CN and O, CA:TRUE pathlen:0). Errors as ca_signer_issue().
+ */
+int ca_sign_signer_csr(const char *csr_path, const char *root_key_path, const char *root_cert_path,
+                       const struct ca_init_opts *opts, const char *out_path);
