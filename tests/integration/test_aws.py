@@ -1,0 +1,309 @@
+# SPDX-License-Identifier: MIT
+"""provd's AWS outbox worker end to end: provd-boardsim boards provisioned by provd, each
+registered with the strict AWS IoT fake (tests/fakes/aws_iot_fake.py) by the worker
+(daemon/aws-worker.c). Each case asserts the fake's registry against the database and
+that the fake rejected nothing."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fakes"))
+from provdtest import Env, Failure, check, run, sha256, wait_until  # noqa: E402
+from aws_iot_fake import DEFAULT_ACCESS_KEY, DEFAULT_ACCOUNT, DEFAULT_REGION, DEFAULT_SECRET_KEY, FakeProcess  # noqa: E402,E501
+
+POLICY = """{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Effect": "Allow", "Action": "iot:Connect",
+     "Resource": "arn:aws:iot:${provd:region}:${provd:account}:client/${iot:Connection.Thing.ThingName}"}
+  ]
+}
+"""
+
+NO_PROXY_ENV = {"http_proxy": "", "https_proxy": "", "HTTPS_PROXY": "", "ALL_PROXY": "", "all_proxy": ""}
+for k in NO_PROXY_ENV:
+    os.environ.pop(k, None)
+
+# Rates well above AWS's defaults so 200 boards register in seconds; the buckets still pace them.
+FAST_RATES = ("RegisterCertificateWithoutCA:200/20 DescribeCertificate:200/20 CreateThing:200/20 "
+              "AttachPolicy:200/20 AttachThingPrincipal:200/20")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def setup(name, fake_opts=None, aws=None, start_fake=True, fake_port=None):
+    env = Env(name)
+    env.fake = None
+    env.fake_dir = os.path.join(env.dir, "fake")
+    env.fake_opts = {"seed": 5, **(fake_opts or {})}
+    if fake_port:
+        env.fake_opts["port"] = fake_port
+    if start_fake:
+        env.fake = FakeProcess(env.fake_dir, **env.fake_opts)
+        info = env.fake.info
+        endpoint, ca = env.fake.endpoint, env.fake.ca_bundle
+    else:
+        # The endpoint where the fake will listen later; its CA is made when it starts.
+        info = {"access_key": DEFAULT_ACCESS_KEY, "secret_key": DEFAULT_SECRET_KEY,
+                "region": DEFAULT_REGION, "account": DEFAULT_ACCOUNT}
+        endpoint, ca = f"https://127.0.0.1:{fake_port}", os.path.join(env.fake_dir, "fake-ca.pem")
+        os.makedirs(env.fake_dir, exist_ok=True)
+        open(ca, "w").close()           # the fake writes its CA here when it starts
+    creds = os.path.join(env.dir, "aws-credentials")
+    env.creds_path = creds
+    with open(creds, "w") as f:
+        f.write(f"[factory]\naws_access_key_id = {info['access_key']}\n"
+                f"aws_secret_access_key = {info['secret_key']}\n")
+    os.chmod(creds, 0o600)
+    with open(os.path.join(env.dir, "policy.json"), "w") as f:
+        f.write(POLICY)
+    env.conf["aws"] = {
+        "mode": "mar",
+        "endpoint": endpoint,
+        "region": info["region"],
+        "ca_file": ca,
+        "credentials_file": creds,
+        "profile": "factory",
+        "account_id": info["account"],
+        "policy_template": os.path.join(env.dir, "policy.json"),
+        "timeout_ms": "10000",
+        "connect_timeout_ms": "2000",
+        "backoff_base_ms": "20",
+        "backoff_max_ms": "300",
+        "max_attempts": "60",
+        "concurrency": "32",
+        "max_connections": "8",
+        "rate_limit": FAST_RATES,
+    }
+    env.conf["aws"].update(aws or {})
+    env.write_conf()
+    return env
+
+
+def close(env):
+    try:
+        if env.fake:
+            rej = env.fake.rejections()
+            check(not rej, f"the fake rejected requests: {json.dumps(rej)[:4000]}")
+    finally:
+        if env.fake:
+            env.fake.stop()
+        env.close()
+
+
+def aws_status(env):
+    r = env.ctl("aws", "status", "--json", check_rc=False)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def wait_registered(env, n, timeout=90):
+    def ok():
+        s = aws_status(env)
+        if not s:
+            return None
+        st = s["outbox"]["states"]
+        return s if st.get("done", 0) >= n and st.get("pending", 0) == 0 and st.get("in_flight", 0) == 0 else None
+    try:
+        return wait_until(ok, timeout, f"{n} registrations done")
+    except Failure as e:
+        raise Failure(f"{e}\naws status: {json.dumps(aws_status(env))[:3000]}\nlog:\n{env.log_tail()}")
+
+
+def db_certs(env):
+    with env.db() as c:
+        return {r["thing_name"]: bytes(r["der"]) for r in
+                c.execute("SELECT thing_name, der FROM certificates WHERE status = 'active'")}
+
+
+def check_mar_state(env, n):
+    """Exactly n ACTIVE certificates and n things, each thing with exactly its certificate
+    (id = SHA-256 of the DER) attached, the policy attached to each certificate."""
+    st = env.fake.state()
+    info = env.fake.info
+    certs = db_certs(env)
+    check(len(certs) == n, f"{len(certs)} active certificates in the database, want {n}")
+    check(len(st["certificates"]) == n, f"{len(st['certificates'])} certificates at AWS, want {n}")
+    check(len(st["things"]) == n, f"{len(st['things'])} things at AWS, want {n}")
+    check(len(st["thingPrincipals"]) == n, f"{len(st['thingPrincipals'])} thing principals, want {n}")
+    attached = set(st["policyAttachments"].get("provd-device", []))
+    for thing, der in certs.items():
+        cid = sha256(der)
+        c = st["certificates"].get(cid)
+        check(c is not None and c["status"] == "ACTIVE", f"certificate {cid} of {thing}: {c}")
+        arn = f"arn:aws:iot:{info['region']}:{info['account']}:cert/{cid}"
+        check(thing in st["things"], f"thing {thing} missing")
+        tp = [x for x in st["thingPrincipals"] if x["thingName"] == thing]
+        check(len(tp) == 1 and tp[0]["principal"] == arn and tp[0]["thingPrincipalType"] == "EXCLUSIVE_THING",
+              f"principals of {thing}: {tp}")
+        check(arn in attached, f"policy not attached to {arn}")
+    check(len(attached) == n, f"policy attached to {len(attached)} targets, want {n}")
+
+
+def check_audit(env, n):
+    with env.db() as c:
+        k = c.execute("SELECT count(*) FROM audit_log WHERE action = 'aws.registered'").fetchone()[0]
+        f = c.execute("SELECT count(*) FROM audit_log WHERE action = 'aws.failed'").fetchone()[0]
+    check(k == n and f == 0, f"audit: {k} aws.registered (want {n}), {f} aws.failed")
+
+
+def provision(env, n, *sim_args, timeout=120):
+    env.start_sim(n, "--seed", str(n), *sim_args)
+    env.wait_totals(timeout=timeout, provisioned=n)
+
+
+# --- MAR -------------------------------------------------------------------------
+
+
+def test_mar_small():
+    env = setup("aws-mar5")
+    try:
+        env.start_provd()
+        provision(env, 5)
+        wait_registered(env, 5, timeout=30)
+        check_mar_state(env, 5)
+        check_audit(env, 5)
+    finally:
+        close(env)
+
+
+def test_mar_200():
+    env = setup("aws-mar200")
+    try:
+        env.start_provd()
+        t0 = time.monotonic()
+        provision(env, 200)
+        wait_registered(env, 200)
+        print(f"# mar: 200 boards provisioned and registered in {time.monotonic() - t0:.1f} s")
+        check_mar_state(env, 200)
+        check_audit(env, 200)
+        ops = env.fake.admin("/stats")["by_operation"]
+        check(ops.get("CreatePolicy") == 1, f"CreatePolicy {ops.get('CreatePolicy')} times")
+        check(ops.get("RegisterCertificateWithoutCA") == 200, f"{ops}")
+        s = aws_status(env)
+        check(s["worker"]["calls"] >= 800, f"worker status {s['worker']}")
+        txt = env.ctl("aws", "status").stdout
+        check("done 200" in txt and "failed 0" in txt, f"provctl aws status:\n{txt}")
+    finally:
+        close(env)
+
+
+def test_mar_200_faults():
+    """20% of calls throttled, 5% answered 500: the same end state, no duplicates."""
+    env = setup("aws-mar200-faults", fake_opts={"throttle": 0.2, "error500": 0.05, "seed": 11})
+    try:
+        env.start_provd()
+        provision(env, 200)
+        s = wait_registered(env, 200)
+        check_mar_state(env, 200)
+        check_audit(env, 200)
+        faults = env.fake.admin("/stats")["faults"]
+        print(f"# mar faults: fake faults {faults}, worker retries {s['worker']['retries']}, "
+              f"throttled {s['worker']['throttled']}")
+        check(s["worker"]["retries"] > 0 and s["worker"]["throttled"] > 0, f"{s['worker']}")
+    finally:
+        close(env)
+
+
+def test_kill9_while_draining():
+    """kill -9 of provd while it registers (offline queue drained), then a restart: the
+    same end state, every job done once in effect (one audit record each)."""
+    env = setup("aws-kill9", aws={"mode": "offline"}, fake_opts={"delay_ms": 30})
+    try:
+        env.start_provd()
+        provision(env, 60)
+        env.ctl("aws", "drain")
+        wait_until(lambda: (aws_status(env) or {}).get("outbox", {}).get("states", {}).get("done", 0) >= 15,
+                   60, "some registrations done")
+        env.provd.send_signal(signal.SIGKILL)
+        env.provd.wait()
+        env.provd = None
+        with env.db() as c:
+            done = c.execute("SELECT count(*) FROM aws_outbox WHERE state = 'done'").fetchone()[0]
+            mid = c.execute("SELECT count(*) FROM aws_outbox WHERE state <> 'done' AND "
+                            "json_extract(payload, '$.step') IS NOT NULL AND "
+                            "json_extract(payload, '$.step') <> 'register-certificate'").fetchone()[0]
+        print(f"# kill -9 with {done} done, {mid} part-way")
+        check(done < 60, "everything was done before the kill: nothing tested")
+        env.start_provd()
+        env.ctl("aws", "drain")
+        wait_registered(env, 60)
+        check_mar_state(env, 60)
+        check_audit(env, 60)
+    finally:
+        close(env)
+
+
+def test_offline_then_drain():
+    """mode = offline with no endpoint listening: 50 boards provisioned, nothing sent;
+    `provctl aws drain` once the endpoint is there completes them all."""
+    port = free_port()
+    env = setup("aws-offline", aws={"mode": "offline"}, start_fake=False, fake_port=port)
+    try:
+        env.start_provd()
+        provision(env, 50)
+        time.sleep(0.5)
+        s = aws_status(env)
+        check(s["outbox"]["states"].get("pending") == 50 and s["worker"]["calls"] == 0,
+              f"offline sent something: {json.dumps(s)[:2000]}")
+        env.fake = FakeProcess(env.fake_dir, **env.fake_opts)
+        check(env.fake.info["port"] == port, "fake not on the configured port")
+        r = env.ctl("aws", "drain")
+        check("sending" in r.stdout, r.stdout)
+        s = wait_registered(env, 50)
+        check(not s["worker"]["draining"], "still draining with nothing pending")
+        check_mar_state(env, 50)
+        check_audit(env, 50)
+    finally:
+        close(env)
+
+
+def test_permanent_error_and_retry():
+    """A permanent error (no such thing type) fails the job with AWS's code and message,
+    shown by `provctl aws status` and audited; `provctl aws retry --failed` after the fix."""
+    env = setup("aws-permanent", aws={"thing_type": "board", "thing_attributes": "serial model"})
+    try:
+        env.start_provd()
+        provision(env, 3)
+        wait_until(lambda: (aws_status(env) or {}).get("outbox", {}).get("states", {}).get("failed", 0) == 3,
+                   30, "3 failed registrations")
+        s = aws_status(env)
+        errs = s["outbox"]["errors"]
+        check(len(errs) == 3 and all(e["code"] == "ResourceNotFoundException" and e["step"] == "create-thing"
+                                     for e in errs), f"errors {errs}")
+        txt = env.ctl("aws", "status").stdout
+        check("ResourceNotFoundException" in txt, txt)
+        with env.db() as c:
+            k = c.execute("SELECT count(*) FROM audit_log WHERE action = 'aws.failed' "
+                          "AND details LIKE '%ResourceNotFoundException%'").fetchone()[0]
+        check(k == 3, f"{k} aws.failed audit records")
+        env.fake.admin("/thing-types", {"thingTypeName": "board"})
+        r = env.ctl("aws", "retry", "--failed")
+        check("3 registration(s)" in r.stdout, r.stdout)
+        wait_registered(env, 3)
+        check_mar_state(env, 3)
+        r = env.ctl("aws", "retry", "1", check_rc=False)
+        check(r.returncode != 0, "retry of a done row accepted")
+        with env.db() as c:
+            check(c.execute("SELECT count(*) FROM audit_log WHERE action = 'aws.retry'").fetchone()[0] == 1,
+                  "retry not audited")
+    finally:
+        close(env)
+
+
+if __name__ == "__main__":
+    run([test_mar_200, test_mar_200_faults, test_kill9_while_draining, test_offline_then_drain,
+         test_permanent_error_and_retry] + [t for n, t in sorted(globals().items())
+                                             if n.startswith("test_jitr") or n.startswith("test_latency")
+                                             or n.startswith("test_awscli")])
