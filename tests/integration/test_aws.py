@@ -327,6 +327,55 @@ def test_permanent_error_and_retry():
         close(env)
 
 
+def test_sigterm_cancels_and_sighup_reloads():
+    """SIGTERM while calls wait on a slow endpoint: provd waits up to shutdown_ms, cancels,
+    exits 0; the cancelled jobs stay pending (none in_flight, none failed). Restarted with
+    wrong credentials, then a SIGHUP naming the right file: every job completes."""
+    env = setup("aws-term", fake_opts={"delay_ms": 4000}, aws={"mode": "offline"})
+    try:
+        env.conf["timeouts"]["shutdown_ms"] = "1000"
+        env.write_conf()
+        env.start_provd()
+        provision(env, 10)
+        env.ctl("aws", "drain")
+        wait_until(lambda: (aws_status(env) or {}).get("worker", {}).get("active", 0) > 0, 10, "calls in flight")
+        t0 = time.monotonic()
+        rc = env.stop_provd()
+        took = time.monotonic() - t0
+        print(f"# SIGTERM with calls in flight: exit {rc} after {took:.1f} s (shutdown_ms 1000, answers take 4 s)")
+        check(rc == 0, f"provd exited {rc}")
+        with env.db() as c:
+            states = dict(c.execute("SELECT state, count(*) FROM aws_outbox GROUP BY state").fetchall())
+        check(states == {"pending": 10}, f"outbox after SIGTERM: {states}")
+        env.fake.set_faults(delay_ms=0)
+        good = env.creds_path
+        bad = os.path.join(env.dir, "aws-credentials-old")
+        with open(bad, "w") as f:
+            f.write(f"[factory]\naws_access_key_id = {env.fake.info['access_key']}\n"
+                    "aws_secret_access_key = wrong-secret\n")
+        os.chmod(bad, 0o600)
+        env.conf["aws"]["credentials_file"] = bad
+        env.write_conf()
+        env.start_provd()
+        env.ctl("aws", "drain")
+        wait_until(lambda: ((aws_status(env) or {}).get("worker") or {}).get("last_error") or None, 20,
+                   "a refused call")
+        s = aws_status(env)
+        check(s["worker"]["last_error"]["code"] == "InvalidSignatureException", f"{s['worker']}")
+        check(s["outbox"]["states"].get("done", 0) == 0, "registered with wrong credentials")
+        env.conf["aws"]["credentials_file"] = good
+        env.write_conf()
+        env.provd.send_signal(signal.SIGHUP)
+        wait_registered(env, 10, timeout=60)
+        check_mar_state(env, 10)
+        # The refused calls are not errors of the fake's model: clear them before close() checks.
+        rej = env.fake.rejections()
+        check(all(r.get("code") == "InvalidSignatureException" for r in rej), f"rejections {rej}")
+        env.fake.clear_rejections()
+    finally:
+        close(env)
+
+
 # --- JITR ------------------------------------------------------------------------
 
 
@@ -407,6 +456,6 @@ def test_latency_blocked_endpoint():
 
 if __name__ == "__main__":
     run([test_mar_small_awscli, test_mar_200, test_mar_200_faults, test_kill9_while_draining, test_offline_then_drain,
-         test_permanent_error_and_retry] + [t for n, t in sorted(globals().items())
+         test_permanent_error_and_retry, test_sigterm_cancels_and_sighup_reloads] + [t for n, t in sorted(globals().items())
                                              if n.startswith("test_jitr") or n.startswith("test_latency")
                                              or n.startswith("test_awscli")])
