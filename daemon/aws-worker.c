@@ -21,6 +21,8 @@
 #define POLL_MS 250
 /* Calls per second are counted over this window for the status. */
 #define RATE_WINDOW_S 10
+/* A free slot is refilled after this long, so that one claim refills several. */
+#define REFILL_MS 20
 /* A credentials reload at most this often, however many calls were refused. */
 #define CREDS_RELOAD_MS 2000
 
@@ -256,8 +258,9 @@ static void job_free(struct job *j) {
                 j->next->prev = j->prev;
         w->active--;
         uv_close((uv_handle_t *)&j->timer, on_job_closed);
+        /* Soon, not at once: the jobs ending meanwhile are refilled by one poll and one claim. */
         if (!w->stopping)
-                poll_soon(w, 0);
+                poll_soon(w, REFILL_MS);
 }
 
 static void on_settled(struct db_req *req) {
@@ -467,6 +470,10 @@ static bool json_int(const cJSON *o, const char *name, int64_t *ret) {
         return true;
 }
 
+static int nibble(char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
 static int unhex(const char *s, uint8_t **ret, size_t *ret_len) {
         size_t n = s ? strlen(s) : 0;
         uint8_t *b;
@@ -477,12 +484,12 @@ static int unhex(const char *s, uint8_t **ret, size_t *ret_len) {
         if (!b)
                 return -ENOMEM;
         for (size_t i = 0; i < n / 2; i++) {
-                unsigned v;
-                if (sscanf(s + 2 * i, "%2x", &v) != 1) {
+                int hi = nibble(s[2 * i]), lo = nibble(s[2 * i + 1]);
+                if (hi < 0 || lo < 0) {
                         free(b);
                         return -EINVAL;
                 }
-                b[i] = (uint8_t)v;
+                b[i] = (uint8_t)(hi << 4 | lo);
         }
         *ret = b;
         *ret_len = n / 2;

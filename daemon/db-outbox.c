@@ -388,6 +388,8 @@ int db_do_outbox_complete(struct db *db, struct db_req *req, int64_t now) {
                 return db_fail(req, -ENOENT, "unknown outbox row %" PRId64, q->id);
         if (rc != SQLITE_ROW)
                 return db_fail_sql(db->conn, req, rc, "outbox lookup");
+        if (q->result == DB_OUTBOX_RESULT_PROGRESS && !any && streq(db_col_text(st, 0), "in_flight"))
+                return 0;       /* nothing to record */
         return db_fail(req, -ESTALE, "outbox row %" PRId64 " is %s, not in_flight", q->id, db_col_text(st, 0));
 }
 
@@ -462,6 +464,8 @@ int db_do_outbox_requeue(struct db *db, struct db_req *req, int64_t now) {
 
 /* --- reads (reader thread) -------------------------------------------------- */
 
+#define DUE_MAX_STR "1024"
+
 static int rprep(struct db_reader *rd, struct db_req *req, const char *sql, sqlite3_stmt **ret) {
         int rc = sqlite3_prepare_v2(rd->conn, sql, -1, ret, NULL);
 
@@ -501,9 +505,16 @@ int db_do_query_outbox(struct db_reader *rd, struct db_req *req) {
         {
                 _cleanup_finalize_ sqlite3_stmt *st = NULL;
 
+                /*
+                 * Asked by the worker several times a second: every part is an index
+                 * lookup (the partial index aws_outbox_due, the totals), never a count
+                 * of a long queue.
+                 */
                 r = rprep(rd, req,
-                          "SELECT count(*), coalesce(sum(next_attempt_at <= ?1), 0), min(next_attempt_at) "
-                          "FROM aws_outbox WHERE state = 'pending'", &st);
+                          "SELECT coalesce((SELECT n FROM totals WHERE name = 'aws_outbox.pending'), 0), "
+                          "(SELECT count(*) FROM (SELECT 1 FROM aws_outbox WHERE state = 'pending' AND "
+                          "next_attempt_at <= ?1 LIMIT " DUE_MAX_STR ")), "
+                          "(SELECT min(next_attempt_at) FROM aws_outbox WHERE state = 'pending')", &st);
                 if (r < 0)
                         return r;
                 sqlite3_bind_int64(st, 1, now);

@@ -393,7 +393,7 @@ struct db_query_outbox {
         bool summary_only;
         /* out */
         uint64_t pending;
-        uint64_t pending_due;                   /* due at now_ms */
+        uint64_t pending_due;                   /* due at now_ms, counted up to 1024 */
         int64_t next_due_ms;                    /* earliest pending next_attempt_at; INT64_MAX = none */
         int64_t now_ms;                         /* in: 0 = now */
         struct cJSON *report;                   /* caller cJSON_Delete()s; NULL with summary_only */
