@@ -280,6 +280,9 @@ int manager_reload(struct manager *m) {
                 conf_deinit(&n);
                 return log_oom();
         }
+        if (n.aws.mode != m->conf.aws.mode || !streq(n.aws.endpoint ?: "", m->conf.aws.endpoint ?: ""))
+                log_warning("reload: [aws] mode and endpoint changes take effect at the next restart; "
+                            "credentials are reread now");
         conf_deinit(&m->conf);
         m->conf = n;
         log_set_max_level(m->conf.log_level);
