@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fakes"))
-from provdtest import Env, Failure, check, run, sha256, wait_until  # noqa: E402
+from provdtest import PROVCTL, Env, Failure, check, run, sha256, wait_until  # noqa: E402
 from aws_iot_fake import DEFAULT_ACCESS_KEY, DEFAULT_ACCOUNT, DEFAULT_REGION, DEFAULT_SECRET_KEY, FakeProcess  # noqa: E402,E501
 
 POLICY = """{
@@ -286,6 +286,19 @@ def test_offline_then_drain():
         s = aws_status(env)
         check(s["outbox"]["states"].get("pending") == 50 and s["worker"]["calls"] == 0,
               f"offline sent something: {json.dumps(s)[:2000]}")
+        # What is queued, for AWS's bulk registration instead (StartThingRegistrationTask input).
+        bulk = os.path.join(env.dir, "bulk.jsonl")
+        env.ctl("aws", "export-bulk", bulk, "--db", env.db_path)
+        with open(bulk) as f:
+            lines = [json.loads(l) for l in f]
+        certs = db_certs(env)
+        check(len(lines) == 50 and {l["ThingName"] for l in lines} == set(certs), f"export-bulk: {len(lines)} lines")
+        for l in lines:
+            check(set(l) == {"ThingName", "SerialNumber", "CertificatePem", "CertificateId"} and
+                  l["CertificatePem"].startswith("-----BEGIN CERTIFICATE-----") and
+                  l["CertificateId"] == sha256(certs[l["ThingName"]]), f"export-bulk line {l}")
+        r = env.ctl("aws", "export-bulk", bulk, "--db", env.db_path, check_rc=False)
+        check(r.returncode != 0 and "not overwritten" in r.stderr, f"export-bulk over a file: {r.stderr}")
         env.fake = FakeProcess(env.fake_dir, **env.fake_opts)
         check(env.fake.info["port"] == port, "fake not on the configured port")
         r = env.ctl("aws", "drain")
@@ -297,6 +310,9 @@ def test_offline_then_drain():
         check(not s["worker"]["sending"], f"still sending after the drain: {s['worker']}")
         check_mar_state(env, 50)
         check_audit(env, 50)
+        out = subprocess.run([PROVCTL, "aws", "export-bulk", "-", "--db", env.db_path], capture_output=True,
+                             text=True)
+        check(out.returncode == 0 and out.stdout == "", f"export-bulk after the drain: {out.stdout[:200]}")
     finally:
         close(env)
 
