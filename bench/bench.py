@@ -339,6 +339,9 @@ class Bench:
             # minute per port): the issuance guards would stop it, so it sets them off.
             "profile": {"max_certs_per_hour": "0", "max_certs_per_port_per_minute": "0"},
         }
+        self.fake = None
+        if a.aws_fake:
+            conf["aws"] = self.start_aws_fake()
         for item in a.conf:
             key, _, value = item.partition("=")
             sec, _, k = key.partition(".")
@@ -353,6 +356,33 @@ class Bench:
         self.db_base = {"provisioned_devices": 0, "certificates": 0, "last_attempt": 0}
         if a.db_from:
             self.seed_db(a.db_from)
+
+    def start_aws_fake(self):
+        """--aws-fake: AWS registration (MAR) on, against tests/fakes/aws_iot_fake.py on loopback,
+        at rates that do not hold it back; provd's CPU per board then includes it."""
+        sys.path.insert(0, os.path.join(SRC, "tests", "fakes"))
+        from aws_iot_fake import FakeProcess
+        self.fake = FakeProcess(os.path.join(self.dir, "fake"), seed=1)
+        info = self.fake.info
+        creds = os.path.join(self.dir, "aws-credentials")
+        with open(creds, "w") as f:
+            f.write(f"[default]\naws_access_key_id = {info['access_key']}\n"
+                    f"aws_secret_access_key = {info['secret_key']}\n")
+        os.chmod(creds, 0o600)
+        policy = os.path.join(self.dir, "policy.json")
+        with open(policy, "w") as f:
+            f.write('{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Connect", '
+                    '"Resource": "*"}]}')
+        return {"mode": "mar", "endpoint": self.fake.endpoint, "region": info["region"],
+                "ca_file": self.fake.ca_bundle, "credentials_file": creds, "policy_template": policy,
+                "concurrency": "32", "max_connections": "8", "max_attempts": "100",
+                "rate_limit": "RegisterCertificateWithoutCA:1000/100 CreateThing:1000/100 "
+                              "AttachPolicy:1000/100 AttachThingPrincipal:1000/100"}
+
+    def aws_registered(self):
+        r = subprocess.run([self.bins["provctl"], "--socket", self.sock, "aws", "status", "--json"],
+                           capture_output=True, text=True, timeout=60)
+        return json.loads(r.stdout)["outbox"]["states"] if r.returncode == 0 else None
 
     def seed_db(self, src):
         """Starts provd on a copy of an existing database (bench-db --make-db): the run's figures
@@ -625,6 +655,18 @@ class Bench:
         status = self.ctl("status", "--json")
         stats = self.ctl("stats", "--json")
         db = self.db_figures()
+        aws = None
+        if self.fake:
+            # The registrations lag the boards (4 calls each, paced): their CPU is measured apart.
+            t_aws = time.monotonic()
+            while time.monotonic() < t_aws + max(120, a.boards / 20):
+                aws = self.aws_registered()
+                if aws and aws.get("pending", 0) == 0 and aws.get("in_flight", 0) == 0:
+                    break
+                time.sleep(0.2)
+            u2, s2 = proc_cpu(self.provd.pid)
+            aws = {"outbox": aws, "seconds_after_boards": round(time.monotonic() - t_aws, 2),
+                   "cpu_per_registration_us": round((u2 - u1 + s2 - s1) * 1e6 / a.boards, 1)}
 
         # The floor again after the run. The figure compared with provd is the average of the
         # measurements taken during the run when there are enough of them (they saw the same
@@ -653,6 +695,10 @@ class Bench:
         totals = status["totals"]
         lat = status["added_latency_us"]
         res["provd_database"] = status.get("database")
+        if aws:
+            res["aws"] = aws
+            res["aws"]["ratio_to_floor_with_registration"] = round(
+                (cpu_us + aws["cpu_per_registration_us"]) / floor["total_us"], 2)
         res["provd_minor_faults_per_board"] = round((flt1 - flt0) / M, 2)
         peak = st_end["VmHWM"]
         per_port = (peak - idle["VmRSS"]) / a.ports
@@ -775,6 +821,8 @@ class Bench:
 
     def cleanup(self, keep):
         self.stop_profilers()
+        if getattr(self, "fake", None):
+            self.fake.stop()
         for p in (self.sim, self.provd):
             if p and p.poll() is None:
                 p.kill()
@@ -795,6 +843,12 @@ class Bench:
 def report(r):
     c, m = r["config"], r["machine"]
     f, lat, rss = r["floor"], r["added_latency_us"], r["provd_rss"]
+    if r.get("aws"):
+        w, o = r["aws"], r["aws"]["outbox"] or {}
+        log(f"AWS registration (--aws-fake): {o.get('done', 0)} registered, {o.get('failed', 0)} failed, "
+            f"{o.get('pending', 0) + o.get('in_flight', 0)} still queued, {w['seconds_after_boards']} s after the "
+            f"last board; provd CPU {w['cpu_per_registration_us']} us per registration; boards + registration "
+            f"{w['ratio_to_floor_with_registration']}x the crypto floor")
     wire = f"wire {c['wire_baud']} baud" if c["wire_baud"] else "no wire delay"
     gk = f", key generation {c['genkey_ms']} ms" if c["genkey_ms"] else ""
     p = print
@@ -918,6 +972,8 @@ def main():
     ap.add_argument("--conf", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override a provd configuration key (repeatable), e.g. database.batch_delay_us=2000; "
                          "the documented figures use none")
+    ap.add_argument("--aws-fake", action="store_true",
+                    help="register every board with AWS IoT (MAR) against tests/fakes/aws_iot_fake.py")
     ap.add_argument("--floor-iterations", type=int, default=2000,
                     help="crypto floor iterations per operation (default 2000)")
     ap.add_argument("--floor-every", type=float, default=1.0,

@@ -132,7 +132,7 @@ int aws_conf_registrar_opts(const struct conf *c, const char *ca_pem, struct aws
                   a->thing_type ? AWS_ATTR_ALL : AWS_ATTR_SERIAL | AWS_ATTR_MODEL | AWS_ATTR_FIRMWARE;
         for (int i = 0; i < AWS_OP_MAX; i++)
                 o.rates[i] = (struct aws_rate) { a->rate_milli[i], a->burst[i] };
-        if (a->mode == AWS_MODE_MAR) {
+        if (aws_mode_is_mar(a->mode)) {
                 if (!a->policy_template)
                         return snprintf(err, errlen, "[aws] mode = mar needs policy_template"), -EINVAL;
                 r = aws_conf_load_template(c, a->policy_template, AWS_POLICY_MAX, &policy, err, errlen);

@@ -325,6 +325,7 @@ static const char *const aws_mode_names[] = {
         [AWS_MODE_MAR] = "mar",
         [AWS_MODE_JITR] = "jitr",
         [AWS_MODE_JITP] = "jitp",
+        [AWS_MODE_OFFLINE] = "offline",
 };
 
 const char *aws_mode_to_string(enum aws_mode m) {
@@ -572,6 +573,7 @@ static const struct conf_item items[] = {
         U("aws", "backoff_base_ms", aws.backoff_base_ms, 1, 600000),
         U("aws", "backoff_max_ms", aws.backoff_max_ms, 1, 3600000),
         U("aws", "max_attempts", aws.max_attempts, 1, 1000),
+        U("aws", "concurrency", aws.concurrency, 1, 256),
 };
 
 static int handle_slot(struct parse_ctx *ctx, const char *key, const char *value) {
@@ -685,6 +687,7 @@ void conf_init(struct conf *c) {
                         .backoff_base_ms = 200,
                         .backoff_max_ms = 30000,
                         .max_attempts = 10,
+                        .concurrency = 8,
                 },
         };
         c->name = strdup("station");
@@ -1106,7 +1109,7 @@ static int validate_aws(const struct conf_aws *a, char *err, size_t errlen) {
                 snprintf(err, errlen, "[aws] backoff_base_ms is larger than backoff_max_ms");
                 return -EINVAL;
         }
-        if (a->mode == AWS_MODE_MAR) {
+        if (aws_mode_is_mar(a->mode)) {
                 unsigned mask = a->thing_attributes_set ? a->thing_attributes :
                                 a->thing_type ? AWS_ATTR_ALL : AWS_ATTR_SERIAL | AWS_ATTR_MODEL | AWS_ATTR_FIRMWARE;
                 if (!a->thing_type && __builtin_popcount(mask) > 3) {
@@ -1115,7 +1118,7 @@ static int validate_aws(const struct conf_aws *a, char *err, size_t errlen) {
                         return -EINVAL;
                 }
                 if (!a->policy_template) {
-                        snprintf(err, errlen, "[aws] mode = mar needs policy_template");
+                        snprintf(err, errlen, "[aws] mode = %s needs policy_template", aws_mode_to_string(a->mode));
                         return -EINVAL;
                 }
                 if (a->sni_only) {
@@ -1124,7 +1127,7 @@ static int validate_aws(const struct conf_aws *a, char *err, size_t errlen) {
                 }
         } else {
                 if (a->register_with_ca) {
-                        snprintf(err, errlen, "[aws] register_with_ca is for mode = mar");
+                        snprintf(err, errlen, "[aws] register_with_ca is for mode = mar or offline");
                         return -EINVAL;
                 }
         }

@@ -39,7 +39,13 @@ enum aws_mode {
         AWS_MODE_MAR,                   /* register every device certificate (multi-account registration) */
         AWS_MODE_JITR,                  /* register the signer CA; devices register on first connect */
         AWS_MODE_JITP,                  /* JITR plus a provisioning template AWS runs on first connect */
+        AWS_MODE_OFFLINE,               /* MAR's jobs queued, sent only on `provctl aws drain` */
 };
+
+/* MAR's flow: mar, and offline (which sends the same jobs later). */
+static inline bool aws_mode_is_mar(enum aws_mode m) {
+        return m == AWS_MODE_MAR || m == AWS_MODE_OFFLINE;
+}
 
 /* [aws]: see docs/AWS.md and packaging/provd.conf for every key. */
 struct conf_aws {
@@ -70,6 +76,7 @@ struct conf_aws {
         unsigned backoff_base_ms;
         unsigned backoff_max_ms;
         unsigned max_attempts;          /* tries of one step before the job is failed */
+        unsigned concurrency;           /* outbox jobs in progress at once */
 };
 
 struct conf {

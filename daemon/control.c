@@ -57,6 +57,9 @@ static const char *const cmd_names[_CONTROL_CMD_MAX] = {
         [CONTROL_REISSUE] = "reissue",
         [CONTROL_STATS] = "stats",
         [CONTROL_RELOAD] = "reload",
+        [CONTROL_AWS_STATUS] = "aws-status",
+        [CONTROL_AWS_RETRY] = "aws-retry",
+        [CONTROL_AWS_DRAIN] = "aws-drain",
 };
 
 static bool valid_serial(const char *s) {
@@ -141,6 +144,28 @@ int control_parse_request(const char *line, size_t len, struct control_request *
                         goto out;
                 }
                 strcpy(req.serial, v->valuestring);
+                break;
+        case CONTROL_AWS_RETRY:
+                v = cJSON_GetObjectItemCaseSensitive(root, "failed");
+                if (v) {
+                        if (!cJSON_IsBool(v)) {
+                                snprintf(err, errlen, "\"failed\" must be true or false");
+                                goto out;
+                        }
+                        req.all_failed = cJSON_IsTrue(v);
+                }
+                v = cJSON_GetObjectItemCaseSensitive(root, "id");
+                if (v && (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 9007199254740991.0 ||
+                          v->valuedouble != (double)(int64_t)v->valuedouble)) {
+                        snprintf(err, errlen, "\"id\" must be an outbox row id");
+                        goto out;
+                }
+                if (!v == !req.all_failed) {
+                        snprintf(err, errlen, "aws-retry takes \"id\" or \"failed\": true");
+                        goto out;
+                }
+                if (v)
+                        req.id = (int64_t)v->valuedouble;
                 break;
         default:
                 break;

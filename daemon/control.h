@@ -28,6 +28,9 @@ enum control_cmd {
         CONTROL_REISSUE,
         CONTROL_STATS,
         CONTROL_RELOAD,                 /* re-read the configuration; a new signer is switched to live */
+        CONTROL_AWS_STATUS,
+        CONTROL_AWS_RETRY,
+        CONTROL_AWS_DRAIN,
         _CONTROL_CMD_MAX,
 };
 
@@ -38,6 +41,8 @@ struct control_request {
         bool pem;                       /* DEVICES: include certificate PEM */
         char after[CONTROL_SERIAL_MAX + 1];     /* DEVICES: page after this serial at since_ms; "" = none */
         char serial[CONTROL_SERIAL_MAX + 1];    /* REISSUE: hex, either case */
+        int64_t id;                     /* AWS_RETRY: outbox row; 0 with all_failed */
+        bool all_failed;                /* AWS_RETRY: every failed row */
 };
 
 /**

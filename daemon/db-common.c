@@ -419,6 +419,9 @@ void db_reset_outputs(struct db_req *req) {
                 req->issued.count = 0;
                 memset(req->issued.per_minute, 0, sizeof(req->issued.per_minute));
                 break;
+        case DB_QUERY_OUTBOX:
+                req->outbox.report = NULL;
+                break;
         /* Outputs a first pass set before the batch was run again (run_fast()). */
         case DB_RECORD_ISSUANCE:
                 req->issuance.cert_id = 0;
@@ -456,6 +459,10 @@ void db_free_outputs(struct db_req *req) {
         case DB_OUTBOX_CLAIM:
                 cJSON_Delete(req->claim.items);
                 req->claim.items = NULL;
+                break;
+        case DB_QUERY_OUTBOX:
+                cJSON_Delete(req->outbox.report);
+                req->outbox.report = NULL;
                 break;
         default:
                 break;

@@ -262,6 +262,8 @@ int db_do_signer_ensure(struct db *db, struct db_req *req, int64_t now);
 int db_do_signer_retire(struct db *db, struct db_req *req, int64_t now);
 int db_do_outbox_claim(struct db *db, struct db_req *req, int64_t now);
 int db_do_outbox_complete(struct db *db, struct db_req *req, int64_t now);
+int db_do_outbox_enqueue_req(struct db *db, struct db_req *req, int64_t now);
+int db_do_outbox_requeue(struct db *db, struct db_req *req, int64_t now);
 /* Queues @kind for the certificate or the signer once; *ret_id is the row, new or old. */
 int db_outbox_enqueue(struct db *db, struct db_req *req, int64_t now, enum db_outbox_kind kind,
                       int64_t cert_id, int64_t signer_id, const char *payload, int64_t *ret_id);
@@ -272,6 +274,7 @@ int db_do_lookup(struct db_reader *rd, struct db_req *req);
 int db_do_query_devices(struct db_reader *rd, struct db_req *req);
 int db_do_stats(struct db_reader *rd, struct db_req *req);
 int db_do_query_issued(struct db_reader *rd, struct db_req *req);
+int db_do_query_outbox(struct db_reader *rd, struct db_req *req);
 
 /* Outputs the caller must free, freed (a request that failed has none). */
 void db_free_outputs(struct db_req *req);

@@ -175,5 +175,5 @@ int db_do_query_issued(struct db_reader *rd, struct db_req *req) {
 
 bool db_is_read(const struct db_req *req) {
         return req->type == DB_LOOKUP_DEVICE || req->type == DB_QUERY_DEVICES || req->type == DB_QUERY_STATS ||
-               req->type == DB_QUERY_ISSUED;
+               req->type == DB_QUERY_ISSUED || req->type == DB_QUERY_OUTBOX;
 }

@@ -28,6 +28,7 @@ static const read_fn readers[_DB_REQ_TYPE_MAX] = {
         [DB_QUERY_DEVICES] = db_do_query_devices,
         [DB_QUERY_STATS] = db_do_stats,
         [DB_QUERY_ISSUED] = db_do_query_issued,
+        [DB_QUERY_OUTBOX] = db_do_query_outbox,
 };
 
 static void run_read(struct db *db, struct db_req *req) {

@@ -64,6 +64,8 @@ static const handler_fn handlers[_DB_REQ_TYPE_MAX] = {
         [DB_SIGNER_RETIRE] = db_do_signer_retire,
         [DB_OUTBOX_CLAIM] = db_do_outbox_claim,
         [DB_OUTBOX_COMPLETE] = db_do_outbox_complete,
+        [DB_OUTBOX_ENQUEUE] = db_do_outbox_enqueue_req,
+        [DB_OUTBOX_REQUEUE] = db_do_outbox_requeue,
 };
 
 static int exec_stmt(struct db *db, enum stmt id) {

@@ -118,6 +118,9 @@ enum db_req_type {
         DB_OUTBOX_CLAIM,
         DB_OUTBOX_COMPLETE,
         DB_QUERY_ISSUED,
+        DB_OUTBOX_ENQUEUE,
+        DB_OUTBOX_REQUEUE,
+        DB_QUERY_OUTBOX,                /* reader */
         _DB_REQ_TYPE_MAX,
 };
 
@@ -295,9 +298,14 @@ struct db_stats {
  * DB_OUTBOX_CLAIM: takes up to limit pending rows due at now_ms (0 = now),
  * oldest due first, marks them in_flight and bumps their attempts. Each
  * element: {"id","kind","attempts","cert_id"|"signer_id","payload":{...},
- * "certificate_pem"} where certificate_pem is the device certificate
- * (register_cert, revoke_cert) or the signer certificate (register_ca).
- * Rows left in_flight by a crash return to pending at db_open().
+ * "certificate_pem","certificate_der" (lowercase hex)} of the device
+ * certificate (register_cert, revoke_cert; then also "model", "fw_version"
+ * of the device and "signer_sha256") or the signer certificate
+ * (register_ca). The array is sorted by (due, id) in C (RETURNING has no
+ * order). A row whose certificate or signer is gone is failed with the
+ * reason and left out; the rest are claimed. Ids are JSON numbers (exact:
+ * rowids stay far below 2^53). Rows left in_flight by a crash return to
+ * pending at db_open().
  */
 struct db_outbox_claim {
         /* in */
@@ -311,15 +319,87 @@ enum db_outbox_result {
         DB_OUTBOX_RESULT_DONE,
         DB_OUTBOX_RESULT_RETRY,                 /* pending again at retry_at_ms */
         DB_OUTBOX_RESULT_FAILED,                /* permanent; shown, not retried */
+        DB_OUTBOX_RESULT_PROGRESS,              /* a step succeeded: stays in_flight, progress kept */
 };
 
-/* DB_OUTBOX_COMPLETE: settles a claimed row. -ENOENT unknown id, -ESTALE not in_flight. */
+/*
+ * DB_OUTBOX_COMPLETE: settles a claimed row, or (PROGRESS) records how far
+ * its job got. -ENOENT unknown id, -ESTALE not in_flight.
+ *
+ * The job's progress lives in the row's payload (so a restart resumes it):
+ * "step" (the next step's name), "cert_arn" (MAR: the certificate's ARN),
+ * "step_attempts" (tries of that step so far), "code" (AWS's error code of
+ * the last failure), and for register_ca "ca_certificate_id" and
+ * "ca_certificate_arn" (the signer's registration: one row per signer).
+ * A NULL field (or set_step_attempts false) leaves the payload's value as it is.
+ *
+ * DONE and FAILED append an audit record in the same transaction:
+ * 'aws.registered' (register_cert), 'aws.ca_registered' (register_ca) or
+ * 'aws.failed', with the row id, kind, step, ARN or code and message.
+ */
 struct db_outbox_complete {
         /* in */
         int64_t id;
         enum db_outbox_result result;
         int64_t retry_at_ms;                    /* RETRY */
-        char error[DB_TEXT_MAX];                /* RETRY, FAILED */
+        char error[DB_TEXT_MAX];                /* RETRY, FAILED: "Code: message" */
+        const char *step;                       /* borrowed; NULL = unchanged */
+        const char *cert_arn;                   /* borrowed; NULL = unchanged */
+        const char *code;                       /* borrowed; NULL = unchanged ("" clears) */
+        const char *ca_cert_id;                 /* borrowed; register_ca DONE */
+        const char *ca_cert_arn;                /* borrowed; register_ca DONE */
+        bool set_step_attempts;                 /* else step_attempts is ignored */
+        unsigned step_attempts;
+        bool quiet;                             /* DONE without the audit record (nothing was registered) */
+};
+
+/*
+ * DB_OUTBOX_ENQUEUE: queues @kind once for cert_id (register_cert,
+ * revoke_cert) or signer_id (register_ca), like the provisioned outcome
+ * does; an existing row (in any state) is returned as it is.
+ */
+struct db_outbox_enqueue {
+        /* in */
+        enum db_outbox_kind kind;
+        int64_t cert_id;
+        int64_t signer_id;
+        const char *payload_json;               /* borrowed; NULL = "{}"; a JSON object */
+        /* out */
+        int64_t id;
+        bool created;
+};
+
+/*
+ * DB_OUTBOX_REQUEUE: an operator's retry: failed rows (id, or all when id
+ * is 0) become pending, due now, with their step's tries reset; audit
+ * 'aws.retry'. -ENOENT unknown id, -ESTALE the row is not failed.
+ */
+struct db_outbox_requeue {
+        /* in */
+        int64_t id;                             /* 0 = every failed row */
+        char actor[DB_LABEL_MAX];
+        /* out */
+        uint64_t count;
+};
+
+/*
+ * DB_QUERY_OUTBOX (reader): the outbox for `provctl aws status` and the
+ * worker's polling. report (unless summary_only) is an object:
+ *   {"pending":{STEP:n,...},"in_flight":{...},"failed":{...} (by kind/step),
+ *    "oldest_pending":{"id","created_at","next_attempt_at"}|null,
+ *    "errors":[{"id","kind","state","step","code","error","attempts"},...]
+ *    (the most recent failures, newest first, at most 10)}
+ * Counting by step reads the pending, in_flight and failed rows (not done).
+ */
+struct db_query_outbox {
+        /* in */
+        bool summary_only;
+        /* out */
+        uint64_t pending;
+        uint64_t pending_due;                   /* due at now_ms, counted up to 1024 */
+        int64_t next_due_ms;                    /* earliest pending next_attempt_at; INT64_MAX = none */
+        int64_t now_ms;                         /* in: 0 = now */
+        struct cJSON *report;                   /* caller cJSON_Delete()s; NULL with summary_only */
 };
 
 /*
@@ -358,6 +438,9 @@ struct db_req {
                 struct db_outbox_claim claim;
                 struct db_outbox_complete complete;
                 struct db_query_issued issued;
+                struct db_outbox_enqueue enqueue;
+                struct db_outbox_requeue requeue;
+                struct db_query_outbox outbox;
         };
         /* out: 0 or -errno; on failure nothing of this request was written */
         int result;

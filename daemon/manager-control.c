@@ -2,10 +2,12 @@
 /* The control socket's requests: status from memory, the rest from the database. */
 
 #include <grp.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "aws-worker.h"
 #include "control.h"
 #include "db.h"
 #include "log.h"
@@ -100,6 +102,8 @@ static void on_ctl_db_done(struct db_req *req) {
                 control_reply_error(j->client, req->result, req->errmsg[0] ? req->errmsg : NULL);
                 if (req->type == DB_QUERY_DEVICES)
                         cJSON_Delete(req->devices.devices);
+                if (req->type == DB_QUERY_OUTBOX)
+                        cJSON_Delete(req->outbox.report);
                 goto out;
         }
         o = cJSON_CreateObject();
@@ -137,6 +141,22 @@ static void on_ctl_db_done(struct db_req *req) {
                         cJSON_AddNumberToObject(x, db_outbox_state_to_string(i), (double)s->outbox[i]);
                 break;
         }
+        case DB_QUERY_OUTBOX: {
+                cJSON *rep = req->outbox.report ?: cJSON_CreateObject();
+
+                req->outbox.report = NULL;
+                cJSON_AddNumberToObject(rep, "pending_total", (double)req->outbox.pending);
+                cJSON_AddNumberToObject(rep, "pending_due", (double)req->outbox.pending_due);
+                cJSON_AddItemToObject(o, "outbox", rep);
+                cJSON_AddItemToObject(o, "worker", j->m->aws ? aws_worker_status(j->m->aws) : cJSON_CreateNull());
+                cJSON_AddStringToObject(o, "mode", aws_mode_to_string(j->m->conf.aws.mode));
+                break;
+        }
+        case DB_OUTBOX_REQUEUE:
+                cJSON_AddNumberToObject(o, "requeued", (double)req->requeue.count);
+                log_notice("aws: %" PRIu64 " outbox row(s) queued again by %s", req->requeue.count,
+                           req->requeue.actor);
+                break;
         case DB_REISSUE_REQUEST:
                 cJSON_AddStringToObject(o, "serial", req->reissue.serial);
                 log_notice("reissue requested for %s by %s", req->reissue.serial, req->reissue.actor);
@@ -175,6 +195,14 @@ static void control_db_request(struct manager *m, struct control_client *c, cons
                 break;
         case CONTROL_STATS:
                 j->req.type = DB_QUERY_STATS;
+                break;
+        case CONTROL_AWS_STATUS:
+                j->req.type = DB_QUERY_OUTBOX;
+                break;
+        case CONTROL_AWS_RETRY:
+                j->req.type = DB_OUTBOX_REQUEUE;
+                j->req.requeue.id = req->all_failed ? 0 : req->id;
+                snprintf(j->req.requeue.actor, sizeof j->req.requeue.actor, "uid:%u", (unsigned)peer->uid);
                 break;
         case CONTROL_REISSUE:
                 j->req.type = DB_REISSUE_REQUEST;
@@ -259,6 +287,18 @@ static void on_control(struct control_client *c, const struct control_peer *peer
                 return;
         case CONTROL_RELOAD:
                 control_reload(m, c, peer);
+                return;
+        case CONTROL_AWS_DRAIN:
+                if (!m->aws) {
+                        control_reply_error(c, -EOPNOTSUPP, "AWS registration is off ([aws] mode)");
+                        return;
+                }
+                aws_worker_drain(m->aws);
+                log_notice("aws: drain requested by uid %u", (unsigned)peer->uid);
+                o = cJSON_CreateObject();
+                cJSON_AddBoolToObject(o, "ok", true);
+                cJSON_AddBoolToObject(o, "draining", true);
+                control_reply(c, o);
                 return;
         default:
                 control_db_request(m, c, peer, req);

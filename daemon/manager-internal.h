@@ -14,6 +14,7 @@
 #include "station-env.h"
 #include "station-map.h"
 
+struct aws_worker;
 struct control;
 struct db;
 struct issuer;
@@ -40,6 +41,7 @@ struct manager {
         struct signing_ctx *signing;    /* current: what new issuances take */
         char *signer_uri_public;        /* the URI without any PIN: safe to log and store */
         struct control *control;
+        struct aws_worker *aws;         /* [aws] mode other than off (aws-worker.c) */
         struct station_env env;         /* what every station gets (manager-env.c) */
         struct port_discovery discovery;
         bool discovery_inited;
@@ -109,6 +111,9 @@ void manager_station_gone(void *userdata, struct station *st);
 
 /* manager-control.c: the control socket's requests. */
 int manager_control_open(struct manager *m);
+
+/* manager.c: the AWS outbox worker's start (after the signer is recorded). */
+int manager_aws_start(struct manager *m);
 
 /* manager-signer.c: the signer, its record, the signing context, the audit head. */
 int manager_signer_open(struct manager *m);

@@ -8,6 +8,7 @@
 #include "certs-hsm/cert.h"
 #include "certs-hsm/digest.h"
 #include "certs-hsm/signer.h"
+#include "aws-worker.h"
 #include "db.h"
 #include "json-writer.h"
 #include "log.h"
@@ -20,12 +21,12 @@
  *
  *   1. worker thread: parse the configuration again and open the signer it
  *      names (a key file read, or a PKCS#11 login: both may block);
- *   2. DB_SIGNER_ENSURE records it (and, in JITR/JITP mode, queues its CA
- *      registration with AWS in the same transaction);
+ *   2. DB_SIGNER_ENSURE records it;
  *   3. a signing context for it becomes the current one: every session that
  *      starts issuance from now on uses it; sessions in flight keep the
  *      context they took (signing-ctx.h), so their certificate, PUT_CERT
- *      chain and record stay consistent with the old signer;
+ *      chain and record stay consistent with the old signer; in JITR/JITP
+ *      mode the AWS worker queues the new CA's registration;
  *   4. DB_SIGNER_RETIRE marks the old signer retired (kept for verification,
  *      audited as signer.retire) and DB_AUDIT records signer.rotate with both
  *      fingerprints and who asked.
@@ -181,6 +182,12 @@ static void on_ensured(struct db_req *req) {
                 rotation_finish(j, r, "out of memory");
                 return;
         }
+        /* JITR/JITP: the new signer's CA is registered with AWS like the first one (the worker
+         * holds the issuer: the verification certificate is signed with the new key). */
+        r = aws_worker_register_signer(m->aws, j->new_id, m->issuer);
+        if (r < 0)
+                log_warning_errno(r, "signer rotation: cannot queue the AWS CA registration of signer %" PRId64
+                                  ": %m; it is queued at the next start", j->new_id);
         memset(&j->req, 0, sizeof j->req);
         j->req.type = DB_SIGNER_RETIRE;
         j->req.retire.signer_id = j->old_id;
@@ -215,7 +222,6 @@ static void after_open(uv_work_t *w, int status) {
         j->req.signer.key_uri = j->uri_public;
         j->req.signer.cert_der = der;
         j->req.signer.cert_der_len = len;
-        j->req.signer.enqueue_register_ca = m->conf.aws.mode == AWS_MODE_JITR || m->conf.aws.mode == AWS_MODE_JITP;
         j->req.done = on_ensured;
         db_submit(m->db, &j->req);
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "aws-worker.h"
 #include "certs-hsm/cert.h"
 #include "certs-hsm/signer.h"
 #include "control.h"
@@ -76,6 +77,7 @@ struct manager *manager_free(struct manager *m) {
                 return NULL;
         manager_ports_free(m);
         manager_env_done(m);
+        m->aws = aws_worker_free(m->aws);
         signing_ctx_unref(m->signing);
         issuer_free(m->issuer);
         free(m->latency);
@@ -106,6 +108,7 @@ static void on_shutdown_deadline(uv_timer_t *t) {
         struct manager *m = t->data;
 
         log_warning("shutdown deadline reached; aborting %zu sessions", m->n_stations);
+        aws_worker_cancel(m->aws);
         for (size_t i = m->n_stations; i > 0; i--)
                 station_close(m->stations[i - 1], "shutdown deadline");
 }
@@ -172,8 +175,33 @@ static void load_budget(struct manager *m) {
         manager_budget_load(m, start_serving);
 }
 
+static void aws_job_begin(void *userdata) {
+        manager_job_begin(userdata);
+}
+
+static void aws_job_end(void *userdata) {
+        manager_job_end(userdata);
+}
+
+/* The AWS outbox worker, when [aws] mode is not off: after the signer is recorded (JITR registers it). */
+int manager_aws_start(struct manager *m) {
+        const struct aws_worker_hooks hooks = { .job_begin = aws_job_begin, .job_end = aws_job_end, .userdata = m };
+        char err[512] = "";
+        int r;
+
+        if (m->conf.aws.mode == AWS_MODE_OFF)
+                return 0;
+        r = aws_worker_new(m->loop, m->db, &m->conf, m->issuer, &hooks, &m->aws, err, sizeof err);
+        if (r < 0)
+                return log_error_errno(r, "aws: %s", err[0] ? err : strerror(-r));
+        aws_worker_start(m->aws);
+        if (m->signing)
+                (void)aws_worker_register_signer(m->aws, m->signing->signer_id, m->issuer);
+        return 0;
+}
+
 static void start_serving(struct manager *m) {
-        if (manager_control_open(m) < 0) {
+        if (manager_control_open(m) < 0 || manager_aws_start(m) < 0) {
                 m->exit_code = 1;
                 manager_stop(m);
                 return;
@@ -222,6 +250,11 @@ void manager_stop(struct manager *m) {
                         uv_timer_start(&m->shutdown_timer, on_shutdown_deadline, m->conf.shutdown_ms, 0);
                 for (size_t i = m->n_stations; i > 0; i--)
                         station_shutdown(m->stations[i - 1]);
+                if (m->aws) {
+                        /* Calls in flight finish (up to shutdown_ms); jobs go back to pending. */
+                        manager_job_begin(m);
+                        aws_worker_stop(m->aws, aws_job_end, m);
+                }
                 if (!m->conf.shutdown_ms)
                         on_shutdown_deadline(&m->shutdown_timer);
         }
@@ -280,9 +313,13 @@ int manager_reload_full(struct manager *m, const char *actor, manager_rotate_cb 
                 conf_deinit(&n);
                 return log_oom();
         }
+        if (n.aws.mode != m->conf.aws.mode || !streq(n.aws.endpoint ?: "", m->conf.aws.endpoint ?: ""))
+                log_warning("reload: [aws] mode and endpoint changes take effect at the next restart; "
+                            "credentials are reread now");
         conf_deinit(&m->conf);
         m->conf = n;
         log_set_max_level(m->conf.log_level);
+        aws_worker_reload(m->aws, &m->conf);
         if (!m->stopping && m->discovery_inited)
                 port_discovery_start(&m->discovery);    /* new patterns, period, labels */
         log_notice("configuration reloaded from %s", m->config_path);

@@ -47,6 +47,8 @@ static const char *arg_db = "/var/lib/provd/provd.db";
 static const char *arg_until;
 static const char *arg_format = "jsonl";
 static int arg_timeout_ms = 30000;
+static bool arg_failed;
+static bool arg_all;
 
 static void help(void) {
         printf("Usage: provctl [OPTIONS] COMMAND ...\n\n"
@@ -58,6 +60,9 @@ static void help(void) {
                "  reissue SERIAL         issue a new certificate the next time SERIAL is plugged\n"
                "  ping                   check that provd answers\n"
                "  reload                 re-read the configuration (a new signer is switched to live; audited)\n"
+               "  aws status             AWS registration: jobs by state and step, oldest pending, last errors\n"
+               "  aws retry ID|--failed  queue a failed registration (or every failed one) again\n"
+               "  aws drain              send what is queued (mode = offline) until nothing is pending\n"
                "Commands (local, no daemon):\n"
                "  ca init --dir D        create root and signer keys and certificates in D\n"
                "  audit verify           check the audit log's hash chain (--db PATH)\n"
@@ -67,7 +72,8 @@ static void help(void) {
                "  ca init --signer-uri U with a pkcs11: URI, the signer key made in the HSM, D/signer.csr\n"
                "  signer import CERT     install a signer certificate checked against key and root (--root, --signer-uri)\n"
                "  signer status          every signer: state, certificates issued, validity (--db; or --cert F)\n"
-               "  signer rotate          a new signer, switched to live in the running provd (--dir, --root-key)\n\n"
+               "  signer rotate          a new signer, switched to live in the running provd (--dir, --root-key)\n"
+               "  aws export-bulk FILE   devices not yet registered, as JSON lines for AWS bulk registration\n\n"
                "Options:\n"
                "  -s, --socket PATH      control socket (default %s, or $PROVD_SOCKET)\n"
                "  -j, --json             machine-readable output\n"
@@ -92,7 +98,9 @@ static void help(void) {
                "      --root-key K       signer rotate: the root's key (default DIR/root.key)\n"
                "      --config F         signer rotate: provd's configuration; the drop-in goes in F.d/\n"
                "      --interval MS      refresh period for watch (default 1000)\n"
-               "      --timeout MS       how long to wait for provd (default 30000)\n",
+               "      --timeout MS       how long to wait for provd (default 30000)\n"
+               "      --failed           aws retry: every failed registration\n"
+               "      --all              aws export-bulk: every device certificate, registered or not\n",
                arg_socket);
 }
 
@@ -1044,10 +1052,170 @@ static int cmd_db(int argc, char **argv) {
         return r < 0 ? r : rt;
 }
 
+/* --- aws ------------------------------------------------------------------- */
+
+static void print_counts(const char *title, const cJSON *o) {
+        const cJSON *v;
+
+        if (!cJSON_IsObject(o) || !o->child)
+                return;
+        printf("  %s:", title);
+        cJSON_ArrayForEach(v, o)
+                printf(" %s %.0f", v->string, v->valuedouble);
+        printf("\n");
+}
+
+static void print_aws_status(const cJSON *o) {
+        const cJSON *ob = cJSON_GetObjectItem(o, "outbox"), *wk = cJSON_GetObjectItem(o, "worker"), *e;
+        const cJSON *st = cJSON_GetObjectItem(ob, "states"), *old = cJSON_GetObjectItem(ob, "oldest_pending");
+
+        printf("AWS registration: mode %s", str(o, "mode"));
+        if (cJSON_IsObject(wk))
+                printf(", %s%s, %.0f of %.0f jobs running, %.1f calls/s (%.0f calls, %.0f retries, %.0f throttled)",
+                       cJSON_IsTrue(cJSON_GetObjectItem(wk, "sending")) ? "sending" : "not sending",
+                       cJSON_IsTrue(cJSON_GetObjectItem(wk, "draining")) ? " (draining)" : "",
+                       num(wk, "active"), num(wk, "concurrency"), num(wk, "rate_per_s"), num(wk, "calls"),
+                       num(wk, "retries"), num(wk, "throttled"));
+        printf("\n");
+        printf("jobs: pending %.0f (due %.0f)  in flight %.0f  done %.0f  failed %.0f\n", num(st, "pending"),
+               num(ob, "pending_due"), num(st, "in_flight"), num(st, "done"), num(st, "failed"));
+        print_counts("pending by step", cJSON_GetObjectItem(ob, "pending"));
+        print_counts("in flight by step", cJSON_GetObjectItem(ob, "in_flight"));
+        print_counts("failed by step", cJSON_GetObjectItem(ob, "failed"));
+        if (cJSON_IsObject(old)) {
+                time_t t = (time_t)(num(old, "created_at") / 1000);
+                char buf[32];
+                strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+                printf("oldest pending: #%.0f (%s) queued %s\n", num(old, "id"), str(old, "kind"), buf);
+        }
+        e = cJSON_GetObjectItem(wk, "last_error");
+        if (cJSON_IsObject(e))
+                printf("last error: %s: %s\n", str(e, "code"), str(e, "message"));
+        const cJSON *errs = cJSON_GetObjectItem(ob, "errors"), *x;
+        if (cJSON_GetArraySize(errs) > 0) {
+                printf("\n%-8s %-8s %-14s %-24s %-20s %s\n", "ID", "STATE", "KIND", "STEP", "THING", "ERROR");
+                cJSON_ArrayForEach(x, errs)
+                        printf("%-8.0f %-8s %-14s %-24s %-20.20s %s\n", num(x, "id"), str(x, "state"), str(x, "kind"),
+                               str(x, "step"), str(x, "thing_name"), str(x, "error"));
+        }
+}
+
+/* JSON lines of the template parameters for StartThingRegistrationTask, from the database (no daemon). */
+static int aws_export_bulk(const char *path) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        char err[512] = "";
+        FILE *f;
+        unsigned long n = 0;
+        int r, rc;
+
+        r = db_open_readonly_err(&db, arg_db, err, sizeof err);
+        if (r < 0) {
+                fprintf(stderr, "provctl: %s: %s\n", arg_db, err[0] ? err : strerror(-r));
+                return r;
+        }
+        rc = sqlite3_prepare_v2(db,
+                                "SELECT c.thing_name, c.device_serial, c.der, c.sha256 FROM aws_outbox o "
+                                "JOIN certificates c ON c.id = o.cert_id "
+                                "WHERE o.kind = 'register_cert' AND (?1 OR o.state <> 'done') ORDER BY o.id",
+                                -1, &st, NULL);
+        if (rc != SQLITE_OK) {
+                fprintf(stderr, "provctl: %s: %s\n", arg_db, sqlite3_errmsg(db));
+                sqlite3_close(db);
+                return -EIO;
+        }
+        sqlite3_bind_int(st, 1, arg_all);
+        f = streq(path, "-") ? stdout : fopen(path, "wxe");
+        if (!f) {
+                r = -errno;
+                fprintf(stderr, "provctl: %s: %m (an existing file is not overwritten)\n", path);
+                sqlite3_finalize(st);
+                sqlite3_close(db);
+                return r;
+        }
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                char *pem = db_der_to_pem(sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2));
+                cJSON *o = cJSON_CreateObject();
+                char *line;
+
+                /* The parameter names of the template in docs/AWS.md ("Bulk registration"). */
+                cJSON_AddStringToObject(o, "ThingName", (const char *)sqlite3_column_text(st, 0));
+                cJSON_AddStringToObject(o, "SerialNumber", (const char *)sqlite3_column_text(st, 1));
+                cJSON_AddStringToObject(o, "CertificatePem", pem ? pem : "");
+                cJSON_AddStringToObject(o, "CertificateId", (const char *)sqlite3_column_text(st, 3));
+                line = cJSON_PrintUnformatted(o);
+                if (!pem || !line || fprintf(f, "%s\n", line) < 0)
+                        r = -EIO;
+                free(line);
+                free(pem);
+                cJSON_Delete(o);
+                if (r < 0)
+                        break;
+                n++;
+        }
+        if (r >= 0 && rc != SQLITE_DONE) {
+                fprintf(stderr, "provctl: %s: %s\n", arg_db, sqlite3_errmsg(db));
+                r = -EIO;
+        }
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        if (f != stdout && fclose(f) != 0 && r >= 0)
+                r = -errno;
+        if (r < 0)
+                return r;
+        fprintf(stderr, "%lu device(s) written to %s\n", n, path);
+        return 0;
+}
+
+static int cmd_aws(int argc, char **argv) {
+        cJSON *req, *reply = NULL;
+        int r;
+
+        if (argc >= 2 && streq(argv[0], "export-bulk"))
+                return aws_export_bulk(argv[1]);
+        if (argc < 1 || (!streq(argv[0], "status") && !streq(argv[0], "retry") && !streq(argv[0], "drain"))) {
+                fprintf(stderr, "provctl: usage: provctl aws status|retry ID|retry --failed|drain|export-bulk FILE\n");
+                return -EINVAL;
+        }
+        req = cJSON_CreateObject();
+        if (streq(argv[0], "status"))
+                cJSON_AddStringToObject(req, "cmd", "aws-status");
+        else if (streq(argv[0], "drain"))
+                cJSON_AddStringToObject(req, "cmd", "aws-drain");
+        else {
+                unsigned id;
+
+                cJSON_AddStringToObject(req, "cmd", "aws-retry");
+                if (arg_failed && argc == 1)
+                        cJSON_AddBoolToObject(req, "failed", true);
+                else if (!arg_failed && argc == 2 && parse_uint(argv[1], &id) >= 0 && id > 0)
+                        cJSON_AddNumberToObject(req, "id", id);
+                else {
+                        cJSON_Delete(req);
+                        fprintf(stderr, "provctl: usage: provctl aws retry ID|--failed\n");
+                        return -EINVAL;
+                }
+        }
+        r = call(req, &reply);
+        cJSON_Delete(req);
+        if (r < 0)
+                return r;
+        if (arg_json)
+                print_json(reply);
+        else if (streq(argv[0], "status"))
+                print_aws_status(reply);
+        else if (streq(argv[0], "drain"))
+                printf("provd is sending the queued registrations (see provctl aws status)\n");
+        else
+                printf("%.0f registration(s) queued again\n", num(reply, "requeued"));
+        cJSON_Delete(reply);
+        return 0;
+}
+
 int main(int argc, char **argv) {
         enum { ARG_SINCE = 0x100, ARG_PEM, ARG_DIR, ARG_ORG, ARG_INTERVAL, ARG_LIMIT, ARG_TIMEOUT, ARG_VERSION, ARG_DB, ARG_UNTIL, ARG_FORMAT, ARG_PAGE,
                ARG_SIGNER_URI, ARG_PIN_FILE, ARG_MODULE, ARG_ROOT, ARG_OUT, ARG_CERT, ARG_COMPRESSED, ARG_SIGNER_ID,
-               ARG_NO_EXPIRY, ARG_ROOT_KEY, ARG_CONFIG };
+               ARG_NO_EXPIRY, ARG_ROOT_KEY, ARG_CONFIG, ARG_FAILED, ARG_ALL };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, 's' },
                 { "json", no_argument, NULL, 'j' },
@@ -1073,6 +1241,8 @@ int main(int argc, char **argv) {
                 { "no-expiry", no_argument, NULL, ARG_NO_EXPIRY },
                 { "root-key", required_argument, NULL, ARG_ROOT_KEY },
                 { "config", required_argument, NULL, ARG_CONFIG },
+                { "failed", no_argument, NULL, ARG_FAILED },
+                { "all", no_argument, NULL, ARG_ALL },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {}
@@ -1149,6 +1319,12 @@ int main(int argc, char **argv) {
                         }
                         arg_signer_id = v;
                         break;
+                case ARG_FAILED:
+                        arg_failed = true;
+                        break;
+                case ARG_ALL:
+                        arg_all = true;
+                        break;
                 case ARG_INTERVAL:
                 case ARG_LIMIT:
                 case ARG_PAGE:
@@ -1200,6 +1376,8 @@ int main(int argc, char **argv) {
                 r = cmd_ca(argc - optind - 1, argv + optind + 1);
         else if (streq(cmd, "signer"))
                 r = cmd_signer(argc - optind - 1, argv + optind + 1);
+        else if (streq(cmd, "aws"))
+                r = cmd_aws(argc - optind - 1, argv + optind + 1);
         else {
                 fprintf(stderr, "provctl: unknown command '%s' (see provctl --help)\n", cmd);
                 return 2;

@@ -124,6 +124,33 @@ static void test_refused(void **state) {
         }
 }
 
+/* offline is mar's flow, queued: the same keys are required; concurrency is bounded. */
+static void test_offline_and_concurrency(void **state) {
+        struct conf c;
+        char err[512] = "";
+
+        assert_int_equal(load(&c, "mode = offline\nendpoint = iot.eu-west-1.amazonaws.com\n", err, sizeof err),
+                         -EINVAL);
+        assert_non_null(strstr(err, "mode = offline needs policy_template"));
+        conf_deinit(&c);
+        assert_int_equal(load(&c, "mode = offline\nendpoint = iot.eu-west-1.amazonaws.com\npolicy_template = /p\n"
+                                  "concurrency = 3\n", err, sizeof err), 0);
+        assert_int_equal(c.aws.mode, AWS_MODE_OFFLINE);
+        assert_true(aws_mode_is_mar(c.aws.mode));
+        assert_string_equal(aws_mode_to_string(c.aws.mode), "offline");
+        assert_int_equal(c.aws.concurrency, 3);
+        conf_deinit(&c);
+        assert_int_equal(load(&c, "mode = mar\nendpoint = iot.eu-west-1.amazonaws.com\npolicy_template = /p\n",
+                              err, sizeof err), 0);
+        assert_int_equal(c.aws.concurrency, 8);
+        conf_deinit(&c);
+        assert_true(load(&c, "concurrency = 0\n", err, sizeof err) < 0);
+        conf_deinit(&c);
+        assert_true(load(&c, "concurrency = 257\n", err, sizeof err) < 0);
+        assert_non_null(strstr(err, "concurrency"));
+        conf_deinit(&c);
+}
+
 static const char *write_file(const char *name, const char *text) {
         static char path[512];
         snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -187,6 +214,7 @@ int main(void) {
                 cmocka_unit_test(test_off_by_default),
                 cmocka_unit_test(test_mar_keys),
                 cmocka_unit_test(test_refused),
+                cmocka_unit_test(test_offline_and_concurrency),
                 cmocka_unit_test(test_policy_template),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
