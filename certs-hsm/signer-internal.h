@@ -10,6 +10,7 @@
 #define SIGNER_MAX_CHAIN 8
 #define SIGNER_MAX_CERT_FILE (1024 * 1024)
 #define SIGNER_MAX_KEY_FILE (64 * 1024)
+#define SIGNER_MAX_URI 4096 /* the PKCS#11 parser's bound too (signer-pkcs11.c URI_MAX) */
 #define SIGNER_MAX_NAME 2048 /* issuer Name DER we copy into every certificate */
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free);
@@ -58,4 +59,6 @@ int signer_file_open(const char *path, const char *passphrase, void **ret_userda
 #if HAVE_PKCS11
 int signer_pkcs11_open(const char *uri, const char *pin, const char *module_path, void **ret_userdata,
                        const struct signer_ops **ret_ops);
+/* Parses a pkcs11: URI as signer_pkcs11_open() does, without loading anything (fuzzing): 0 or -EINVAL. */
+int signer_pkcs11_uri_check(const char *uri);
 #endif

@@ -103,27 +103,11 @@ static int open_issuer(struct manager *m, const struct conf *c, struct issuer **
         return 0;
 }
 
-/* The signer URI as it may be stored and shown: without a PIN in it. */
-static char *uri_without_pin(const char *uri) {
-        char *u = strdup(uri), *p;
-
-        if (!u)
-                return NULL;
-        while ((p = strstr(u, "pin-value="))) {
-                char *end = p + strcspn(p, "&;");
-                if (*end)
-                        memmove(p, end + 1, strlen(end + 1) + 1);
-                else
-                        *(p > u && (p[-1] == '&' || p[-1] == '?' || p[-1] == ';') ? p - 1 : p) = 0;
-        }
-        return u;
-}
-
-
 int manager_signer_open(struct manager *m) {
         int r;
 
-        m->signer_uri_public = uri_without_pin(m->conf.signer_uri);
+        /* As it may be stored and shown: no PIN (certs-hsm/signer.h). */
+        m->signer_uri_public = signer_uri_redact(m->conf.signer_uri);
         if (!m->signer_uri_public)
                 return log_oom();
         r = open_issuer(m, &m->conf, &m->issuer);

@@ -116,3 +116,14 @@ const char *signer_backend(const struct signer *s);
  * bit (else -EPERM). -errno when fstat() fails.
  */
 int signer_check_secret_fd(int fd);
+
+/**
+ * The form of a signer URI that may be logged, stored or shown. A pkcs11: URI
+ * keeps the path attributes RFC 7512 defines and the query attributes
+ * module-path and module-name; every other attribute (pin-value, pin-source,
+ * one we do not know or a misspelt key: any of them may hold the PIN) is
+ * dropped, so no PIN or PIN location is ever shown or stored. A URI the parser
+ * accepts stays acceptable. Other URIs (file:) are returned as they are.
+ * malloc()ed; NULL on allocation failure or @uri NULL.
+ */
+char *signer_uri_redact(const char *uri);
