@@ -109,8 +109,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                 return 0;
                         memcpy(uri + k, SECRET, strlen(SECRET));
                         k += strlen(SECRET);
-                } else
+                } else if (k < SIGNER_MAX_URI)
                         uri[k++] = (char)data[i];
+                else
+                        return 0;
         }
         uri[k] = 0;
         len = k;
