@@ -417,8 +417,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check(uv_loop_init(&f->loop) == 0, "uv_loop_init");
         conf_init(&f->conf);
         /* Short timeouts: an unanswered request costs milliseconds. */
-        f->conf.response_ms = 10;
-        f->conf.keygen_ms = 30;
+        f->conf.response_ms = 5;
+        f->conf.keygen_ms = 20;
         f->conf.retries = (cfg & 16) ? 1 : 0;
         f->conf.session_ms = SESSION_MS;
         f->conf.lock = cfg & 8;
