@@ -46,6 +46,16 @@ static void write_file(const char *path, const char *p, size_t n) {
         check(fclose(f) == 0, "fclose");
 }
 
+static void clean_dir(void);
+
+/* The replay and libFuzzer both end with exit(): leave no directory behind. */
+static void remove_dir(void) {
+        clean_dir();
+        (void)rmdir(d_path);
+        (void)unlink(main_path);
+        (void)rmdir(dir);
+}
+
 static void setup_dir(void) {
         const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
 
@@ -54,6 +64,7 @@ static void setup_dir(void) {
         snprintf(main_path, sizeof main_path, "%s/provd.conf", dir);
         snprintf(d_path, sizeof d_path, "%s.d", main_path);
         check(mkdir(d_path, 0700) == 0, "mkdir");
+        check(atexit(remove_dir) == 0, "atexit");
 }
 
 static void clean_dir(void) {
