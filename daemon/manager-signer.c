@@ -68,6 +68,8 @@ static int open_issuer(struct manager *m, const struct conf *c, struct issuer **
         struct cert_profile prof;
         char pin[256] = "";
         const char *uri = c->signer_uri;
+        /* Logged instead of @uri: a pkcs11: URI may carry the PIN (pin-value=). */
+        const char *shown = m->signer_uri_public ? m->signer_uri_public : "(signer URI)";
         int r;
 
         r = read_pin(c->signer_pin_file, pin, sizeof pin);
@@ -82,9 +84,9 @@ static int open_issuer(struct manager *m, const struct conf *c, struct issuer **
         if (r == -EPERM)
                 return log_error_errno(r, "signer key %s (or its pin-source file) is readable or writable by group "
                                        "or others, or not owned by the user provd runs as; chown it to that user "
-                                       "and run chmod 600 on it", uri);
+                                       "and run chmod 600 on it", shown);
         if (r < 0)
-                return log_error_errno(r, "cannot open signer %s with certificate %s: %m", uri, c->signer_cert);
+                return log_error_errno(r, "cannot open signer %s with certificate %s: %m", shown, c->signer_cert);
         r = signer_set_root(s, c->root_cert);
         if (r < 0) {
                 signer_free(s);
