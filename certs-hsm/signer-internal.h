@@ -12,6 +12,7 @@
 #define SIGNER_MAX_KEY_FILE (64 * 1024)
 #define SIGNER_PIN_MAX 256
 #define SIGNER_URI_MAX 4096
+#define SIGNER_MAX_URI 4096 /* the PKCS#11 parser's bound too (signer-pkcs11.c URI_MAX) */
 #define SIGNER_MAX_NAME 2048 /* issuer Name DER we copy into every certificate */
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free);
@@ -86,6 +87,8 @@ static inline const char *signer_pkcs11_module(const struct p11_target *t, const
 
 int signer_pkcs11_open(const char *uri, const char *pin, const char *module_path, void **ret_userdata,
                        const struct signer_ops **ret_ops);
+/* Parses a pkcs11: URI as signer_pkcs11_open() does, without loading anything (fuzzing): 0 or -EINVAL. */
+int signer_pkcs11_uri_check(const char *uri);
 #endif
 
 /* A DER ECDSA-Sig-Value into r || s (32 bytes each). 0 or -EBADMSG. */

@@ -617,3 +617,14 @@ out:
         uri_done(&u);
         return r;
 }
+
+int signer_pkcs11_uri_check(const char *uri) {
+        struct p11_uri u = {};
+        int r;
+
+        if (!uri)
+                return -EINVAL;
+        r = parse_uri(uri, &u);
+        uri_done(&u);
+        return r;
+}

@@ -137,64 +137,6 @@ char *signer_pin_free(char *pin) {
         return NULL;
 }
 
-/* Query attributes whose values are not secret; every other one is masked. */
-static bool query_attr_public(const char *a, size_t n) {
-        static const char *const names[] = { "module-path", "module-name", "pin-source" };
-        for (size_t i = 0; i < ELEMENTSOF(names); i++)
-                if (n == strlen(names[i]) && memcmp(a, names[i], n) == 0)
-                        return true;
-        return false;
-}
-
-char *signer_uri_redact(const char *uri) {
-        size_t len, k = 0;
-        const char *q;
-        char *out;
-
-        if (!uri)
-                return NULL;
-        len = strnlen(uri, SIGNER_URI_MAX + 1);
-        if (len > SIGNER_URI_MAX)
-                return strdup("(signer URI too long)");
-        if (strncmp(uri, "pkcs11:", 7) != 0)
-                return strdup(uri); /* file: paths hold no secret */
-        /* At most 4 bytes out per byte in: an empty attribute (its '&') becomes "***&". */
-        out = malloc(4 * len + 8);
-        if (!out)
-                return NULL;
-        q = strchr(uri, '?');
-        if (!q) {
-                memcpy(out, uri, len + 1);
-                return out;
-        }
-        k = (size_t)(q - uri) + 1;
-        memcpy(out, uri, k);
-        for (const char *p = q + 1; *p;) {
-                size_t n = strcspn(p, "&");
-                const char *eq = memchr(p, '=', n);
-                if (eq && query_attr_public(p, (size_t)(eq - p))) {
-                        memcpy(out + k, p, n);
-                        k += n;
-                } else {
-                        /* Unknown or secret (pin-value, a misspelt key): keep the name
-                         * only; without '=' the whole attribute may be the secret. */
-                        size_t name = eq ? (size_t)(eq - p) : 0;
-                        if (name > 64)
-                                name = 64;
-                        memcpy(out + k, p, name);
-                        k += name;
-                        if (eq)
-                                out[k++] = '=';
-                        memcpy(out + k, "***", 3);
-                        k += 3;
-                }
-                p += n;
-                if (*p == '&')
-                        out[k++] = *p++;
-        }
-        out[k] = '\0';
-        return out;
-}
 
 int certs_pkey_p256_point(EVP_PKEY *pk, uint8_t ret[65]) {
         char group[32];
@@ -625,4 +567,74 @@ const uint8_t *signer_ski(const struct signer *s, size_t *ret_len) {
 
 const char *signer_backend(const struct signer *s) {
         return s ? s->backend : NULL;
+}
+
+static bool attr_public(const char *a, size_t n, bool query) {
+        /* RFC 7512 path attributes name the token and key; none of them is secret. */
+        static const char *const path[] = { "token", "manufacturer", "serial", "model", "object", "type", "id",
+                                            "slot-id", "slot-description", "slot-manufacturer",
+                                            "library-manufacturer", "library-description", "library-version" };
+        static const char *const q[] = { "module-path", "module-name" };
+        const char *const *names = query ? q : path;
+        size_t count = query ? ELEMENTSOF(q) : ELEMENTSOF(path);
+        const char *eq = memchr(a, '=', n);
+
+        if (!eq)
+                return false;   /* without '=' the whole attribute may be the secret */
+        for (size_t i = 0; i < count; i++)
+                if ((size_t)(eq - a) == strlen(names[i]) && memcmp(a, names[i], (size_t)(eq - a)) == 0)
+                        return true;
+        return false;
+}
+
+/* Copies the public attributes of [p, end), separated by @sep, and drops the others. */
+static size_t redact_attrs(char *out, const char *p, const char *end, char sep, bool query) {
+        size_t k = 0;
+
+        while (p < end) {
+                const char *s = memchr(p, sep, (size_t)(end - p));
+                size_t n = (size_t)((s ? s : end) - p);
+
+                if (n > 0 && attr_public(p, n, query)) {
+                        if (k > 0)
+                                out[k++] = sep;
+                        memcpy(out + k, p, n);
+                        k += n;
+                }
+                p += n + (s ? 1 : 0);
+        }
+        return k;
+}
+
+char *signer_uri_redact(const char *uri) {
+        const char *q, *end;
+        size_t len, k;
+        char *out;
+
+        if (!uri)
+                return NULL;
+        len = strnlen(uri, SIGNER_MAX_URI + 1);
+        if (len > SIGNER_MAX_URI)
+                return strdup("(signer URI too long)");
+        if (strncmp(uri, "pkcs11:", 7) != 0)
+                return strdup(uri);     /* a key file path holds no secret */
+        /* Split exactly as the parser does (signer-pkcs11.c): path up to the first '?', attributes
+         * on ';', query attributes on '&'. Only dropping: never longer than @uri. */
+        out = malloc(len + 1);
+        if (!out)
+                return NULL;
+        memcpy(out, uri, 7);
+        k = 7;
+        end = uri + len;
+        q = memchr(uri, '?', len);
+        k += redact_attrs(out + k, uri + 7, q ? q : end, ';', false);
+        if (q) {
+                size_t n = redact_attrs(out + k + 1, q + 1, end, '&', true);
+                if (n > 0) {
+                        out[k] = '?';
+                        k += 1 + n;
+                }
+        }
+        out[k] = '\0';
+        return out;
 }

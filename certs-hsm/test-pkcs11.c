@@ -460,15 +460,18 @@ static void test_keygen_import(void **state) {
 
 static void test_redact(void **state) {
         (void)state;
+        /* Every attribute that is not a known path attribute or module-path/module-name is
+         * dropped: pin-value, pin-source (a PIN's location), unknown or misspelt keys. */
         static const struct {
                 const char *in, *out;
         } v[] = {
                 { "pkcs11:token=a;object=b?module-path=/m.so&pin-value=1234",
-                  "pkcs11:token=a;object=b?module-path=/m.so&pin-value=***" },
-                { "pkcs11:token=a?pin-value=1234", "pkcs11:token=a?pin-value=***" },
-                { "pkcs11:token=a?pin%2Dvalue=1234&pin-source=/p", "pkcs11:token=a?pin%2Dvalue=***&pin-source=/p" },
-                { "pkcs11:token=a?1234", "pkcs11:token=a?***" },
-                { "pkcs11:token=a?&&x=1&", "pkcs11:token=a?***&***&x=***&" },
+                  "pkcs11:token=a;object=b?module-path=/m.so" },
+                { "pkcs11:token=a?pin-value=1234", "pkcs11:token=a" },
+                { "pkcs11:token=a?pin%2Dvalue=1234&pin-source=/p", "pkcs11:token=a" },
+                { "pkcs11:token=a?1234", "pkcs11:token=a" },
+                { "pkcs11:token=a?&&x=1&", "pkcs11:token=a" },
+                { "pkcs11:pin-value=1234;object=b", "pkcs11:object=b" },
                 { "pkcs11:token=a;object=b", "pkcs11:token=a;object=b" },
                 { "file:/etc/provd/signer.key", "file:/etc/provd/signer.key" },
         };
@@ -481,13 +484,13 @@ static void test_redact(void **state) {
         }
         assert_null(signer_uri_redact(NULL));
 
-        /* The longest output: nothing but empty attributes (4 bytes out per byte in). */
+        /* Never longer than the input, also for nothing but empty attributes. */
         char big[4000] = "pkcs11:a?";
         memset(big + 9, '&', sizeof(big) - 10);
         big[sizeof(big) - 1] = '\0';
         char *r = signer_uri_redact(big);
         assert_non_null(r);
-        assert_int_equal(strlen(r), 4 * (sizeof(big) - 10) + 9); /* "***&" each; nothing after the last &. */
+        assert_true(strlen(r) <= strlen(big));
         free(r);
 }
 

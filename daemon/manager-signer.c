@@ -158,6 +158,7 @@ int manager_open_issuer(const struct conf *c, struct issuer **ret) {
 int manager_signer_open(struct manager *m) {
         int r;
 
+        /* As it may be stored and shown: no PIN (certs-hsm/signer.h). */
         m->signer_uri_public = signer_uri_redact(m->conf.signer_uri);
         if (!m->signer_uri_public)
                 return log_oom();

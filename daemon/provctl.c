@@ -19,6 +19,7 @@
 #include "log.h"
 #include "config.h"
 #include "schema/schema.h"
+#include "timespec.h"
 #include "util.h"
 
 #define REPLY_MAX (64u * 1024 * 1024)   /* a page of 1000 devices with PEMs is ~1.5 MB */
@@ -116,38 +117,9 @@ static int parse_uint(const char *s, unsigned *ret) {
         return 0;
 }
 
-/* Returns ms since the epoch. */
+/* Returns ms since the epoch (timespec.h). */
 static int parse_time(const char *s, int64_t *ret) {
-        struct tm tm = {};
-        char *end;
-        long long v;
-
-        errno = 0;
-        v = strtoll(s, &end, 10);
-        /* Seconds up to 9999-12-31 and ages up to 100 years: nothing below can overflow. */
-        if (!errno && end != s && v >= 0 && v <= 253402300799LL) {
-                if (!*end) {
-                        *ret = v * 1000;
-                        return 0;
-                }
-                if (end[1] == 0) {
-                        long long mult = end[0] == 's' ? 1 : end[0] == 'm' ? 60 : end[0] == 'h' ? 3600 :
-                                         end[0] == 'd' ? 86400 : 0;
-                        if (mult && v <= 3155760000LL / mult) {
-                                *ret = ((int64_t)time(NULL) - v * mult) * 1000;
-                                return 0;
-                        }
-                }
-        }
-        end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-        if (!end) {
-                tm = (struct tm) {};
-                end = strptime(s, "%Y-%m-%d", &tm);
-        }
-        if (!end || (*end && !streq(end, "Z")))
-                return -EINVAL;
-        *ret = (int64_t)timegm(&tm) * 1000;
-        return 0;
+        return timespec_parse(s, (int64_t)time(NULL), ret);
 }
 
 static int connect_socket(void) {

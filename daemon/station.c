@@ -135,9 +135,17 @@ bool station_ended_meanwhile(struct station *st) {
 void station_fail(struct station *st, enum outcome o, const char *fmt, ...) {
         va_list ap;
 
+        /* The board answered RESULT with an ERROR or another message (its answer stopped the
+         * timer): the verdict stands and telling the board was best effort, so the session
+         * ends here instead of waiting in RESULT until the board is unplugged. */
+        if (st->state == STATION_RESULT) {
+                (void)uv_timer_stop(&st->timer);
+                st->client.pending = false;
+                station_result_delivered(st);
+                return;
+        }
         /* The session already has its verdict: keep the first reason. */
-        if (st->state == STATION_COMMIT || st->state == STATION_RESULT ||
-            st->state == STATION_DONE || st->state == STATION_FAILED)
+        if (st->state == STATION_COMMIT || st->state == STATION_DONE || st->state == STATION_FAILED)
                 return;
         va_start(ap, fmt);
         vsnprintf(st->last_error, sizeof st->last_error, fmt, ap);

@@ -138,11 +138,13 @@ int signer_pin_read(const char *source, char **ret);
 char *signer_pin_free(char *pin);
 
 /**
- * The form of a signer URI that may be logged, stored or shown: a pkcs11: URI
- * keeps its path attributes and module-path/module-name/pin-source; any other
- * query attribute (pin-value, or one we do not know) keeps its name and gets
- * "***" as value. file: URIs are returned as they are. malloc'ed; NULL on
- * allocation failure or @uri NULL.
+ * The form of a signer URI that may be logged, stored or shown. A pkcs11: URI
+ * keeps the path attributes RFC 7512 defines and the query attributes
+ * module-path and module-name; every other attribute (pin-value, pin-source,
+ * one we do not know or a misspelt key: any of them may hold the PIN) is
+ * dropped, so no PIN or PIN location is ever shown or stored. A URI the parser
+ * accepts stays acceptable. Other URIs (file:) are returned as they are.
+ * malloc()ed; NULL on allocation failure or @uri NULL.
  */
 char *signer_uri_redact(const char *uri);
 
