@@ -307,6 +307,9 @@ static void start_issue(struct station *st, const uint8_t *der, size_t len) {
         j->expect_pubkey = st->ident.has_pubkey;
         memcpy(j->pubkey, st->ident.pubkey, SP_PUBKEY_LEN);
         /* j->have_csr_pubkey and j->csr_pubkey: set by the caller from the same frame. */
+        /* Whatever an earlier step of this session left (a recorded certificate it rewrote). */
+        csr_info_done(&j->csr);
+        issued_cert_done(&j->cert);
         j->csr = (struct csr_info) {};
         j->cert = (struct issued_cert) {};
         if (!hold_signing_ctx(st))
