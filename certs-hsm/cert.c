@@ -655,6 +655,10 @@ int issuer_verification_cert(struct issuer *is, const char *registration_code, s
         return issuer_issue(is, &info, registration_code, ret);
 }
 
+bool issuer_is_atecc(const struct issuer *is) {
+        return is && is->profile.format == CERT_FORMAT_ATECC;
+}
+
 struct signer *issuer_signer(const struct issuer *is) {
         return is ? is->signer : NULL;
 }

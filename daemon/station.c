@@ -4,6 +4,8 @@
 #include <openssl/rand.h>
 #include <stdio.h>
 
+#include "certs-hsm/atecc.h"
+#include "certs-hsm/cert.h"
 #include "certs-hsm/proof.h"
 #include "conf.h"
 #include "signing-ctx.h"
@@ -345,10 +347,16 @@ static size_t tlv_len(size_t value_len) {
         return SP_TLV_HEADER_LEN + value_len;
 }
 
+/* Does the board get the 72-byte compressed form too (CAPS COMPRESSED_CERT, an ATECC profile)? */
+static bool wants_compressed(const struct station *st, const struct signing_ctx *sc) {
+        return (st->ident.caps & SP_CAP_COMPRESSED_CERT) && issuer_is_atecc(sc->issuer);
+}
+
 /* PUT_CERT's payload for a device certificate of @device_len bytes (station_send_put_cert()). */
 static size_t put_cert_len(const struct station *st, const struct signing_ctx *sc, size_t device_len) {
         return tlv_len(device_len) + tlv_len(sc->chain_len) +
-               ((st->ident.caps & SP_CAP_ROOT_PUBKEY) && sc->have_root_pubkey ? tlv_len(sizeof sc->root_pubkey) : 0);
+               ((st->ident.caps & SP_CAP_ROOT_PUBKEY) && sc->have_root_pubkey ? tlv_len(sizeof sc->root_pubkey) : 0) +
+               (wants_compressed(st, sc) ? tlv_len(SP_COMPRESSED_CERT_LEN) : 0);
 }
 
 /* PUT_CONFIG's payload with a thing name of @thing_len bytes (send_put_config()). */
@@ -404,6 +412,20 @@ void station_send_put_cert(struct station *st) {
         sc = st->sign;
         sp_tlv_writer_init(&w, st->payload, request_cap(st));
         sp_tlv_put(&w, SP_TAG_DEVICE_CERT, st->job.cert.der, st->job.cert.der_len);
+        /* PROTOCOL.md §6.3: an ATECC board stores the compressed form (and rebuilds the DER from
+         * it and its template); the DER goes along for boards that keep both. No crypto here:
+         * the 72 bytes are the signature and the encoded dates, cut out of the DER. */
+        if (wants_compressed(st, sc)) {
+                uint8_t comp[CERT_COMPRESSED_LEN];
+                int r = issuer_compress(sc->issuer, &st->job.cert, comp);
+
+                if (r < 0) {
+                        station_fail(st, OUTCOME_FAILED, "cannot make the compressed certificate: %s",
+                                     strerror(-r));
+                        return;
+                }
+                sp_tlv_put(&w, SP_TAG_COMPRESSED_CERT, comp, sizeof comp);
+        }
         sp_tlv_put(&w, SP_TAG_SIGNER_CERT, sc->chain_der, sc->chain_len);
         if ((st->ident.caps & SP_CAP_ROOT_PUBKEY) && sc->have_root_pubkey)
                 sp_tlv_put(&w, SP_TAG_ROOT_PUBKEY, sc->root_pubkey, sizeof sc->root_pubkey);

@@ -31,6 +31,7 @@ static const char *const fault_names[_FAULT_KIND_MAX] = {
         [FAULT_RESULTBAD] = "resultbad",
         [FAULT_LOCKED] = "locked",
         [FAULT_PUBKEYMISMATCH] = "pubkeymismatch",
+        [FAULT_COMPRESSED] = "compressed",
 };
 
 static const char *const resultbad_names[] = {

@@ -41,6 +41,7 @@ enum fault_kind {
         FAULT_RESULTBAD,        /* resultbad:type|version|error  RESULT answered with PONG, version 2 or ERROR */
         FAULT_LOCKED,           /* the board has a key and is locked (provisioned elsewhere) */
         FAULT_PUBKEYMISMATCH,   /* the CSR response's PUBKEY is not the CSR's key */
+        FAULT_COMPRESSED,       /* the board advertises CAPS COMPRESSED_CERT (and keeps the 72-byte form) */
         _FAULT_KIND_MAX,
 };
 

@@ -93,6 +93,7 @@ struct slot {
         bool silent, oversize;
         bool small_frame;               /* FAULT_SMALLFRAME */
         bool no_cert_hash, vendor_error, pubkey_mismatch;
+        bool compressed_cap;            /* FAULT_COMPRESSED */
         int result_bad;                 /* enum resultbad_kind, -1: none */
         uint32_t boot_text;             /* bytes still to print before the first response */
         double corrupt;
@@ -257,6 +258,7 @@ static void apply_faults(struct slot *s) {
                 case FAULT_VENDORERR: s->vendor_error = true; break;
                 case FAULT_RESULTBAD: s->result_bad = (int)f->arg; break;
                 case FAULT_PUBKEYMISMATCH: s->pubkey_mismatch = true; break;
+                case FAULT_COMPRESSED: s->compressed_cap = true; break;
                 case FAULT_LOCKED: lock_with_key(b); break;
                 case FAULT_CLONE:               /* handled in new_identity() */
                 default: break;
@@ -277,7 +279,11 @@ static const struct fault_spec *clone_fault(struct sim *sim, uint32_t idx, uint3
 
 static int op_identify(void *ctx, struct spb_identity *ret) {
         struct slot *s = ctx;
-        return board_identify(&s->board, ret);
+        int r = board_identify(&s->board, ret);
+
+        if (r == 0 && s->compressed_cap)
+                ret->caps |= SP_CAP_COMPRESSED_CERT;
+        return r;
 }
 
 static int op_get_csr(void *ctx, bool new_key, const char *cn, size_t cn_len, uint8_t *der, size_t cap,
@@ -1226,7 +1232,7 @@ static void usage(void) {
                "  --fault KIND[:ARG][@BOARDS]   repeatable; KIND: corrupt:RATE drop:STEP badsig cn ca\n"
                "                       clone:IDX silent oversize garbage[:BYTES] badproof smallframe\n"
                "                       boottext[:BYTES] nocerthash vendorerr resultbad:type|version|error\n"
-               "                       locked pubkeymismatch; BOARDS: 3 | 0-7,12 | 0.1\n"
+               "                       locked pubkeymismatch compressed; BOARDS: 3 | 0-7,12 | 0.1\n"
                "  --cycles K           K boards per slot: after each RESULT, swap in a fresh board\n"
                "  --total T            at most T boards in all (with or without --cycles)\n"
                "  --exit-when-done     exit 0 after the \"done\" line\n"

@@ -150,6 +150,9 @@ int issuer_verification_cert(struct issuer *is, const char *registration_code, s
 /** The issuer's signer (borrowed). */
 struct signer *issuer_signer(const struct issuer *is);
 
+/** Does @is issue the ATECC compressed-certificate profile (CERT_FORMAT_ATECC)? */
+bool issuer_is_atecc(const struct issuer *is);
+
 /** Signer certificate DER, borrowed (valid while @is lives). */
 const uint8_t *issuer_signer_cert_der(const struct issuer *is, size_t *ret_len);
 
