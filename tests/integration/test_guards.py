@@ -322,7 +322,10 @@ def test_control_socket_limits():
               f"bytes (cap {ctl['queued_cap']}); RSS {before} -> {after} KiB")
         check(ctl["max_queued_bytes"] <= ctl["queued_cap"] + 256 * 1024,
               f"queued {ctl['max_queued_bytes']} bytes of replies for one client, cap {ctl['queued_cap']}")
-        check(after - before < 64 * 1024, f"provd grew from {before} to {after} KiB")
+        # Under ASan freed memory sits in the allocator's quarantine (256 MiB by default), so RSS
+        # says nothing about what provd holds; the queued-bytes figure above still does.
+        if "ASAN_OPTIONS" not in os.environ:
+            check(after - before < 64 * 1024, f"provd grew from {before} to {after} KiB")
         greedy.close()
         # Turned away: provctl says why instead of dying of SIGPIPE.
         os.chmod(env.sock, 0o666)
