@@ -28,6 +28,7 @@
 #include "certs-hsm/csr.h"
 #include "certs-hsm/digest.h"
 #include "signer-internal.h"
+#include "basic/hex.h"
 
 struct issuer {
         atomic_uint refs;
@@ -547,8 +548,8 @@ int issuer_issue_at(struct issuer *is, const struct csr_info *csr, const char *c
                 free(buf);
                 return r;
         }
-        certs_hex_encode(c.sha256_hex, c.sha256, sizeof(c.sha256));
-        certs_hex_encode(c.ski_hex, c.ski, sizeof(c.ski));
+        hex_encode(c.sha256, sizeof(c.sha256), c.sha256_hex, false);
+        hex_encode(c.ski, sizeof(c.ski), c.ski_hex, false);
         *ret = c;
         return 0;
 }

@@ -130,4 +130,3 @@ int certs_ec_key_verify(const struct csr_key *k, const uint8_t digest[32], const
 
 /* ---- signer internals --------------------------------------------------------------- */
 
-void certs_hex_encode(char *out, const uint8_t *in, size_t len); /* writes 2*len+1 bytes */

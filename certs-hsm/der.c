@@ -133,11 +133,3 @@ int certs_der_uint(struct der val, size_t max, struct der *ret) {
         return 0;
 }
 
-void certs_hex_encode(char *out, const uint8_t *in, size_t len) {
-        static const char digits[] = "0123456789abcdef";
-        for (size_t i = 0; i < len; i++) {
-                out[2 * i] = digits[in[i] >> 4];
-                out[2 * i + 1] = digits[in[i] & 0xf];
-        }
-        out[2 * len] = '\0';
-}

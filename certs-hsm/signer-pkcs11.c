@@ -24,6 +24,7 @@
 #include <openssl/err.h>
 
 #include "signer-internal.h"
+#include "basic/hex.h"
 
 #define URI_MAX SIGNER_URI_MAX
 #define DEFAULT_MODULE "p11-kit-proxy.so"
@@ -197,14 +198,6 @@ static void uri_done(struct p11_uri *u) {
         free(u->pin_source);
 }
 
-static int unhex(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        c = (char)tolower((unsigned char)c);
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        return -1;
-}
 
 /* Percent-decodes [s, s+n) into a new buffer (NUL-terminated; *ret_len without it). */
 static int pct_decode(const char *s, size_t n, uint8_t **ret, size_t *ret_len) {
@@ -220,8 +213,8 @@ static int pct_decode(const char *s, size_t n, uint8_t **ret, size_t *ret_len) {
                                 free(out);
                                 return -EINVAL;
                         }
-                        hi = unhex(s[i + 1]);
-                        lo = unhex(s[i + 2]);
+                        hi = unhexchar(s[i + 1]);
+                        lo = unhexchar(s[i + 2]);
                         if (hi < 0 || lo < 0) {
                                 free(out);
                                 return -EINVAL;

@@ -17,6 +17,7 @@
 #include "basic/secret-file.h"
 #include "certs-hsm/digest.h"
 #include "signer-internal.h"
+#include "basic/hex.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(X509_STORE *, X509_STORE_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(X509_STORE_CTX *, X509_STORE_CTX_free);
@@ -311,7 +312,7 @@ int signer_cert_file_status(const char *cert_path, time_t now, struct signer_fil
                 st.subject_cn[0] = '\0';
         skid = X509_get0_subject_key_id(cert);
         if (skid && ASN1_STRING_length(skid) > 0 && ASN1_STRING_length(skid) <= 64)
-                certs_hex_encode(st.ski_hex, ASN1_STRING_get0_data(skid), (size_t)ASN1_STRING_length(skid));
+                hex_encode(ASN1_STRING_get0_data(skid), (size_t)ASN1_STRING_length(skid), st.ski_hex, false);
         st.has_root = root != NULL;
         if (root) {
                 time_t rnb, rna;

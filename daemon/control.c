@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "basic/hex.h"
 #include "control.h"
 #include "log.h"
 #include "util.h"
@@ -63,14 +64,7 @@ static const char *const cmd_names[_CONTROL_CMD_MAX] = {
 };
 
 static bool valid_serial(const char *s) {
-        size_t n = strlen(s);
-
-        if (n == 0 || n > CONTROL_SERIAL_MAX || n % 2)
-                return false;
-        for (; *s; s++)
-                if (!((*s >= '0' && *s <= '9') || (*s >= 'A' && *s <= 'F') || (*s >= 'a' && *s <= 'f')))
-                        return false;
-        return true;
+        return hex_valid(s, strlen(s), 1, CONTROL_SERIAL_MAX / 2);
 }
 
 int control_parse_request(const char *line, size_t len, struct control_request *ret, char *err, size_t errlen) {

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "board.h"
 #include "util.h"
+#include "basic/hex.h"
 
 #define STATE_FILE_MAX  (16u * 1024u)   /* no state file we write is larger */
 
@@ -66,15 +67,6 @@ void board_crypto_deinit(void) {
         memset(&crypto, 0, sizeof(crypto));
 }
 
-static int unhex(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
 
 static void set_serial(struct board *b, const uint8_t serial[SEED_SERIAL_LEN]) {
         memcpy(b->serial, serial, SEED_SERIAL_LEN);
@@ -570,8 +562,8 @@ int board_cfg_unescape(const char *s, size_t len, uint8_t *out, size_t cap) {
                         int hi, lo;
                         if (len - i < 4 || s[i + 1] != 'x')
                                 return -EBADMSG;
-                        hi = unhex(s[i + 2]);
-                        lo = unhex(s[i + 3]);
+                        hi = unhexchar(s[i + 2]);
+                        lo = unhexchar(s[i + 3]);
                         if (hi < 0 || lo < 0)
                                 return -EBADMSG;
                         c = (uint8_t)(hi << 4 | lo);
@@ -845,7 +837,7 @@ int board_load(struct board *b) {
         if (n < (ssize_t)(2 * SEED_SERIAL_LEN))
                 return -EBADMSG;
         for (size_t i = 0; i < SEED_SERIAL_LEN; i++) {
-                int hi = unhex(text[2 * i]), lo = unhex(text[2 * i + 1]);
+                int hi = unhexchar(text[2 * i]), lo = unhexchar(text[2 * i + 1]);
                 if (hi < 0 || lo < 0)
                         return -EBADMSG;
                 b->serial[i] = (uint8_t)(hi << 4 | lo);
