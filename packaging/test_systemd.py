@@ -180,9 +180,9 @@ def test_resources(settings):
     """TasksMax= and MemoryMax= cover the largest configuration the daemon
     accepts, with the figures measured by bench/bench.py (see the unit)."""
     print('# resource limits')
-    max_workers = source_number('daemon/conf.c', r'U\("station", "workers", workers, \d+, (\d+)\)',
+    max_workers = source_number('daemon/conf-parse.c', r'U\("station", "workers", workers, \d+, (\d+)\)',
                                 'the [station] workers limit')
-    max_ports = source_number('daemon/conf.c', r'U\("station", "max_ports", max_ports, \d+, (\d+)\)',
+    max_ports = source_number('daemon/conf-parse.c', r'U\("station", "max_ports", max_ports, \d+, (\d+)\)',
                               'the [station] max_ports limit')
     clients = source_number('daemon/control.h', r'#define CONTROL_MAX_CLIENTS (\d+)',
                             'CONTROL_MAX_CLIENTS')
@@ -486,8 +486,8 @@ def conf_keys_sample():
 
 
 def conf_keys_daemon():
-    """(section, key) of the daemon's key table (daemon/conf.c)."""
-    with open(os.path.join(SOURCE, 'daemon', 'conf.c')) as f:
+    """(section, key) of the daemon's key table (daemon/conf-parse.c)."""
+    with open(os.path.join(SOURCE, 'daemon', 'conf-parse.c')) as f:
         return re.findall(r'^\s*[PU]\("([a-z_]+)", "([a-z_]+)",', f.read(), re.M)
 
 
@@ -532,7 +532,7 @@ def test_man():
         sample = conf_keys_sample()
         daemon = conf_keys_daemon()
         check(len(sample) >= 30, '%d keys found in packaging/provd.conf' % len(sample))
-        check(len(daemon) >= 30, '%d keys found in the key table of daemon/conf.c' % len(daemon))
+        check(len(daemon) >= 30, '%d keys found in the key table of daemon/conf-parse.c' % len(daemon))
         missing = sorted(set(sample) - documented)
         check(not missing, 'provd.conf(5) documents every key of packaging/provd.conf %s' % missing)
         missing = sorted(set(daemon) - documented)
