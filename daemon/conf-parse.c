@@ -14,6 +14,7 @@
 #include "serial-port.h"
 #include "log.h"
 #include "util.h"
+#include "basic/hex.h"
 #include "conf-internal.h"
 
 typedef int (*conf_parser)(struct parse_ctx *ctx, const char *value, void *field);
@@ -243,10 +244,8 @@ static int parse_hex16(const char *s, size_t len, uint16_t *ret) {
         if (len == 0 || len > 4)
                 return -EINVAL;
         for (size_t i = 0; i < len; i++) {
-                char ch = s[i];
-                int d = ch >= '0' && ch <= '9' ? ch - '0' :
-                        ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 :
-                        ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+                int d = unhexchar(s[i]);
+
                 if (d < 0)
                         return -EINVAL;
                 v = v * 16 + (unsigned)d;

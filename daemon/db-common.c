@@ -12,6 +12,7 @@
 #include "certs-hsm/cert-info.h"
 #include "certs-hsm/digest.h"
 #include "db-internal.h"
+#include "basic/hex.h"
 #include "schema/schema.h"
 
 void db_stmt_resetp(sqlite3_stmt **st) {
@@ -266,15 +267,10 @@ int db_canon_hex(struct db_req *req, const char *in, size_t in_size, char *out, 
         if (n < min || n > max || n % 2 != 0)
                 return db_fail(req, -EINVAL, "%s '%s': expected an even number of hex digits, %zu..%zu",
                                name, in, min, max);
-        for (size_t i = 0; i < n; i++) {
-                char c = in[i];
-
-                if (c >= 'A' && c <= 'F')
-                        c = (char)(c - 'A' + 'a');
-                else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-                        return db_fail(req, -EINVAL, "%s '%s' is not hex", name, in);
-                out[i] = c;
-        }
+        if (!hex_valid(in, n, n / 2, n / 2))
+                return db_fail(req, -EINVAL, "%s '%s' is not hex", name, in);
+        for (size_t i = 0; i < n; i++)
+                out[i] = in[i] >= 'A' && in[i] <= 'F' ? (char)(in[i] - 'A' + 'a') : in[i];
         out[n] = 0;
         return 0;
 }
