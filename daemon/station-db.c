@@ -111,7 +111,29 @@ static void on_lookup_done(struct db_req *req) {
         start_existing(st, l, TAKE_PTR(der));
 }
 
+/*
+ * Issue 14, point 5: below [database] min_free_mb on the database's
+ * filesystem no session starts and nothing is signed, so every certificate
+ * signed can be recorded (the issuance record is committed before PUT_CERT)
+ * and the outcomes of sessions in flight still fit. One statvfs(), no SQLite:
+ * fine on the loop. An unknown free space (no database: tests) refuses nothing.
+ */
+bool station_db_has_room(struct station *st, const char *refused) {
+        unsigned min_mb = st->env->conf->min_free_mb;
+        uint64_t bytes;
+
+        if (min_mb == 0 || !st->env->db || db_free_space(st->env->db, &bytes) < 0)
+                return true;
+        if (bytes >= (uint64_t)min_mb << 20)
+                return true;
+        station_fail(st, OUTCOME_FAILED, "database disk nearly full (%" PRIu64 " MB free, min_free_mb %u): %s",
+                     bytes >> 20, min_mb, refused);
+        return false;
+}
+
 void station_submit_lookup(struct station *st) {
+        if (!station_db_has_room(st, "session refused, nothing signed"))
+                return;
         st->req = (struct db_req) { .type = DB_LOOKUP_DEVICE };
         strcpy(st->req.lookup.serial, st->serial);
         st->req.lookup.want_der = true;
@@ -121,8 +143,11 @@ void station_submit_lookup(struct station *st) {
 static void on_issuance_done(struct db_req *req) {
         struct station *st = req->userdata;
 
-        if (req->result >= 0)
+        if (req->result >= 0) {
                 st->cert_id = req->issuance.cert_id;
+                /* Counted once recorded: a certificate the database refused never leaves provd. */
+                env_hook(st, cert_issued);
+        }
         if (station_job_returned(st))
                 return;
         if (req->result == -EKEYREJECTED) {
@@ -167,20 +192,130 @@ void station_submit_issuance(struct station *st) {
         db_submit_station(st, on_issuance_done);
 }
 
+/*
+ * Outcome retries (issue 14, point 3). A database that is full, locked by
+ * another process or failing I/O for a while does not make a session's
+ * verdict false: the request (its inputs are unchanged by a failed run) is
+ * submitted again with backoff until it commits, and RESULT waits for that.
+ * Each board retries its own request, so its records stay in order and no
+ * other board waits for it. What is not retried: a request the database
+ * refuses (-EINVAL, -ESTALE, ...: it would fail again) and -ESHUTDOWN.
+ *
+ * A restart finishes a board whose verdict was never committed from what is
+ * durable: its device is `issued` with the certificate it was sent, so the
+ * next session on its port (at once after a restart: the board, never told a
+ * RESULT, is still plugged in) looks it up, has it PROVE that certificate and
+ * records it provisioned; nothing is signed twice.
+ */
+#define OUTCOME_RETRY_FIRST_MS 50
+#define OUTCOME_RETRY_MAX_MS 2000
+
+static bool outcome_retryable(int r) {
+        return r == -ENOSPC || r == -EDQUOT || r == -EBUSY || r == -EIO || r == -ENOMEM || r == -EAGAIN ||
+               r == -EINTR;
+}
+
+static void submit_again(struct station *st) {
+        st->req.result = 0;
+        st->req.errmsg[0] = 0;
+        if (st->env->ops->db_submit)
+                env_hook(st, db_submit, &st->req);
+        else
+                db_submit(st->env->db, &st->req);
+}
+
+static void on_retry_timer_closed(uv_handle_t *h) {
+        struct station *st = h->data;
+
+        st->retry_timer_open = false;
+        st->busy--;
+        if (st->closing)
+                station_maybe_free(st);
+}
+
+static void close_retry_timer(struct station *st) {
+        if (st->retry_timer_open && !uv_is_closing((uv_handle_t *)&st->retry_timer))
+                uv_close((uv_handle_t *)&st->retry_timer, on_retry_timer_closed);
+}
+
+static void outcome_recorded(struct station *st, struct db_req *req);
+
+static void on_retry_timer(uv_timer_t *t) {
+        struct station *st = t->data;
+
+        /* The shutdown deadline closed the port: give up, the next start proves the board again. */
+        if (st->shutting_down && st->closing) {
+                outcome_recorded(st, &st->req);
+                return;
+        }
+        st->outcome_tries++;
+        submit_again(st);
+}
+
+/* True when @req is submitted again later (its done() runs again then). */
+static bool retry_outcome(struct station *st, struct db_req *req) {
+        uint64_t delay = OUTCOME_RETRY_FIRST_MS;
+
+        if (!outcome_retryable(req->result) || (st->shutting_down && st->closing))
+                return false;
+        if (!st->retry_timer_open) {
+                if (uv_timer_init(st->env->loop, &st->retry_timer) < 0)
+                        return false;
+                st->retry_timer.data = st;
+                st->retry_timer_open = true;
+                st->busy++;             /* the station lives until the timer is closed */
+        }
+        for (unsigned i = 0; i < st->outcome_tries && delay < OUTCOME_RETRY_MAX_MS; i++)
+                delay *= 2;
+        delay = MIN(delay, (uint64_t)OUTCOME_RETRY_MAX_MS);
+        /* One line when it starts and one every ~minute: a full disk must not fill the journal too. */
+        if (st->outcome_tries % 32 == 0)
+                slog(st, LOG_WARNING, 0, "cannot record the %s outcome yet (%s); retrying every %u ms at most "
+                     "until it commits", outcome_to_string(st->outcome), req->errmsg, OUTCOME_RETRY_MAX_MS);
+        if (st->outcome == OUTCOME_PROVISIONED || st->outcome == OUTCOME_ALREADY_PROVISIONED)
+                snprintf(st->last_error, sizeof st->last_error, "recording the outcome: %.200s; retrying",
+                         req->errmsg);
+        (void)uv_timer_start(&st->retry_timer, on_retry_timer, delay, 0);
+        return true;
+}
+
 static void on_outcome_done(struct db_req *req) {
         struct station *st = req->userdata;
 
+        if (req->result < 0 && retry_outcome(st, req))
+                return;
+        outcome_recorded(st, req);
+}
+
+static void outcome_recorded(struct station *st, struct db_req *req) {
+        bool unrecorded_proof = false;
+
+        close_retry_timer(st);
         st->session_recorded = true;
         if (req->result < 0) {
                 slog(st, LOG_ERR, 0, "cannot record the %s outcome: %s", outcome_to_string(st->outcome), req->errmsg);
-                if (st->outcome == OUTCOME_PROVISIONED) {
+                if (st->outcome == OUTCOME_PROVISIONED && (req->result == -ESHUTDOWN || st->shutting_down)) {
+                        /*
+                         * The board proved its certificate; telling it "failed" would be false.
+                         * It gets no RESULT: the next start proves it again and records it.
+                         */
+                        unrecorded_proof = true;
+                } else if (st->outcome == OUTCOME_PROVISIONED) {
                         st->outcome = OUTCOME_FAILED;
                         snprintf(st->last_error, sizeof st->last_error, "database error: %.200s", req->errmsg);
                 }
+        } else if (st->outcome_tries > 0) {
+                slog(st, LOG_NOTICE, 0, "%s outcome recorded after %u retries", outcome_to_string(st->outcome),
+                     st->outcome_tries);
+                if (st->outcome == OUTCOME_PROVISIONED || st->outcome == OUTCOME_ALREADY_PROVISIONED)
+                        st->last_error[0] = 0;
         }
         st->session_end_us = now_usec();
-        env_hook(st, session_done, st->outcome);
-        if (st->outcome == OUTCOME_PROVISIONED)
+        if (!unrecorded_proof)
+                env_hook(st, session_done, st->outcome);
+        if (unrecorded_proof)
+                ;       /* logged above */
+        else if (st->outcome == OUTCOME_PROVISIONED)
                 slog(st, LOG_NOTICE, 0, "provisioned as %s, certificate %s, in %" PRIu64 " ms", st->thing_name,
                      st->job.cert.sha256_hex, (now_usec() - st->session_start_us + 500) / 1000);
         else if (st->outcome == OUTCOME_ALREADY_PROVISIONED)
@@ -188,6 +323,10 @@ static void on_outcome_done(struct db_req *req) {
                      st->thing_name, st->job.cert.sha256_hex);
         if (station_job_returned(st))
                 return;
+        if (unrecorded_proof) {
+                station_close(st, "shutting down before its outcome was recorded");
+                return;
+        }
         station_send_result(st);
 }
 

@@ -103,6 +103,15 @@ struct station {
 
         struct job job;
         struct db_req req;
+
+        /*
+         * station-db.c: an outcome the database could not commit (disk full,
+         * locked) is submitted again from this timer, with backoff, until it
+         * commits; RESULT waits for it. The open timer counts in busy.
+         */
+        uv_timer_t retry_timer;
+        bool retry_timer_open;
+        unsigned outcome_tries;
 };
 
 /* Calls the environment's hook @hook (station-env.h). */
@@ -144,5 +153,7 @@ void station_submit_issuance(struct station *st);
 void station_submit_outcome(struct station *st);
 bool station_job_returned(struct station *st);
 void station_closing_progress(struct station *st);
+/* False (and the session failed with "@refused") when the database's disk is below [database] min_free_mb. */
+bool station_db_has_room(struct station *st, const char *refused);
 
 #endif

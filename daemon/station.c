@@ -202,7 +202,6 @@ static void after_issue(uv_work_t *w, int status) {
                 station_fail(st, OUTCOME_REJECTED, "bad CSR: %s", why);
                 return;
         }
-        env_hook(st, cert_issued);
         r = cert_thing_name(st->env->conf->thing_name == THING_NAME_SKI ? CERT_THING_SKI : CERT_THING_CN,
                             &j->cert, st->serial, st->thing_name, sizeof st->thing_name);
         if (r < 0) {
@@ -237,6 +236,8 @@ static void start_issue(struct station *st, const uint8_t *der, size_t len) {
                 station_fail(st, OUTCOME_REJECTED, "CSR of %zu bytes is too large", len);
                 return;
         }
+        if (!station_db_has_room(st, "nothing signed"))
+                return;
         if (!env_hook(st, take_issuance_token)) {
                 station_fail(st, OUTCOME_FAILED, "issuance budget of %u certificates per hour is spent",
                              st->env->conf->max_certs_per_hour);
