@@ -140,10 +140,18 @@ void station_submit_lookup(struct station *st) {
         db_submit_station(st, on_lookup_done);
 }
 
+static bool retry_later(struct station *st, struct db_req *req, const char *what);
+static void retried_done(struct station *st, const char *what);
+static void close_retry_timer(struct station *st);
+
 static void on_issuance_done(struct db_req *req) {
         struct station *st = req->userdata;
 
+        if (req->result < 0 && retry_later(st, req, "issuance"))
+                return;
+        close_retry_timer(st);
         if (req->result >= 0) {
+                retried_done(st, "issuance");
                 st->cert_id = req->issuance.cert_id;
                 /* Counted once recorded: a certificate the database refused never leaves provd. */
                 env_hook(st, cert_issued);
@@ -193,29 +201,68 @@ void station_submit_issuance(struct station *st) {
 }
 
 /*
- * Outcome retries (issue 14, point 3). A database that is full, locked by
- * another process or failing I/O for a while does not make a session's
- * verdict false: the request (its inputs are unchanged by a failed run) is
- * submitted again with backoff until it commits, and RESULT waits for that.
- * Each board retries its own request, so its records stay in order and no
- * other board waits for it. What is not retried: a request the database
- * refuses (-EINVAL, -ESTALE, ...: it would fail again) and -ESHUTDOWN.
+ * Retries (issue 14, point 3). A database that is full, locked by another
+ * process or failing I/O for a while does not make a session's verdict
+ * false: the issuance or outcome request (a failed run leaves its inputs as
+ * they were) is submitted again with backoff until it commits. PUT_CERT
+ * waits for the issuance, RESULT for the outcome, so a board is never told
+ * "failed" while it holds its certificate, and a certificate signed is not
+ * thrown away because of a lock. Each board retries its own request, so its
+ * records stay in order and no other board waits for it. Not retried: a
+ * request the database refuses (-EINVAL, -ESTALE, -EKEYREJECTED, ...: it
+ * would fail again) and -ESHUTDOWN; after the shutdown deadline closed the
+ * port, the next retry gives up.
  *
  * A restart finishes a board whose verdict was never committed from what is
  * durable: its device is `issued` with the certificate it was sent, so the
  * next session on its port (at once after a restart: the board, never told a
  * RESULT, is still plugged in) looks it up, has it PROVE that certificate and
- * records it provisioned; nothing is signed twice.
+ * records it provisioned; nothing is signed twice. A durable "proven" mark
+ * before LOCK/RESULT would not close the one window left (provd killed after
+ * the proof, before any commit, while the board is unplugged): that board is
+ * finished when it is plugged in again.
  */
-#define OUTCOME_RETRY_FIRST_MS 50
-#define OUTCOME_RETRY_MAX_MS 2000
+#define DB_RETRY_FIRST_MS 50
+#define DB_RETRY_MAX_MS 2000
 
-static bool outcome_retryable(int r) {
+static bool retryable(int r) {
         return r == -ENOSPC || r == -EDQUOT || r == -EBUSY || r == -EIO || r == -ENOMEM || r == -EAGAIN ||
                r == -EINTR;
 }
 
-static void submit_again(struct station *st) {
+/*
+ * The open timer counts in st->busy, so the station is not freed under it; a
+ * verdict reached meanwhile (session_end() saw busy) is recorded from here.
+ */
+static void on_retry_timer_closed(uv_handle_t *h) {
+        struct station *st = h->data;
+
+        st->retry_timer_open = false;
+        st->busy--;
+        if (st->closing)
+                station_closing_progress(st);
+        else if (st->busy == 0)
+                (void)station_ended_meanwhile(st);
+}
+
+/* The request in st->req is settled (committed, refused or given up): no timer until the next retry. */
+static void close_retry_timer(struct station *st) {
+        if (st->retry_timer_open && !uv_is_closing((uv_handle_t *)&st->retry_timer))
+                uv_close((uv_handle_t *)&st->retry_timer, on_retry_timer_closed);
+}
+
+/* The request committed after retries: the next request starts from the first delay. */
+static void retried_done(struct station *st, const char *what) {
+        if (st->db_tries == 0)
+                return;
+        slog(st, LOG_NOTICE, 0, "%s recorded after %u retries", what, st->db_tries);
+        st->db_tries = 0;
+        if (!strncmp(st->last_error, "recording the ", 14))
+                st->last_error[0] = 0;
+}
+
+static void resubmit(struct station *st) {
+        st->db_tries++;
         st->req.result = 0;
         st->req.errmsg[0] = 0;
         if (st->env->ops->db_submit)
@@ -224,39 +271,22 @@ static void submit_again(struct station *st) {
                 db_submit(st->env->db, &st->req);
 }
 
-static void on_retry_timer_closed(uv_handle_t *h) {
-        struct station *st = h->data;
-
-        st->retry_timer_open = false;
-        st->busy--;
-        if (st->closing)
-                station_maybe_free(st);
-}
-
-static void close_retry_timer(struct station *st) {
-        if (st->retry_timer_open && !uv_is_closing((uv_handle_t *)&st->retry_timer))
-                uv_close((uv_handle_t *)&st->retry_timer, on_retry_timer_closed);
-}
-
-static void outcome_recorded(struct station *st, struct db_req *req);
-
 static void on_retry_timer(uv_timer_t *t) {
         struct station *st = t->data;
 
-        /* The shutdown deadline closed the port: give up, the next start proves the board again. */
+        /* The shutdown deadline closed the port: done() again with the last error, which gives up. */
         if (st->shutting_down && st->closing) {
-                outcome_recorded(st, &st->req);
+                st->req.done(&st->req);
                 return;
         }
-        st->outcome_tries++;
-        submit_again(st);
+        resubmit(st);
 }
 
-/* True when @req is submitted again later (its done() runs again then). */
-static bool retry_outcome(struct station *st, struct db_req *req) {
-        uint64_t delay = OUTCOME_RETRY_FIRST_MS;
+/* True when @req (st->req) is submitted again later: its done() runs again then. */
+static bool retry_later(struct station *st, struct db_req *req, const char *what) {
+        uint64_t delay = DB_RETRY_FIRST_MS;
 
-        if (!outcome_retryable(req->result) || (st->shutting_down && st->closing))
+        if (!retryable(req->result) || (st->shutting_down && st->closing))
                 return false;
         if (!st->retry_timer_open) {
                 if (uv_timer_init(st->env->loop, &st->retry_timer) < 0)
@@ -264,26 +294,39 @@ static bool retry_outcome(struct station *st, struct db_req *req) {
                 st->retry_timer.data = st;
                 st->retry_timer_open = true;
                 st->busy++;             /* the station lives until the timer is closed */
+        } else if (uv_is_closing((uv_handle_t *)&st->retry_timer)) {
+                /* Closed a moment ago (the previous request committed): once at once, it answers later. */
+                resubmit(st);
+                return true;
         }
-        for (unsigned i = 0; i < st->outcome_tries && delay < OUTCOME_RETRY_MAX_MS; i++)
+        for (unsigned i = 0; i < st->db_tries && delay < DB_RETRY_MAX_MS; i++)
                 delay *= 2;
-        delay = MIN(delay, (uint64_t)OUTCOME_RETRY_MAX_MS);
+        delay = MIN(delay, (uint64_t)DB_RETRY_MAX_MS);
         /* One line when it starts and one every ~minute: a full disk must not fill the journal too. */
-        if (st->outcome_tries % 32 == 0)
-                slog(st, LOG_WARNING, 0, "cannot record the %s outcome yet (%s); retrying every %u ms at most "
-                     "until it commits", outcome_to_string(st->outcome), req->errmsg, OUTCOME_RETRY_MAX_MS);
-        if (st->outcome == OUTCOME_PROVISIONED || st->outcome == OUTCOME_ALREADY_PROVISIONED)
-                snprintf(st->last_error, sizeof st->last_error, "recording the outcome: %.200s; retrying",
+        if (st->db_tries % 32 == 0)
+                slog(st, LOG_WARNING, 0, "cannot record the %s yet (%s); retrying every %u ms at most "
+                     "until it commits", what, req->errmsg, DB_RETRY_MAX_MS);
+        /* The slot shows it; a failure's own reason stays for the RESULT. */
+        if (req->type == DB_RECORD_ISSUANCE || st->outcome == OUTCOME_PROVISIONED ||
+            st->outcome == OUTCOME_ALREADY_PROVISIONED)
+                snprintf(st->last_error, sizeof st->last_error, "recording the %s: %.200s; retrying", what,
                          req->errmsg);
         (void)uv_timer_start(&st->retry_timer, on_retry_timer, delay, 0);
         return true;
 }
 
+static void outcome_recorded(struct station *st, struct db_req *req);
+
 static void on_outcome_done(struct db_req *req) {
         struct station *st = req->userdata;
+        char what[48];
 
-        if (req->result < 0 && retry_outcome(st, req))
+        snprintf(what, sizeof what, "%s outcome", outcome_to_string(st->outcome));
+        if (req->result < 0 && retry_later(st, req, what))
                 return;
+        close_retry_timer(st);
+        if (req->result >= 0)
+                retried_done(st, what);
         outcome_recorded(st, req);
 }
 
@@ -304,11 +347,6 @@ static void outcome_recorded(struct station *st, struct db_req *req) {
                         st->outcome = OUTCOME_FAILED;
                         snprintf(st->last_error, sizeof st->last_error, "database error: %.200s", req->errmsg);
                 }
-        } else if (st->outcome_tries > 0) {
-                slog(st, LOG_NOTICE, 0, "%s outcome recorded after %u retries", outcome_to_string(st->outcome),
-                     st->outcome_tries);
-                if (st->outcome == OUTCOME_PROVISIONED || st->outcome == OUTCOME_ALREADY_PROVISIONED)
-                        st->last_error[0] = 0;
         }
         st->session_end_us = now_usec();
         if (!unrecorded_proof)

@@ -105,13 +105,14 @@ struct station {
         struct db_req req;
 
         /*
-         * station-db.c: an outcome the database could not commit (disk full,
-         * locked) is submitted again from this timer, with backoff, until it
-         * commits; RESULT waits for it. The open timer counts in busy.
+         * station-db.c: an issuance or outcome the database could not commit
+         * (disk full, locked) is submitted again from this timer, with
+         * backoff, until it commits; PUT_CERT / RESULT wait for it. The open
+         * timer counts in busy; it is closed when the outcome is recorded.
          */
         uv_timer_t retry_timer;
         bool retry_timer_open;
-        unsigned outcome_tries;
+        unsigned db_tries;              /* retries of the request in st->req so far */
 };
 
 /* Calls the environment's hook @hook (station-env.h). */

@@ -116,6 +116,7 @@ void db_answer(struct fx *f, int result) {
                 break;
         }
         case DB_RECORD_ISSUANCE:
+                f->issuance_runs++;
                 f->issuance_signer_id = req->issuance.signer_id;
                 assert_true(req->issuance.cert_der_len <= sizeof f->issued_der);
                 memcpy(f->issued_der, req->issuance.cert_der, req->issuance.cert_der_len);
@@ -145,7 +146,8 @@ static void on_db_async(uv_async_t *a) {
                 enum db_req_type t = f->queue[0]->type;
                 int r = 0;
 
-                if (t == DB_RECORD_ISSUANCE)
+                if (t == DB_RECORD_ISSUANCE &&
+                    (f->fail_issuance_times == 0 || f->issuance_runs < f->fail_issuance_times))
                         r = f->fail_issuance;
                 else if (t == DB_RECORD_OUTCOME && f->fail_outcome_times > 0) {
                         f->fail_outcome_times--;

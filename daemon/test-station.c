@@ -275,11 +275,11 @@ static void test_lock_unanswered(void **state) {
         assert_string_equal(f->recorded_step, "lock");
 }
 
-/* The issuance record fails: the certificate is withheld from the board. */
+/* The issuance record is refused: the certificate is withheld from the board. */
 static void test_issuance_not_recorded(void **state) {
         struct fx *f = *state;
 
-        f->fail_issuance = -EIO;
+        f->fail_issuance = -ENOENT;     /* unknown signer: not retried */
         plug(f);
         assert_true(run_until(f, is_over));
         assert_int_equal(f->recorded, DB_OUTCOME_FAILED);
@@ -337,7 +337,7 @@ static void test_result_waits_for_outcome_commit(void **state) {
         a = cJSON_CreateArray();
         station_status(f->st, a);
         assert_non_null(strstr(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(a, 0), "last_error")),
-                               "recording the outcome"));
+                               "recording the provisioned outcome"));
         cJSON_Delete(a);
         assert_int_equal(f->outcomes[OUTCOME_FAILED] + f->outcomes[OUTCOME_PROVISIONED], 0);
         db_answer(f, -ENOSPC);
@@ -349,6 +349,26 @@ static void test_result_waits_for_outcome_commit(void **state) {
         assert_int_equal(f->outcome_runs, 3);
         assert_true(run_until(f, is_over));
         assert_string_equal(station_step(f), "done");
+}
+
+/* The issuance record meets a locked database: retried, then PUT_CERT; nothing signed twice. */
+static void test_issuance_retried(void **state) {
+        struct fx *f = *state;
+
+        f->fail_issuance = -EBUSY;
+        f->fail_issuance_times = 3;
+        f->fail_outcome = -ENOSPC;      /* and then a full disk for the outcome */
+        f->fail_outcome_times = 2;
+        plug(f);
+        assert_true(run_until(f, is_over));
+        assert_string_equal(station_step(f), "done");
+        assert_int_equal(f->issuance_runs, 4);
+        assert_int_equal(f->outcome_runs, 3);
+        assert_int_equal(f->certs_issued, 1);
+        assert_int_equal(f->recorded, DB_OUTCOME_PROVISIONED);
+        assert_int_equal(f->result, SP_RESULT_PROVISIONED);
+        assert_true(f->board.device_len > 0);
+        assert_int_equal(f->jobs, 0);
 }
 
 /* A failed session's attempt row is not dropped either. */
@@ -478,6 +498,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_outcome_retried_until_committed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_result_waits_for_outcome_commit, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failed_attempt_retried, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_issuance_retried, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_close_while_outcome_retried, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_outcome_refused_not_retried, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_budget_spent, setup, teardown),

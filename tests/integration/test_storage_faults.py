@@ -114,10 +114,12 @@ def test_kill9_full_disk_and_lock():
                       "--exit-when-done", "--verbose")
         sim = SimLog(env)
         env.start_provd()
-        # Kill points: 20 random numbers of RESULTs seen, spread over the run, with the
-        # full disk and the foreign lock at two other random points between them.
-        points = sorted(rnd.sample(range(BOARDS // 50, BOARDS * 19 // 20), KILLS + 2))
-        full_at, lock_at = points.pop(KILLS // 3), points.pop(2 * KILLS // 3)
+        # Kill points: 20 random numbers of RESULTs seen, spread over the run; the full disk
+        # at a random point of its second quarter, the foreign lock of its third, while most
+        # ports are in a session.
+        points = sorted(rnd.sample(range(BOARDS // 50, BOARDS * 19 // 20), KILLS))
+        full_at = rnd.randrange(BOARDS // 4, BOARDS * 2 // 5)
+        lock_at = rnd.randrange(BOARDS * 11 // 20, BOARDS * 7 // 10)
         kills = []
         full_done = lock_done = False
 
@@ -144,6 +146,11 @@ def test_kill9_full_disk_and_lock():
                 continue
             if not full_done and n >= full_at:
                 full_done = True
+                # An empty WAL first, so that the next commits must grow it into the full disk
+                # (frames written over the space of an old WAL would still fit).
+                c = sqlite3.connect(env.db_path, timeout=10)
+                c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                c.close()
                 filler = fill_disk(env.state)
                 st = os.statvfs(env.state)
                 print(f"# disk full at {n} results: {st.f_bavail * st.f_frsize} bytes free, for {FULL_S} s")
@@ -181,16 +188,18 @@ def test_kill9_full_disk_and_lock():
             return st is not None and not any(p["state"] == "busy" for p in st["ports"])
         wait_until(idle, 60, "no port in a session")
         log = open(os.path.join(env.dir, "provd.log")).read()
-        retry_lines = [line for line in log.splitlines() if "outcome yet (" in line]
+        retry_lines = [line for line in log.splitlines() if " yet (" in line and "retrying every" in line]
         full = sum(1 for line in retry_lines if "full" in line)
         locked = sum(1 for line in retry_lines if "locked" in line or "busy" in line)
-        recovered = len(re.findall(r"outcome recorded after \d+ retries", log))
+        recovered = len(re.findall(r"recorded after \d+ retries", log))
         refusals = log.count("database disk nearly full")
         withheld = log.count("cannot record the issuance, certificate withheld")
-        print(f"# outcomes retried: {len(retry_lines)} first failures ({full} disk full, {locked} locked), "
+        print(f"# records retried: {len(retry_lines)} first failures ({full} disk full, {locked} locked), "
               f"{recovered} recorded after retries; sessions refused for lack of space: {refusals}; "
               f"certificates withheld (issuance not recorded): {withheld}")
-        check(recovered > 0, "no outcome needed a retry: the faults did not reach the database")
+        check(full > 0, "no record met the full disk")
+        check(locked > 0, "no record met the foreign lock")
+        check(recovered > 0, "no record was retried until it committed")
         check(refusals > 0, "no session was refused while the disk was full")
 
         db = env.db()
