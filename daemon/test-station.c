@@ -411,6 +411,32 @@ static void test_close_while_outcome_retried(void **state) {
         assert_int_equal(f->jobs, 0);
 }
 
+/*
+ * The shutdown deadline closes a port whose outcome is still being retried:
+ * the next retry gives up, the board is told nothing (the next start proves
+ * it again), and the station goes, so the daemon can exit.
+ */
+static void test_shutdown_deadline_gives_up_retry(void **state) {
+        struct fx *f = *state;
+
+        f->db_manual = true;
+        plug(f);
+        for (int i = 0; i < 2; i++) {
+                assert_true(run_until(f, has_queued));
+                db_answer(f, 0);
+        }
+        assert_true(run_until(f, has_queued));
+        db_answer(f, -ENOSPC);
+        station_shutdown(f->st);
+        station_close(f->st, "shutdown deadline");
+        assert_true(run_until(f, is_gone));
+        assert_int_equal(f->n_queue, 0);
+        assert_int_equal(f->outcome_runs, 1);
+        assert_false(f->have_result);
+        assert_int_equal(f->outcomes[OUTCOME_PROVISIONED] + f->outcomes[OUTCOME_FAILED], 0);
+        assert_int_equal(f->jobs, 0);
+}
+
 /* A refused outcome (the database says it is wrong, not busy) is not retried. */
 static void test_outcome_refused_not_retried(void **state) {
         struct fx *f = *state;
@@ -501,6 +527,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_issuance_retried, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_close_while_outcome_retried, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_outcome_refused_not_retried, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_shutdown_deadline_gives_up_retry, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_budget_spent, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_serial_in_session_elsewhere, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_known_serial_other_key, setup, teardown),
