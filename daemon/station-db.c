@@ -140,66 +140,6 @@ void station_submit_lookup(struct station *st) {
         db_submit_station(st, on_lookup_done);
 }
 
-static bool retry_later(struct station *st, struct db_req *req, const char *what);
-static void retried_done(struct station *st, const char *what);
-static void close_retry_timer(struct station *st);
-
-static void on_issuance_done(struct db_req *req) {
-        struct station *st = req->userdata;
-
-        if (req->result < 0 && retry_later(st, req, "issuance"))
-                return;
-        close_retry_timer(st);
-        if (req->result >= 0) {
-                retried_done(st, "issuance");
-                st->cert_id = req->issuance.cert_id;
-                /* Counted once recorded: a certificate the database refused never leaves provd. */
-                env_hook(st, cert_issued);
-        }
-        if (station_job_returned(st))
-                return;
-        if (req->result == -EKEYREJECTED) {
-                station_fail(st, OUTCOME_CLONE_SUSPECTED,
-                             "serial is recorded with another key; suspected clone, certificate withheld");
-                return;
-        }
-        if (req->result < 0) {
-                station_fail(st, OUTCOME_FAILED, "cannot record the issuance, certificate withheld: %s",
-                             req->errmsg);
-                return;
-        }
-        slog(st, LOG_DEBUG, 0, "certificate %s recorded%s", st->job.cert.sha256_hex,
-             req->issuance.superseded_cert_id ? " (supersedes the previous one)" : "");
-        station_send_put_cert(st);
-}
-
-static void copy_label(char *dst, size_t size, const char *src) {
-        snprintf(dst, size, "%s", src ? src : "");
-}
-
-void station_submit_issuance(struct station *st) {
-        struct db_record_issuance *r;
-        const struct issued_cert *c = &st->job.cert;
-
-        st->req = (struct db_req) { .type = DB_RECORD_ISSUANCE };
-        r = &st->req.issuance;
-        strcpy(r->serial, st->serial);
-        copy_label(r->model, sizeof r->model, st->ident.model);
-        copy_label(r->fw_version, sizeof r->fw_version, st->ident.fw_version);
-        memcpy(r->pubkey, c->pubkey, DB_PUBKEY_LEN);
-        r->cert_der = c->der;
-        r->cert_der_len = c->der_len;
-        hex_encode(c->serial, CERT_SERIAL_LEN, r->cert_serial, false);
-        strcpy(r->cert_sha256, c->sha256_hex);
-        r->not_before_ms = (int64_t)c->not_before * 1000;
-        r->not_after_ms = (int64_t)c->not_after * 1000;
-        r->signer_id = st->sign->signer_id;
-        copy_label(r->thing_name, sizeof r->thing_name, st->thing_name);
-        copy_label(r->port, sizeof r->port, st->path);
-        copy_label(r->slot, sizeof r->slot, st->slot);
-        db_submit_station(st, on_issuance_done);
-}
-
 /*
  * Retries (issue 14, point 3). A database that is full, locked by another
  * process or failing I/O for a while does not make a session's verdict
@@ -245,18 +185,18 @@ static void on_retry_timer_closed(uv_handle_t *h) {
                 (void)station_ended_meanwhile(st);
 }
 
-/* The request in st->req is settled (committed, refused or given up): no timer until the next retry. */
+/* The request in st->req is settled (committed, refused or given up): the next one starts afresh. */
 static void close_retry_timer(struct station *st) {
+        st->db_tries = 0;
         if (st->retry_timer_open && !uv_is_closing((uv_handle_t *)&st->retry_timer))
                 uv_close((uv_handle_t *)&st->retry_timer, on_retry_timer_closed);
 }
 
-/* The request committed after retries: the next request starts from the first delay. */
+/* The request committed after retries. */
 static void retried_done(struct station *st, const char *what) {
         if (st->db_tries == 0)
                 return;
         slog(st, LOG_NOTICE, 0, "%s recorded after %u retries", what, st->db_tries);
-        st->db_tries = 0;
         if (!strncmp(st->last_error, "recording the ", 14))
                 st->last_error[0] = 0;
 }
@@ -315,25 +255,66 @@ static bool retry_later(struct station *st, struct db_req *req, const char *what
         return true;
 }
 
-static void outcome_recorded(struct station *st, struct db_req *req);
-
-static void on_outcome_done(struct db_req *req) {
+static void on_issuance_done(struct db_req *req) {
         struct station *st = req->userdata;
-        char what[48];
 
-        snprintf(what, sizeof what, "%s outcome", outcome_to_string(st->outcome));
-        if (req->result < 0 && retry_later(st, req, what))
+        if (req->result < 0 && retry_later(st, req, "issuance"))
                 return;
-        close_retry_timer(st);
         if (req->result >= 0)
-                retried_done(st, what);
-        outcome_recorded(st, req);
+                retried_done(st, "issuance");
+        close_retry_timer(st);
+        if (req->result >= 0) {
+                st->cert_id = req->issuance.cert_id;
+                /* Counted once recorded: a certificate the database refused never leaves provd. */
+                env_hook(st, cert_issued);
+        }
+        if (station_job_returned(st))
+                return;
+        if (req->result == -EKEYREJECTED) {
+                station_fail(st, OUTCOME_CLONE_SUSPECTED,
+                             "serial is recorded with another key; suspected clone, certificate withheld");
+                return;
+        }
+        if (req->result < 0) {
+                station_fail(st, OUTCOME_FAILED, "cannot record the issuance, certificate withheld: %s",
+                             req->errmsg);
+                return;
+        }
+        slog(st, LOG_DEBUG, 0, "certificate %s recorded%s", st->job.cert.sha256_hex,
+             req->issuance.superseded_cert_id ? " (supersedes the previous one)" : "");
+        station_send_put_cert(st);
+}
+
+static void copy_label(char *dst, size_t size, const char *src) {
+        snprintf(dst, size, "%s", src ? src : "");
+}
+
+void station_submit_issuance(struct station *st) {
+        struct db_record_issuance *r;
+        const struct issued_cert *c = &st->job.cert;
+
+        st->req = (struct db_req) { .type = DB_RECORD_ISSUANCE };
+        r = &st->req.issuance;
+        strcpy(r->serial, st->serial);
+        copy_label(r->model, sizeof r->model, st->ident.model);
+        copy_label(r->fw_version, sizeof r->fw_version, st->ident.fw_version);
+        memcpy(r->pubkey, c->pubkey, DB_PUBKEY_LEN);
+        r->cert_der = c->der;
+        r->cert_der_len = c->der_len;
+        hex_encode(c->serial, CERT_SERIAL_LEN, r->cert_serial, false);
+        strcpy(r->cert_sha256, c->sha256_hex);
+        r->not_before_ms = (int64_t)c->not_before * 1000;
+        r->not_after_ms = (int64_t)c->not_after * 1000;
+        r->signer_id = st->sign->signer_id;
+        copy_label(r->thing_name, sizeof r->thing_name, st->thing_name);
+        copy_label(r->port, sizeof r->port, st->path);
+        copy_label(r->slot, sizeof r->slot, st->slot);
+        db_submit_station(st, on_issuance_done);
 }
 
 static void outcome_recorded(struct station *st, struct db_req *req) {
         bool unrecorded_proof = false;
 
-        close_retry_timer(st);
         st->session_recorded = true;
         if (req->result < 0) {
                 slog(st, LOG_ERR, 0, "cannot record the %s outcome: %s", outcome_to_string(st->outcome), req->errmsg);
@@ -366,6 +347,19 @@ static void outcome_recorded(struct station *st, struct db_req *req) {
                 return;
         }
         station_send_result(st);
+}
+
+static void on_outcome_done(struct db_req *req) {
+        struct station *st = req->userdata;
+        char what[48];
+
+        snprintf(what, sizeof what, "%s outcome", outcome_to_string(st->outcome));
+        if (req->result < 0 && retry_later(st, req, what))
+                return;
+        if (req->result >= 0)
+                retried_done(st, what);
+        close_retry_timer(st);
+        outcome_recorded(st, req);
 }
 
 void station_submit_outcome(struct station *st) {
