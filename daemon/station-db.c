@@ -87,7 +87,8 @@ static void on_lookup_done(struct db_req *req) {
                 return;
         }
         if (!l->found) {
-                station_send_get_csr(st);
+                if (station_db_has_room(st, "session refused, nothing signed"))
+                        station_send_get_csr(st);
                 return;
         }
         same_key = st->ident.has_pubkey && memcmp(l->pubkey, st->ident.pubkey, SP_PUBKEY_LEN) == 0;
@@ -105,17 +106,22 @@ static void on_lookup_done(struct db_req *req) {
         }
         if (l->reissue_requested || st->env->conf->reissue || !der || l->cert_status == DB_CERT_REVOKED) {
                 st->reissue = true;
-                station_send_get_csr(st);
+                if (station_db_has_room(st, "session refused, nothing signed"))
+                        station_send_get_csr(st);
                 return;
         }
+        /*
+         * A board with a recorded certificate is finished whatever the free space: nothing
+         * is signed, and it may hold that certificate already (an interrupted session).
+         */
         start_existing(st, l, TAKE_PTR(der));
 }
 
 /*
  * Issue 14, point 5: below [database] min_free_mb on the database's
- * filesystem no session starts and nothing is signed, so every certificate
- * signed can be recorded (the issuance record is committed before PUT_CERT)
- * and the outcomes of sessions in flight still fit. One statvfs(), no SQLite:
+ * filesystem no session that would sign starts and nothing is signed, so
+ * every certificate signed can be recorded (the issuance record is committed
+ * before PUT_CERT) and the outcomes of sessions in flight still fit. One statvfs(), no SQLite:
  * fine on the loop. An unknown free space (no database: tests) refuses nothing.
  */
 bool station_db_has_room(struct station *st, const char *refused) {
@@ -132,8 +138,6 @@ bool station_db_has_room(struct station *st, const char *refused) {
 }
 
 void station_submit_lookup(struct station *st) {
-        if (!station_db_has_room(st, "session refused, nothing signed"))
-                return;
         st->req = (struct db_req) { .type = DB_LOOKUP_DEVICE };
         strcpy(st->req.lookup.serial, st->serial);
         st->req.lookup.want_der = true;
