@@ -518,6 +518,7 @@ static const struct conf_item items[] = {
 
         U("database", "batch_max", batch_max, 1, 4096),
         U("database", "batch_delay_us", batch_delay_us, 0, 1000000),
+        U("database", "min_free_mb", min_free_mb, 0, 1048576),
 
         P("aws", "mode", parse_aws_mode, aws.mode),
         P("aws", "endpoint", parse_opt_string, aws.endpoint),

@@ -45,6 +45,7 @@ void conf_init(struct conf *c) {
                 .shutdown_ms = 10000,
                 .batch_max = 256,
                 .batch_delay_us = 2000,
+                .min_free_mb = 64,
                 .aws = {
                         .mode = AWS_MODE_OFF,
                         .timeout_ms = 30000,

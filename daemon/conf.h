@@ -148,6 +148,7 @@ struct conf {
         /* [database] */
         unsigned batch_max;
         unsigned batch_delay_us;
+        unsigned min_free_mb;           /* below this free space on the database's filesystem no session starts */
 
         /* [aws] */
         struct conf_aws aws;

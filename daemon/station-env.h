@@ -57,7 +57,7 @@ struct station_env_ops {
         int (*take_issuance_token)(void *userdata, const struct station *st, char *why, size_t whylen);
         /* The current signing context, borrowed: the session takes its own reference. */
         struct signing_ctx *(*signing_ctx)(void *userdata);
-        /* A certificate was signed (counter). */
+        /* A certificate was signed and its issuance recorded (counter). */
         void (*cert_issued)(void *userdata);
         /* One "time added by provd" sample: response received → next request sent. */
         void (*record_latency)(void *userdata, uint64_t usec);

@@ -109,6 +109,16 @@ struct station {
 
         struct job job;
         struct db_req req;
+
+        /*
+         * station-db.c: an issuance or outcome the database could not commit
+         * (disk full, locked) is submitted again from this timer, with
+         * backoff, until it commits; PUT_CERT / RESULT wait for it. The open
+         * timer counts in busy; it is closed when the outcome is recorded.
+         */
+        uv_timer_t retry_timer;
+        bool retry_timer_open;
+        unsigned db_tries;              /* retries of the request in st->req so far */
 };
 
 /* Calls the environment's hook @hook (station-env.h). */
@@ -150,5 +160,7 @@ void station_submit_issuance(struct station *st);
 void station_submit_outcome(struct station *st);
 bool station_job_returned(struct station *st);
 void station_closing_progress(struct station *st);
+/* False (and the session failed with "@refused") when the database's disk is below [database] min_free_mb. */
+bool station_db_has_room(struct station *st, const char *refused);
 
 #endif

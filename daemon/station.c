@@ -259,7 +259,6 @@ static void after_issue(uv_work_t *w, int status) {
                              "meanwhile was discarded", refused);
                 return;
         }
-        env_hook(st, cert_issued);
         r = cert_thing_name(st->env->conf->thing_name == THING_NAME_SKI ? CERT_THING_SKI : CERT_THING_CN,
                             &j->cert, st->serial, st->thing_name, sizeof st->thing_name);
         if (r < 0) {
@@ -298,6 +297,8 @@ static void start_issue(struct station *st, const uint8_t *der, size_t len) {
                 station_fail(st, OUTCOME_REJECTED, "CSR of %zu bytes is too large", len);
                 return;
         }
+        if (!station_db_has_room(st, "nothing signed"))
+                return;
         r = env_hook(st, issuance_check, st, why, sizeof why);
         if (r < 0) {
                 station_fail(st, r == -EACCES ? OUTCOME_REJECTED : OUTCOME_FAILED, "%s; nothing signed", why);

@@ -124,6 +124,7 @@ void db_answer(struct fx *f, int result) {
                 break;
         }
         case DB_RECORD_ISSUANCE:
+                f->issuance_runs++;
                 f->issuance_signer_id = req->issuance.signer_id;
                 assert_true(req->issuance.cert_der_len <= sizeof f->issued_der);
                 memcpy(f->issued_der, req->issuance.cert_der, req->issuance.cert_der_len);
@@ -134,6 +135,7 @@ void db_answer(struct fx *f, int result) {
                         req->issuance.cert_id = 7;
                 break;
         case DB_RECORD_OUTCOME:
+                f->outcome_runs++;
                 f->recorded = req->outcome.outcome;
                 f->have_recorded = true;
                 snprintf(f->recorded_error, sizeof f->recorded_error, "%s", req->outcome.error);
@@ -148,8 +150,19 @@ void db_answer(struct fx *f, int result) {
 static void on_db_async(uv_async_t *a) {
         struct fx *f = a->data;
 
-        while (!f->db_manual && f->n_queue > 0)
-                db_answer(f, f->queue[0]->type == DB_RECORD_ISSUANCE ? f->fail_issuance : 0);
+        while (!f->db_manual && f->n_queue > 0) {
+                enum db_req_type t = f->queue[0]->type;
+                int r = 0;
+
+                if (t == DB_RECORD_ISSUANCE &&
+                    (f->fail_issuance_times == 0 || f->issuance_runs < f->fail_issuance_times))
+                        r = f->fail_issuance;
+                else if (t == DB_RECORD_OUTCOME && f->fail_outcome_times > 0) {
+                        f->fail_outcome_times--;
+                        r = f->fail_outcome;
+                }
+                db_answer(f, r);
+        }
 }
 
 /* --- the board ------------------------------------------------------------------ */

@@ -30,7 +30,7 @@
 #include "station-proto/sp.h"
 #include "util.h"
 
-#define MAX_REQS 16
+#define MAX_REQS 64
 #define GUARD_MS 20000          /* a hung test fails instead of hanging; no timing is asserted */
 
 struct fx;
@@ -72,7 +72,12 @@ struct fx {
         size_t n_queue;
         enum db_req_type seen[MAX_REQS];
         size_t n_seen;
-        int fail_issuance;              /* result for DB_RECORD_ISSUANCE */
+        int fail_issuance;              /* result for DB_RECORD_ISSUANCE ... */
+        unsigned fail_issuance_times;   /* ... the first that many times (0 = every time) */
+        unsigned issuance_runs;
+        int fail_outcome;               /* result for the first fail_outcome_times DB_RECORD_OUTCOMEs */
+        unsigned fail_outcome_times;
+        unsigned outcome_runs;          /* DB_RECORD_OUTCOME requests answered */
         int64_t issuance_signer_id;
         enum db_outcome recorded;
         bool have_recorded;

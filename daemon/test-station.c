@@ -275,17 +275,178 @@ static void test_lock_unanswered(void **state) {
         assert_string_equal(f->recorded_step, "lock");
 }
 
-/* The issuance record fails: the certificate is withheld from the board. */
+/* The issuance record is refused: the certificate is withheld from the board. */
 static void test_issuance_not_recorded(void **state) {
         struct fx *f = *state;
 
-        f->fail_issuance = -EIO;
+        f->fail_issuance = -ENOENT;     /* unknown signer: not retried */
         plug(f);
         assert_true(run_until(f, is_over));
         assert_int_equal(f->recorded, DB_OUTCOME_FAILED);
         assert_non_null(strstr(f->recorded_error, "cannot record the issuance, certificate withheld"));
         assert_int_equal(f->board.device_len, 0);
+        assert_int_equal(f->certs_issued, 0);  /* signed, never recorded: not counted as issued */
         assert_true(f->have_result);
+        assert_int_equal(f->result, SP_RESULT_FAILED);
+}
+
+/*
+ * The "provisioned" outcome cannot be committed for a while (disk full): it is
+ * submitted again until it commits, and the board is told "provisioned", never
+ * "failed" while it holds its certificate.
+ */
+static void test_outcome_retried_until_committed(void **state) {
+        struct fx *f = *state;
+
+        f->fail_outcome = -ENOSPC;
+        f->fail_outcome_times = 5;
+        plug(f);
+        assert_true(run_until(f, is_over));
+        assert_string_equal(station_step(f), "done");
+        assert_int_equal(f->outcome_runs, 6);
+        assert_int_equal(f->recorded, DB_OUTCOME_PROVISIONED);
+        assert_int_equal(f->outcomes[OUTCOME_PROVISIONED], 1);
+        assert_int_equal(f->outcomes[OUTCOME_FAILED], 0);
+        assert_true(f->have_result);
+        assert_int_equal(f->result, SP_RESULT_PROVISIONED);
+        assert_int_equal(f->certs_issued, 1);
+        assert_int_equal(f->jobs, 0);
+}
+
+static bool has_result(struct fx *f) {
+        return f->have_result;
+}
+
+/* RESULT goes to the board only after the commit; meanwhile the slot says it is recording. */
+static void test_result_waits_for_outcome_commit(void **state) {
+        struct fx *f = *state;
+        cJSON *a;
+
+        f->db_manual = true;
+        plug(f);
+        for (int i = 0; i < 2; i++) {           /* lookup, issuance */
+                assert_true(run_until(f, has_queued));
+                db_answer(f, 0);
+        }
+        assert_true(run_until(f, has_queued));
+        assert_int_equal(f->queue[0]->type, DB_RECORD_OUTCOME);
+        db_answer(f, -EBUSY);                   /* another process holds the write lock */
+        assert_true(run_until(f, has_queued));  /* submitted again */
+        assert_false(f->have_result);
+        assert_string_equal(station_step(f), "commit");
+        a = cJSON_CreateArray();
+        station_status(f->st, a);
+        assert_non_null(strstr(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(a, 0), "last_error")),
+                               "recording the provisioned outcome"));
+        cJSON_Delete(a);
+        assert_int_equal(f->outcomes[OUTCOME_FAILED] + f->outcomes[OUTCOME_PROVISIONED], 0);
+        db_answer(f, -ENOSPC);
+        assert_true(run_until(f, has_queued));
+        assert_false(f->have_result);
+        db_answer(f, 0);
+        assert_true(run_until(f, has_result));
+        assert_int_equal(f->result, SP_RESULT_PROVISIONED);
+        assert_int_equal(f->outcome_runs, 3);
+        assert_true(run_until(f, is_over));
+        assert_string_equal(station_step(f), "done");
+}
+
+/* The issuance record meets a locked database: retried, then PUT_CERT; nothing signed twice. */
+static void test_issuance_retried(void **state) {
+        struct fx *f = *state;
+
+        f->fail_issuance = -EBUSY;
+        f->fail_issuance_times = 3;
+        f->fail_outcome = -ENOSPC;      /* and then a full disk for the outcome */
+        f->fail_outcome_times = 2;
+        plug(f);
+        assert_true(run_until(f, is_over));
+        assert_string_equal(station_step(f), "done");
+        assert_int_equal(f->issuance_runs, 4);
+        assert_int_equal(f->outcome_runs, 3);
+        assert_int_equal(f->certs_issued, 1);
+        assert_int_equal(f->recorded, DB_OUTCOME_PROVISIONED);
+        assert_int_equal(f->result, SP_RESULT_PROVISIONED);
+        assert_true(f->board.device_len > 0);
+        assert_int_equal(f->jobs, 0);
+}
+
+/* A failed session's attempt row is not dropped either. */
+static void test_failed_attempt_retried(void **state) {
+        struct fx *f = *state;
+
+        f->budget_empty = true;
+        f->fail_outcome = -EIO;
+        f->fail_outcome_times = 3;
+        plug(f);
+        assert_true(run_until(f, is_over));
+        assert_int_equal(f->outcome_runs, 4);
+        assert_int_equal(f->recorded, DB_OUTCOME_FAILED);
+        assert_non_null(strstr(f->recorded_error, "issuance budget"));
+        assert_int_equal(f->outcomes[OUTCOME_FAILED], 1);
+        assert_int_equal(f->result, SP_RESULT_FAILED);
+}
+
+/* Unplugged while the outcome is being retried: it is still recorded, then the station goes. */
+static void test_close_while_outcome_retried(void **state) {
+        struct fx *f = *state;
+
+        f->db_manual = true;
+        plug(f);
+        for (int i = 0; i < 2; i++) {
+                assert_true(run_until(f, has_queued));
+                db_answer(f, 0);
+        }
+        assert_true(run_until(f, has_queued));
+        db_answer(f, -ENOSPC);
+        station_close(f->st, "unplugged");
+        assert_true(run_until(f, has_queued));
+        assert_false(f->gone);
+        assert_int_equal(f->queue[0]->type, DB_RECORD_OUTCOME);
+        db_answer(f, 0);
+        assert_true(run_until(f, is_gone));
+        assert_int_equal(f->recorded, DB_OUTCOME_PROVISIONED);
+        assert_int_equal(f->outcomes[OUTCOME_PROVISIONED], 1);
+        assert_int_equal(f->outcome_runs, 2);
+        assert_int_equal(f->jobs, 0);
+}
+
+/*
+ * The shutdown deadline closes a port whose outcome is still being retried:
+ * the next retry gives up, the board is told nothing (the next start proves
+ * it again), and the station goes, so the daemon can exit.
+ */
+static void test_shutdown_deadline_gives_up_retry(void **state) {
+        struct fx *f = *state;
+
+        f->db_manual = true;
+        plug(f);
+        for (int i = 0; i < 2; i++) {
+                assert_true(run_until(f, has_queued));
+                db_answer(f, 0);
+        }
+        assert_true(run_until(f, has_queued));
+        db_answer(f, -ENOSPC);
+        station_shutdown(f->st);
+        station_close(f->st, "shutdown deadline");
+        assert_true(run_until(f, is_gone));
+        assert_int_equal(f->n_queue, 0);
+        assert_int_equal(f->outcome_runs, 1);
+        assert_false(f->have_result);
+        assert_int_equal(f->outcomes[OUTCOME_PROVISIONED] + f->outcomes[OUTCOME_FAILED], 0);
+        assert_int_equal(f->jobs, 0);
+}
+
+/* A refused outcome (the database says it is wrong, not busy) is not retried. */
+static void test_outcome_refused_not_retried(void **state) {
+        struct fx *f = *state;
+
+        f->fail_outcome = -ESTALE;
+        f->fail_outcome_times = 1;
+        plug(f);
+        assert_true(run_until(f, is_over));
+        assert_int_equal(f->outcome_runs, 1);
+        assert_int_equal(f->outcomes[OUTCOME_FAILED], 1);
         assert_int_equal(f->result, SP_RESULT_FAILED);
 }
 
@@ -711,6 +872,13 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_recorded_certificate_rewritten, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_close_during_issuance_record, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_lock_unanswered, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_outcome_retried_until_committed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_result_waits_for_outcome_commit, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_failed_attempt_retried, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_issuance_retried, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_close_while_outcome_retried, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_outcome_refused_not_retried, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_shutdown_deadline_gives_up_retry, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_budget_spent, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_serial_in_session_elsewhere, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_known_serial_other_key, setup, teardown),
