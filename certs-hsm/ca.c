@@ -563,7 +563,7 @@ int ca_hsm_key_info(const char *uri, const char *pin, const char *module_path, s
 
 /* --- rotation: a new signer certified by a root whose key is at hand ------- */
 
-/* Reads a PEM private key (the root's) that must be P-256. */
+/* Reads a PEM private key (the root's): an EC key; load_root() ties it to the root certificate. */
 static int read_root_key(const char *path, EVP_PKEY **ret) {
         _cleanup_(BIO_freep) BIO *bio = NULL;
         EVP_PKEY *k;
