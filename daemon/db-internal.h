@@ -127,6 +127,8 @@ struct db_reader {
 
 struct db {
         uv_loop_t *loop;
+        /* db_free_space()'s last answer (loop thread only): at most one statvfs() per DB_FREE_CACHE_US. */
+        uint64_t free_bytes, free_at_us;
         uv_async_t async;
         uv_thread_t thread;
         uv_mutex_t lock;

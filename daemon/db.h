@@ -522,8 +522,8 @@ void db_get_metrics(struct db *db, struct db_metrics *ret);
 
 /**
  * Free space, in bytes, that provd may use on the filesystem holding the
- * database (statvfs(): f_bavail * f_frsize of its directory). One system
- * call, no SQLite: callable from the loop thread, e.g. by the station before
+ * database (statvfs(): f_bavail * f_frsize of its directory), at most 10 ms
+ * old. At most one system call, no SQLite: for the loop thread only, e.g. by the station before
  * it starts a session, to refuse one that could not be recorded. A board
  * needs about 40 KB (docs/PERFORMANCE.md: ~22-35 KB written per board,
  * plus the WAL up to wal_limit_bytes).
