@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "aws-conf.h"
+#include "basic/secret-file.h"
 #include "util.h"
 
 static int region_of(const struct conf *c, char region[40], char *err, size_t errlen) {
@@ -45,38 +46,20 @@ int aws_conf_http_opts(const struct conf *c, char region[40], struct aws_http_op
         return 0;
 }
 
+/* A template: a bounded regular file, text without NUL. */
 static int read_text(const char *path, size_t max, char **ret) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        _cleanup_free_ char *buf = NULL;
-        struct stat st;
+        char *buf = NULL;
         size_t len = 0;
+        int r;
 
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
-        buf = malloc(max + 1);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(fd, buf + len, max + 1 - len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t)n;
-                if (len > max)
-                        return -E2BIG;
-        }
-        if (memchr(buf, 0, len))
+        r = file_read_bounded(path, max, &buf, &len);
+        if (r < 0)
+                return r == -EFBIG ? -E2BIG : r;
+        if (memchr(buf, 0, len)) {
+                free(buf);
                 return -EINVAL;
-        buf[len] = 0;
-        *ret = TAKE_PTR(buf);
+        }
+        *ret = buf;
         return 0;
 }
 

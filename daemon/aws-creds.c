@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "aws-creds.h"
+#include "basic/secret-file.h"
 #include "util.h"
 
 struct aws_creds *aws_creds_free(struct aws_creds *c) {
@@ -182,52 +183,15 @@ int aws_creds_parse(const char *text, size_t len, const char *profile, struct aw
         return 0;
 }
 
-static int read_file(const char *path, char **ret, size_t *ret_len) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        _cleanup_free_ char *buf = NULL;
-        struct stat st;
-        size_t len = 0;
-
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
-        buf = malloc(AWS_CREDS_FILE_MAX + 1);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(fd, buf + len, AWS_CREDS_FILE_MAX + 1 - len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        int r = -errno;
-                        explicit_bzero(buf, len);
-                        return r;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t)n;
-                if (len > AWS_CREDS_FILE_MAX) {
-                        explicit_bzero(buf, len);
-                        return -E2BIG;
-                }
-        }
-        buf[len] = 0;
-        *ret = TAKE_PTR(buf);
-        *ret_len = len;
-        return 0;
-}
 
 static int load_file(const char *path, const char *profile, struct aws_creds **ret, char *err, size_t errlen) {
         char *text = NULL, msg[256] = "";
         size_t len = 0;
         int r;
 
-        r = read_file(path, &text, &len);
+        r = file_read_bounded(path, AWS_CREDS_FILE_MAX, &text, &len);
         if (r < 0) {
-                snprintf(err, errlen, "%s: %s", path, r == -E2BIG ? "larger than 64 KiB" : strerror(-r));
+                snprintf(err, errlen, "%s: %s", path, r == -EFBIG ? "larger than 64 KiB" : strerror(-r));
                 return r;
         }
         r = aws_creds_parse(text, len, profile, ret, msg, sizeof msg);

@@ -30,25 +30,25 @@ static inline int secret_fd_check(int fd) {
         return 0;
 }
 
-/* Reads the secret file at @fd (from its current offset) after checking the
- * rule: at most @max bytes (-EFBIG past them). *@ret is a NUL-terminated copy
- * (free it with erase_and_free(*ret, *ret_len)), *@ret_len its length; both
- * written only on success. Whatever was read is wiped on failure. */
-static inline int secret_fd_read(int fd, size_t max, char **ret, size_t *ret_len) {
+/* Reads the regular file at @fd (from its current offset): at most @max bytes
+ * (-EFBIG past them), -EBADFD for anything but a regular file. *@ret is a
+ * NUL-terminated copy (free it with erase_and_free(*ret, *ret_len): it may be
+ * a secret), *@ret_len its length; both written only on success. Whatever was
+ * read is wiped on failure. */
+static inline int file_fd_read_bounded(int fd, size_t max, char **ret, size_t *ret_len) {
         struct stat st;
         char *buf;
         size_t len = 0;
         int r;
 
-        r = secret_fd_check(fd);
-        if (r < 0)
-                return r;
         if (fstat(fd, &st) < 0)
                 return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
         if (max >= SIZE_MAX || (uint64_t)st.st_size > max)
                 return -EFBIG;
         /* One byte more than allowed, to tell "exactly max" from "longer"
-         * (st_size may be stale or 0 for special files), and room for the NUL. */
+         * (st_size may be stale), and room for the NUL. */
         buf = malloc(max + 1);
         if (!buf)
                 return -ENOMEM;
@@ -73,6 +73,26 @@ static inline int secret_fd_read(int fd, size_t max, char **ret, size_t *ret_len
         *ret = buf;
         *ret_len = len;
         return 0;
+}
+
+/* file_fd_read_bounded() of the file at @path. O_NONBLOCK: a FIFO planted at
+ * the path must not hang us before fstat() refuses it. */
+static inline int file_read_bounded(const char *path, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_close_ int fd = -EBADF;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        return file_fd_read_bounded(fd, max, ret, ret_len);
+}
+
+/* file_fd_read_bounded() of a secret file, after checking the rule. */
+static inline int secret_fd_read(int fd, size_t max, char **ret, size_t *ret_len) {
+        int r = secret_fd_check(fd);
+
+        if (r < 0)
+                return r;
+        return file_fd_read_bounded(fd, max, ret, ret_len);
 }
 
 /* secret_fd_read() of the file at @path. O_NONBLOCK: a FIFO planted at the
