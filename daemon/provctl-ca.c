@@ -232,13 +232,15 @@ static bool has_prefix(const char *s, const char *prefix) {
         return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+static char *prev;              /* the replaced drop-in, kept as path.prev */
+
 static int write_dropin(const char *uri, const char *cert, const char *root) {
         _cleanup_free_ char *dir = NULL, *path = NULL, *tmp = NULL;
         _cleanup_fclose_ FILE *f = NULL;
         char when[32];
         time_t now = time(NULL);
         struct tm tm;
-        int fd;
+        int fd, r;
 
         if (asprintf(&dir, "%s.d", arg_config) < 0 ||
             asprintf(&path, "%s/90-signer-rotation.conf", dir) < 0 ||
@@ -268,12 +270,38 @@ static int write_dropin(const char *uri, const char *cert, const char *root) {
                 unlink(tmp);
                 return -errno;
         }
-        if (rename(tmp, path) < 0) {
+        /* The drop-in it replaces is kept until provd has switched (restore_dropin()). */
+        if (asprintf(&prev, "%s.prev", path) < 0) {
                 unlink(tmp);
-                return -errno;
+                return -ENOMEM;
+        }
+        bool had_prev = rename(path, prev) == 0;
+        if (rename(tmp, path) < 0) {
+                r = -errno;
+                unlink(tmp);
+                if (had_prev)
+                        (void)rename(prev, path);
+                return r;
         }
         printf("wrote %s\n", path);
         return 0;
+}
+
+/*
+ * provd refused the new signer (and keeps issuing with the old one): the
+ * drop-in must not name it either, or the next start would fail on it.
+ * Puts back the drop-in it replaced, or removes it.
+ */
+static void restore_dropin(void) {
+        _cleanup_free_ char *path = NULL;
+
+        if (asprintf(&path, "%s.d/90-signer-rotation.conf", arg_config) < 0 || !prev)
+                return;
+        if (rename(prev, path) < 0)
+                (void)unlink(path);
+        free(prev);
+        prev = NULL;
+        fprintf(stderr, "provctl: %s restored: the configuration names the signer provd is using\n", path);
 }
 
 /* The uid provd runs as (its status), so that a key file made by root here is one provd accepts. */
@@ -401,8 +429,15 @@ static int signer_rotate(void) {
         cJSON_AddStringToObject(req, "cmd", "reload");
         r = call(req, &reply);
         cJSON_Delete(req);
-        if (r < 0)
-                return r;       /* call() printed provd's reason */
+        if (r < 0) {
+                restore_dropin();       /* call() printed provd's reason */
+                return r;
+        }
+        if (prev) {
+                (void)unlink(prev);
+                free(prev);
+                prev = NULL;
+        }
         if (arg_json)
                 print_json(reply);
         else {

@@ -158,5 +158,29 @@ def test_rotation_refused_keeps_signer():
         env.close()
 
 
+def test_refused_rotation_leaves_no_dropin():
+    """provctl signer rotate --cert with a certificate that is not the key's: provd refuses it, and
+    provctl takes its drop-in back, so the next start still uses the signer provd kept."""
+    env = Env("rotate-undo")
+    try:
+        env.start_provd()
+        before = env.status()["signer"]["id"]
+        other = os.path.join(env.dir, "other")
+        subprocess.run([PROVCTL, "ca", "init", "--dir", other], check=True, stdout=subprocess.DEVNULL)
+        r = subprocess.run([PROVCTL, "--socket", env.sock, "signer", "rotate", "--config", env.conf_path,
+                            "--cert", os.path.join(other, "signer.pem"),
+                            "--signer-uri", "file:" + os.path.join(env.ca, "signer.key")],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode != 0, f"a signer whose certificate is not its key's was switched to: {r.stdout}")
+        dropin = env.conf_path + ".d/90-signer-rotation.conf"
+        check(not os.path.exists(dropin), "the refused signer's drop-in was left for the next start")
+        check(env.status()["signer"]["id"] == before, "the signer changed after a refused rotation")
+        check(env.stop_provd() == 0, "provd did not exit cleanly")
+        env.start_provd()
+        check(env.status()["signer"]["id"] == before, "the next start does not use the kept signer")
+    finally:
+        env.close()
+
+
 if __name__ == "__main__":
-    sys.exit(run([test_rotation_mid_run, test_rotation_refused_keeps_signer]))
+    sys.exit(run([test_rotation_mid_run, test_rotation_refused_keeps_signer, test_refused_rotation_leaves_no_dropin]))
