@@ -15,6 +15,14 @@
 
 #define ERROR_TYPE_MAX 256
 
+/*
+ * Easy handles kept for reuse: a new one per call costs its allocation, its
+ * setup and, at a reconnection, a full TLS handshake (the session cache is
+ * the handle's). curl_easy_reset() keeps the session cache and drops every
+ * option, credentials included.
+ */
+#define IDLE_EASY_MAX 32
+
 struct aws_http {
         uv_loop_t *loop;
         CURLM *multi;
@@ -35,6 +43,10 @@ struct aws_http {
         unsigned timeout_ms, connect_timeout_ms;
         size_t max_body;
         struct aws_creds *creds;
+
+        /* Easy handles of finished calls, reset, for the next calls (see take_easy()). */
+        CURL *idle_easy[IDLE_EASY_MAX];
+        unsigned n_idle_easy;
 };
 
 struct aws_http_call {
@@ -95,10 +107,22 @@ static void handle_closed(uv_handle_t *handle) {
         maybe_free(h);
 }
 
+static CURL *take_easy(struct aws_http *h) {
+        return h->n_idle_easy > 0 ? h->idle_easy[--h->n_idle_easy] : curl_easy_init();
+}
+
+static void drop_idle_easy(struct aws_http *h) {
+        while (h->n_idle_easy > 0)
+                curl_easy_cleanup(h->idle_easy[--h->n_idle_easy]);
+}
+
 static void call_free(struct aws_http_call *c) {
         if (!c)
                 return;
-        if (c->easy)
+        if (c->easy && !c->h->closing && c->h->n_idle_easy < IDLE_EASY_MAX) {
+                curl_easy_reset(c->easy);
+                c->h->idle_easy[c->h->n_idle_easy++] = c->easy;
+        } else if (c->easy)
                 curl_easy_cleanup(c->easy);
         curl_slist_free_all(c->headers);
         free(c->url);
@@ -443,7 +467,7 @@ int aws_http_send(struct aws_http *h, const struct aws_request *req, aws_http_cb
         if (!c->url)
                 goto nomem;
         snprintf(c->url, ulen, "%s%s%s%s", h->endpoint, req->path, req->query[0] ? "?" : "", req->query);
-        e = c->easy = curl_easy_init();
+        e = c->easy = take_easy(h);
         if (!e)
                 goto nomem;
 
@@ -523,6 +547,7 @@ static void finish_close(struct aws_http *h) {
                 c->cb(&r, c->userdata);
                 call_free(c);
         }
+        drop_idle_easy(h);
         /* Closes cached connections: their sockets' polls are closed from socket_cb. */
         curl_multi_cleanup(h->multi);
         h->multi = NULL;

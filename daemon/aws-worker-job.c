@@ -147,7 +147,19 @@ static void handle(struct job *j, const struct aws_response *r) {
                         aws_job_settle(j, DB_OUTBOX_RESULT_DONE, 0, NULL, NULL);
                         return;
                 }
-                persist_progress(j);
+                /*
+                 * A device's steps are not recorded one by one: each is idempotent at AWS
+                 * (aws-register.h), so a crash that loses them repeats them, at the cost of a
+                 * few calls once, while a record per step would cost a write and a group
+                 * commit per call for every device. The step and ARN are recorded when the
+                 * row is settled (a retry resumes from them). A CA job's steps are recorded:
+                 * it runs once per signer, and its verification certificate is not repeated
+                 * for nothing.
+                 */
+                if (j->ca)
+                        persist_progress(j);
+                else
+                        aws_job_run(j);
                 return;
         }
 

@@ -87,6 +87,14 @@ const char *const db_stmt_sql[_STMT_MAX] = {
                 "WHERE id = ?1 AND state = 'in_flight'",
         [STMT_OUTBOX_FAIL] =
                 "UPDATE aws_outbox SET state = 'failed', last_error = ?2 WHERE id = ?1 AND state = 'in_flight'",
+        /* What a claimed device row needs to be registered. */
+        [STMT_OUTBOX_CLAIM_CERT] =
+                "SELECT c.der, d.model, d.fw_version, s.cert_sha256 FROM certificates c "
+                "JOIN devices d ON d.serial = c.device_serial JOIN signers s ON s.id = c.signer_id "
+                "WHERE c.id = ?1",
+        [STMT_OUTBOX_GET] = "SELECT kind, payload, attempts FROM aws_outbox WHERE id = ?1",
+        [STMT_OUTBOX_PATCH] =
+                "UPDATE aws_outbox SET payload = json_patch(payload, ?2) WHERE id = ?1 AND state = 'in_flight'",
         [STMT_SIGNER_FIND] = "SELECT id, state FROM signers WHERE cert_sha256 = ?1",
         [STMT_SIGNER_INSERT] =
                 "INSERT INTO signers (name, key_uri, cert_der, cert_sha256, subject, not_before, not_after, "

@@ -51,9 +51,8 @@ int db_outbox_enqueue(struct db *db, struct db_req *req, int64_t now, enum db_ou
 /* --- AWS outbox worker side ----------------------------------------------- */
 
 /*
- * Statements of the worker's requests: prepared per request (a few per
- * registration step, against thousands of boards' statements per second), so
- * the engine's statement table stays the boards'.
+ * The operator's rare requests (requeue) prepare their statement per request;
+ * the worker's, a few per registration, are in the engine's statement table.
  */
 static int prep(struct db *db, struct db_req *req, sqlite3 *conn, const char *sql, sqlite3_stmt **ret) {
         int rc = sqlite3_prepare_v2(conn, sql, -1, ret, NULL);
@@ -97,17 +96,11 @@ static int add_records(struct db *db, struct db_req *req, cJSON *o, const struct
         _cleanup_free_ char *pem = NULL;
         const void *der;
         size_t len;
-        int rc, r;
+        int rc;
 
         if (c->cert_id) {
-                _cleanup_finalize_ sqlite3_stmt *st = NULL;
+                _cleanup_reset_ sqlite3_stmt *st = use(db, STMT_OUTBOX_CLAIM_CERT);
 
-                r = prep(db, req, db->conn,
-                         "SELECT c.der, d.model, d.fw_version, s.cert_sha256 FROM certificates c "
-                         "JOIN devices d ON d.serial = c.device_serial JOIN signers s ON s.id = c.signer_id "
-                         "WHERE c.id = ?1", &st);
-                if (r < 0)
-                        return r;
                 sqlite3_bind_int64(st, 1, c->cert_id);
                 rc = sqlite3_step(st);
                 if (rc == SQLITE_DONE)
@@ -268,18 +261,15 @@ static bool bounded(const char *s, size_t max) {
 /* 'aws.registered', 'aws.ca_registered' or 'aws.failed' for a row just settled. */
 static int audit_settled(struct db *db, struct db_req *req, int64_t now) {
         struct db_outbox_complete *q = &req->complete;
-        _cleanup_finalize_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ sqlite3_stmt *st = use(db, STMT_OUTBOX_GET);
         _cleanup_(cJSON_Deletep) cJSON *o = cJSON_CreateObject(), *p = NULL;
         _cleanup_free_ char *details = NULL;
         const char *kind, *action, *serial = NULL;
         cJSON *v;
-        int r, rc;
+        int rc;
 
         if (!o)
                 return db_fail(req, -ENOMEM, "out of memory");
-        r = prep(db, req, db->conn, "SELECT kind, payload, attempts FROM aws_outbox WHERE id = ?1", &st);
-        if (r < 0)
-                return r;
         sqlite3_bind_int64(st, 1, q->id);
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW)
@@ -325,13 +315,8 @@ int db_do_outbox_complete(struct db *db, struct db_req *req, int64_t now) {
                 return db_fail(req, -ENOMEM, "out of memory");
 
         if (any) {
-                _cleanup_finalize_ sqlite3_stmt *st = NULL;
+                _cleanup_reset_ sqlite3_stmt *st = use(db, STMT_OUTBOX_PATCH);
 
-                r = prep(db, req, db->conn,
-                         "UPDATE aws_outbox SET payload = json_patch(payload, ?2) WHERE id = ?1 AND state = 'in_flight'",
-                         &st);
-                if (r < 0)
-                        return r;
                 sqlite3_bind_int64(st, 1, q->id);
                 sqlite3_bind_text(st, 2, patch, -1, SQLITE_STATIC);
                 r = db_step_done(db->conn, req, st, "outbox progress");
