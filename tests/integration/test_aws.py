@@ -444,6 +444,48 @@ def test_jitr_signer_once():
         close(env)
 
 
+def test_jitr_rotation_registers_new_signer():
+    """mode = jitr and `provctl signer rotate` mid-line: the new signer is registered the way
+    the first was (its own verification certificate, signed by its own key, validated by the
+    fake), once; devices under either signer cause no per-device call."""
+    env = setup("aws-jitr-rotate", aws={"mode": "jitr", "policy_template": ""})
+    try:
+        env.start_provd()
+        provision(env, 10)
+        wait_registered(env, 11)
+        r = subprocess.run([PROVCTL, "--socket", env.sock, "signer", "rotate", "--dir", env.ca,
+                            "--config", env.conf_path], capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, f"signer rotate failed ({r.returncode}): {r.stdout}{r.stderr}\n{env.log_tail()}")
+        env.sim_control("add 10")       # ten more boards, issued under the new signer
+        env.wait_totals(timeout=120, provisioned=20)
+        wait_registered(env, 22)
+        with env.db() as c:
+            signers = c.execute("SELECT id, cert_der, state FROM signers ORDER BY id").fetchall()
+            rows = c.execute("SELECT signer_id, state, json_extract(payload, '$.ca_certificate_id') AS id "
+                             "FROM aws_outbox WHERE kind = 'register_ca' ORDER BY signer_id").fetchall()
+            per_signer = dict(c.execute("SELECT signer_id, count(*) FROM certificates GROUP BY signer_id").fetchall())
+            audit = dict(c.execute("SELECT action, count(*) FROM audit_log WHERE action LIKE 'aws.%' "
+                                   "GROUP BY action").fetchall())
+        check(len(signers) == 2 and [s["state"] for s in signers] == ["retired", "active"],
+              f"signers: {[(s['id'], s['state']) for s in signers]}")
+        check(all(per_signer.get(s["id"], 0) > 0 for s in signers), f"certificates per signer: {per_signer}")
+        ids = [sha256(bytes(s["cert_der"])) for s in signers]
+        check([(r["signer_id"], r["state"], r["id"]) for r in rows] ==
+              [(s["id"], "done", i) for s, i in zip(signers, ids)], f"register_ca rows: {[dict(r) for r in rows]}")
+        st = env.fake.state()
+        cas = st["caCertificates"]
+        check(sorted(cas) == sorted(ids), f"CA certificates at AWS: {list(cas)}, want {ids}")
+        for i in ids:
+            check(cas[i]["status"] == "ACTIVE" and cas[i].get("autoRegistrationStatus") == "ENABLE", f"{cas[i]}")
+        check(not st["certificates"] and not st["things"], f"per-device state at AWS: {st['certificates']}")
+        ops = env.fake.admin("/stats")["by_operation"]
+        check(set(ops) <= {"GetRegistrationCode", "RegisterCACertificate", "DescribeCACertificate"} and
+              ops.get("RegisterCACertificate") == 2, f"calls: {ops}")
+        check(audit == {"aws.ca_registered": 2}, f"audit {audit}")
+    finally:
+        close(env)
+
+
 # --- the board path -----------------------------------------------------------
 
 
