@@ -27,7 +27,7 @@ struct issuer;
  *     AWS_PERMANENT             give up; resp->code and resp->message say why
  *
  * Every step is idempotent at AWS, so a job resumed after a crash from its
- * last persisted step repeats at most the one step that was in flight.
+ * last recorded step only repeats calls whose effect is already there.
  *
  * CreatePolicy is sent once per registrar: a job reaching create-policy while
  * another job's CreatePolicy is out waits for it (no call of its own; the

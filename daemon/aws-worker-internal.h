@@ -89,7 +89,7 @@ int aws_worker_load_creds(struct aws_worker *w, char *err, size_t errlen);
 void aws_worker_poll_soon(struct aws_worker *w, uint64_t ms);
 void aws_worker_maybe_stopped(struct aws_worker *w);
 
-/* aws-worker-job.c: a claimed row's flow, step by step, each recorded. */
+/* aws-worker-job.c: a claimed row's flow, step by step, then settled. */
 void aws_job_settle(struct job *j, enum db_outbox_result result, int64_t retry_at, const char *code,
                     const char *message);
 void aws_job_run(struct job *j);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The AWS outbox worker's jobs: a claimed row made into a flow, run step by step, each step recorded, settled. */
+/* The AWS outbox worker's jobs: a claimed row made into a flow, run step by step, settled. */
 
 #include <errno.h>
 #include <inttypes.h>

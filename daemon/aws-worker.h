@@ -20,10 +20,11 @@ struct issuer;
  * and the progress), the verification certificate of JITR/JITP is made in
  * the thread pool (aws-register.c).
  *
- * A job's progress (its next step, the certificate ARN, the tries of that
- * step) is written to its aws_outbox row after every step that succeeded and
- * before the next starts, so after a crash a job repeats at most the one
- * step that was in flight; every step is idempotent at AWS. A retryable
+ * A job's progress (its step, the certificate ARN, the tries of that step)
+ * is written to its aws_outbox row when the row is settled; a CA job's also
+ * after every step that succeeded. After a crash a device job starts again
+ * from its last recorded step and repeats the calls it had made since;
+ * every step is idempotent at AWS. A retryable
  * error puts the row back to pending with the backoff's next-attempt time;
  * a permanent one (or max_attempts tries of one step) fails it with AWS's
  * code and message. Done and failed are audited (db.h, DB_OUTBOX_COMPLETE).
