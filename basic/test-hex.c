@@ -77,6 +77,16 @@ static void test_decode(void **state) {
                 assert_int_equal(out[i], 0x55);
 }
 
+static void test_lower(void **state) {
+        char out[16];
+
+        memset(out, 'x', sizeof(out));
+        assert_string_equal(hex_lower("0aBcDeF9", 8, out), "0abcdef9");
+        /* Only its first @len characters, and only A-F changed. */
+        assert_string_equal(hex_lower("ABGZab", 4, out), "abGZ");
+        assert_string_equal(hex_lower("", 0, out), "");
+}
+
 static void test_round_trip(void **state) {
         uint8_t b[256], back[256];
         char hex[2 * sizeof(b) + 1];
@@ -99,6 +109,7 @@ int main(void) {
                 cmocka_unit_test(test_encode),
                 cmocka_unit_test(test_valid),
                 cmocka_unit_test(test_decode),
+                cmocka_unit_test(test_lower),
                 cmocka_unit_test(test_round_trip),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

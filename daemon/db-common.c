@@ -109,6 +109,8 @@ const char *const db_stmt_sql[_STMT_MAX] = {
 
 
 const char *const db_rstmt_sql[_RSTMT_MAX] = {
+        /* The known-serials filter's scan (db-known.c), along the primary key. */
+        [RSTMT_KNOWN_SCAN] = "SELECT serial FROM devices WHERE serial > ?1 ORDER BY serial LIMIT ?2",
         [RSTMT_LOOKUP] =
                 "SELECT d.state, d.pubkey, d.reissue_requested, d.current_cert_id, "
                 "c.status, c.sha256, c.thing_name, c.not_after, c.der "
@@ -277,9 +279,7 @@ int db_canon_hex(struct db_req *req, const char *in, size_t in_size, char *out, 
                                name, in, min, max);
         if (!hex_valid(in, n, n / 2, n / 2))
                 return db_fail(req, -EINVAL, "%s '%s' is not hex", name, in);
-        for (size_t i = 0; i < n; i++)
-                out[i] = in[i] >= 'A' && in[i] <= 'F' ? (char)(in[i] - 'A' + 'a') : in[i];
-        out[n] = 0;
+        hex_lower(in, n, out);
         return 0;
 }
 

@@ -86,6 +86,7 @@ enum rstmt {
         RSTMT_QUERY_DEVICES,
         RSTMT_TOTALS,
         RSTMT_ISSUED,
+        RSTMT_KNOWN_SCAN,
         _RSTMT_MAX,
 };
 extern const char *const db_rstmt_sql[_RSTMT_MAX];
@@ -128,6 +129,25 @@ struct db_reader {
         sqlite3_stmt *stmts[_RSTMT_MAX];
 };
 
+/* The known-serials filter (db-known.c). */
+struct db_known {
+        uint64_t *words;                /* the bits; atomic ORs and loads */
+        uint64_t mask;                  /* number of bits - 1 (a power of two) */
+        uint64_t capacity;              /* serials it holds at ~1 % false positives */
+        uint64_t added;                 /* atomic */
+        bool ready, full;               /* atomic: the scan of the table finished; over capacity */
+        uint64_t unread;                /* loop thread: serials answered unknown */
+        /* Reader thread only. */
+        bool scan_done;
+        char scan_after[DB_SERIAL_MAX];
+};
+
+int db_known_init(struct db_known *k, uint64_t expected);
+void db_known_free(struct db_known *k);
+void db_known_add_serial(struct db_known *k, const char *serial);
+/* One chunk of the scan of the devices table: 1 more to do, 0 done, -errno (the filter stays unused). */
+int db_known_scan_step(struct db_reader *rd, struct db_known *k);
+
 struct db {
         uv_loop_t *loop;
         /* db_free_space()'s last answer (loop thread only): at most one statvfs() per DB_FREE_CACHE_US. */
@@ -165,6 +185,7 @@ struct db {
         bool wake_pending;              /* ... and one of them queued work */
 
         struct db_reader reader;
+        struct db_known known;
 
         /*
          * Checkpointer thread: copies the WAL back into the database file with

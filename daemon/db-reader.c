@@ -62,6 +62,13 @@ static void reader_main(void *arg) {
                         /* Reads submitted after db_close() are refused: none can come. */
                         if (db->stopping)
                                 break;
+                        if (!db->known.scan_done) {
+                                /* Between requests: one chunk of the known-serials scan. */
+                                uv_mutex_unlock(&db->lock);
+                                (void)db_known_scan_step(rd, &db->known);
+                                uv_mutex_lock(&db->lock);
+                                continue;
+                        }
                         uv_cond_wait(&rd->cond, &db->lock);
                         continue;
                 }
@@ -123,6 +130,18 @@ static void reader_main(void *arg) {
         uv_async_send(&db->async);
 }
 
+/* How many devices the table holds, from the totals (0 if unreadable: the filter is sized at its least). */
+static uint64_t count_devices(sqlite3 *conn) {
+        sqlite3_stmt *st = NULL;
+        int64_t n = 0;
+
+        if (sqlite3_prepare_v2(conn, "SELECT coalesce(sum(n), 0) FROM totals WHERE name LIKE 'devices.%'", -1, &st,
+                               NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+                n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        return n > 0 ? (uint64_t)n : 0;
+}
+
 int db_reader_start(struct db *db, const char *path, char *errbuf, size_t errlen) {
         struct db_reader *rd = &db->reader;
         char err[256] = "";
@@ -139,6 +158,9 @@ int db_reader_start(struct db *db, const char *path, char *errbuf, size_t errlen
                 return db_open_error(errbuf, errlen, r, "reader connection: %s", err);
         /* A larger page cache than the 2 MB default: a listing page touches the certificates too. */
         (void)sqlite3_exec(rd->conn, "PRAGMA cache_size = -8192", NULL, NULL, NULL);
+        r = db_known_init(&db->known, count_devices(rd->conn));
+        if (r < 0)
+                return db_open_error(errbuf, errlen, r, "known-serials filter: out of memory");
         for (size_t i = 0; i < _RSTMT_MAX; i++) {
                 rc = sqlite3_prepare_v3(rd->conn, db_rstmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &rd->stmts[i],
                                         NULL);
@@ -193,4 +215,5 @@ void db_reader_free(struct db *db) {
                 uv_cond_destroy(&rd->cond);
                 rd->cond_init = false;
         }
+        db_known_free(&db->known);
 }

@@ -431,6 +431,9 @@ void db_submit(struct db *db, struct db_req *req) {
         assert(req);
         assert(!db->closing_handle);
 
+        /* Before it is queued: from now on a lookup of this serial goes to the reader (db-known.c). */
+        if (req->type == DB_RECORD_ISSUANCE)
+                db_known_add_serial(&db->known, req->issuance.serial);
         req->queue_next = NULL;
         uv_mutex_lock(&db->lock);
         if (db->stopping) {
@@ -516,6 +519,9 @@ void db_get_metrics(struct db *db, struct db_metrics *ret) {
         uv_mutex_lock(&db->lock);
         *ret = db->metrics;
         ret->queued = db->n_queued;
+        ret->lookups_unread = db->known.unread;
+        ret->known_filter_ready = __atomic_load_n(&db->known.ready, __ATOMIC_ACQUIRE) &&
+                                  !__atomic_load_n(&db->known.full, __ATOMIC_ACQUIRE);
         uv_mutex_unlock(&db->lock);
 }
 

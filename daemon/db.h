@@ -478,6 +478,8 @@ struct db_metrics {
         uint64_t checkpoint_failures;           /* any other error */
         uint64_t checkpoint_truncates;          /* WAL over wal_limit_bytes, checkpointed whole and truncated */
         uint64_t reads;                         /* completed by the reader thread */
+        uint64_t lookups_unread;                /* db_device_maybe_known() said unknown: no lookup needed */
+        bool known_filter_ready;                /* ... it has scanned the table and is not over capacity */
         unsigned max_batch_seen;
         unsigned queued;                        /* waiting for the writer now */
 };
@@ -519,6 +521,17 @@ void db_submit(struct db *db, struct db_req *req);
 
 /** Counters since db_open(); loop thread. */
 void db_get_metrics(struct db *db, struct db_metrics *ret);
+
+/**
+ * False only when no device with @serial is in the database or in an
+ * issuance submitted through db_submit(): its DB_LOOKUP_DEVICE would answer
+ * "not found", and the caller may go on without it (no reader hand-off).
+ * True when it may be known (about 1 % of the unknown ones), while the table
+ * is still being scanned at start, or for a serial that is not well formed:
+ * then the lookup answers. No SQLite, no system call; loop thread. A Bloom
+ * filter kept by db_submit() and the reader thread (daemon/db-known.c).
+ */
+bool db_device_maybe_known(struct db *db, const char *serial);
 
 /**
  * Free space, in bytes, that provd may use on the filesystem holding the

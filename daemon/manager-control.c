@@ -81,6 +81,8 @@ static cJSON *status_json(struct manager *m) {
                 cJSON_AddNumberToObject(d, "commit_failures", (double)dm.commit_failures);
                 cJSON_AddNumberToObject(d, "checkpoints", (double)dm.checkpoints);
                 cJSON_AddNumberToObject(d, "max_batch", dm.max_batch_seen);
+                cJSON_AddNumberToObject(d, "lookups_unread", (double)dm.lookups_unread);
+                cJSON_AddBoolToObject(d, "known_filter", dm.known_filter_ready);
                 cJSON_AddNumberToObject(d, "queued", dm.queued);
         }
         return o;

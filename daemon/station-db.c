@@ -138,6 +138,16 @@ bool station_db_has_room(struct station *st, const char *refused) {
 }
 
 void station_submit_lookup(struct station *st) {
+        /*
+         * A serial the database cannot hold (db_device_maybe_known()): what the
+         * lookup would answer, without it. A stub database (ops->db_submit) is
+         * always asked.
+         */
+        if (!st->env->ops->db_submit && st->env->db && !db_device_maybe_known(st->env->db, st->serial)) {
+                if (station_db_has_room(st, "session refused, nothing signed"))
+                        station_send_get_csr(st);
+                return;
+        }
         st->req = (struct db_req) { .type = DB_LOOKUP_DEVICE };
         strcpy(st->req.lookup.serial, st->serial);
         st->req.lookup.want_der = true;

@@ -450,8 +450,6 @@ static int station_begin(struct station *st) {
         const struct station_env *env = st->env;
         int r;
 
-        st->wire_timed = isatty(st->fd);
-
         sp_client_init(&st->client, st->txbuf, sp_frame_encoded_max(st->payload_cap), env_hook(st, session_seq));
 
         r = uv_poll_init(env->loop, &st->poll, st->fd);
@@ -504,6 +502,7 @@ int station_new(struct station **ret, const struct station_env *env, const struc
                 station_free(st);
                 return -ESTALE;
         }
+        st->wire_timed = true;          /* serial_port_open() set its termios: a tty */
         r = station_begin(st);
         if (r < 0)
                 return r;
@@ -522,6 +521,7 @@ int station_new_fd(struct station **ret, const struct station_env *env, const st
         }
         st->fd = fd;
         st->rdev = info->rdev;
+        st->wire_timed = isatty(fd);
         r = station_begin(st);
         if (r < 0)
                 return r;

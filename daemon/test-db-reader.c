@@ -549,6 +549,85 @@ static void test_close_with_reads(void **state) {
         }
 }
 
+/*
+ * The known-serials filter (db-known.c): a serial is known from the moment its
+ * issuance is submitted, every serial in the table is known after a restart
+ * (the reader's scan), whatever the case of its hex; fresh serials are almost
+ * all unknown; a malformed one is left to the lookup.
+ */
+static bool filter_ready(struct ctx *c) {
+        struct db_metrics m;
+
+        for (int i = 0; i < 5000; i++) {
+                db_get_metrics(c->db, &m);
+                if (m.known_filter_ready)
+                        return true;
+                uv_run(&c->loop, UV_RUN_NOWAIT);
+                usleep(1000);
+        }
+        return false;
+}
+
+static void test_known_filter(void **state) {
+        struct ctx *c = *state;
+        enum { N = 300, FRESH = 10000 };
+        struct db_req *req = calloc(N, sizeof(*req));
+        struct slot *slot = calloc(N, sizeof(*slot));
+        uint8_t (*der)[64] = calloc(N, sizeof(*der));
+        char serial[32], cs[32];
+        unsigned unknown = 0;
+        struct db_metrics m;
+
+        assert_non_null(req);
+        assert_non_null(slot);
+        assert_non_null(der);
+        assert_true(filter_ready(c));           /* an empty table: ready at once */
+        for (int i = 0; i < N; i++) {
+                snprintf(serial, sizeof(serial), i % 2 ? "%08X" : "%08x", 0xabc00000u + (unsigned)i * 7919u);
+                snprintf(cs, sizeof(cs), "02%06x", i);
+                make_issuance(&req[i], c, serial, (uint8_t)(i + 1), cs, der[i]);
+                submit(c, &req[i], &slot[i]);
+                /* Known from its submission on, before it is written. */
+                assert_true(db_device_maybe_known(c->db, serial));
+        }
+        while (c->done_count < N)
+                uv_run(&c->loop, UV_RUN_ONCE);
+        for (int i = 0; i < N; i++)
+                assert_int_equal(req[i].result, 0);
+
+        close_db(c);
+        open_db(c, NULL);
+        assert_true(filter_ready(c));
+        for (int i = 0; i < N; i++) {
+                /* Stored lower case: found either way. */
+                snprintf(serial, sizeof(serial), i % 2 ? "%08x" : "%08X", 0xabc00000u + (unsigned)i * 7919u);
+                assert_true(db_device_maybe_known(c->db, serial));
+        }
+        for (int i = 0; i < FRESH; i++) {
+                snprintf(serial, sizeof(serial), "%016x", 0x5ee00000u + (unsigned)i);
+                unknown += !db_device_maybe_known(c->db, serial);
+        }
+        assert_true(unknown >= FRESH * 99 / 100);
+        db_get_metrics(c->db, &m);
+        assert_int_equal(m.lookups_unread, unknown);
+        /* Not a serial the table could hold: the lookup says what is wrong with it. */
+        assert_true(db_device_maybe_known(c->db, "abc"));
+        assert_true(db_device_maybe_known(c->db, "zz"));
+        assert_true(db_device_maybe_known(c->db, ""));
+        /* A lookup of a known one still finds it. */
+        {
+                struct db_req q;
+
+                snprintf(serial, sizeof(serial), "%08x", 0xabc00000u);
+                make_lookup(&q, serial);
+                assert_int_equal(run(c, &q), 0);
+                assert_true(q.lookup.found);
+        }
+        free(req);
+        free(slot);
+        free(der);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_reads_beside_open_write, setup, teardown),
@@ -557,6 +636,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_totals_from_migration, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_close_with_reads, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_query_issued, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_known_filter, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

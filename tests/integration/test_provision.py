@@ -43,10 +43,15 @@ def test_64_boards_at_once():
         st = env.status()
         check(len(st["ports"]) == 64, f"status lists {len(st['ports'])} ports, expected 64")
         check(all(p["state"] == "done" for p in st["ports"]), "a port is not green")
-        # The writer's own figures: every board's lookup, issuance and outcome went
-        # through it, grouped, and nothing failed or had to be run again.
+        # The database's own figures: every board's issuance and outcome went through
+        # the writer, grouped, and nothing failed or had to be run again; the lookups of
+        # these fresh boards were answered by the known-serials filter (db-known.c), not
+        # read (a false positive, ~1 % at the filter's capacity, is read instead).
         dbm = st.get("database") or {}
-        check(dbm.get("requests", 0) >= 3 * 64, f"database requests {dbm.get('requests')} for 64 boards")
+        check(dbm.get("known_filter") is True, f"known-serials filter not in use: {dbm}")
+        check(dbm.get("lookups_unread", 0) >= 60, f"{dbm.get('lookups_unread')} of 64 fresh boards' lookups unread")
+        check(dbm.get("requests", 0) + dbm.get("lookups_unread", 0) >= 3 * 64,
+              f"database requests {dbm.get('requests')} + {dbm.get('lookups_unread')} unread lookups for 64 boards")
         check(0 < dbm.get("batches", 0) <= dbm.get("requests", 0), f"database batches {dbm.get('batches')}")
         check(dbm.get("requests_failed") == 0 and dbm.get("isolated_batches") == 0
               and dbm.get("commit_failures") == 0, f"database failures: {dbm}")

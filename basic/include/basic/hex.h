@@ -45,6 +45,15 @@ static inline bool hex_valid(const char *s, size_t len, size_t min_bytes, size_t
         return true;
 }
 
+/* Copies the first @len characters of @s to @out (room for @len + 1) with
+ * A-F made a-f, NUL-terminated: the stored form of a hex identifier. */
+static inline char *hex_lower(const char *s, size_t len, char *out) {
+        for (size_t i = 0; i < len; i++)
+                out[i] = s[i] >= 'A' && s[i] <= 'F' ? (char)(s[i] - 'A' + 'a') : s[i];
+        out[len] = 0;
+        return out;
+}
+
 /* Decodes the first @len characters of @s into @out (room for @out_size
  * bytes); *@ret_len (optional) is the byte count. Returns 0, -EINVAL (odd
  * length or not a hex digit) or -ENOBUFS (more than @out_size bytes). @out
