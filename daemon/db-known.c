@@ -8,8 +8,10 @@
  *
  * It may only err one way. "Maybe known" (a false positive, about 1 % at its
  * capacity) costs the lookup the board would have had anyway; "unknown" must
- * be true, since a board told unknown is issued a certificate without the
- * clone check and the PROVE of a recorded one. So: a serial is added before
+ * be true, since a board told unknown goes to GET_CSR: a known board with its
+ * key would be issued a second certificate instead of proving the recorded
+ * one (the issuance record still refuses a known serial with another key, or
+ * one marked a clone, before anything reaches the board). So: a serial is added before
  * its issuance is queued (db_submit(), on the loop), the reader thread adds
  * every serial already in the table (in chunks, between its requests), and
  * until that scan has finished or once the filter holds more serials than it
