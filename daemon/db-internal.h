@@ -129,24 +129,33 @@ struct db_reader {
         sqlite3_stmt *stmts[_RSTMT_MAX];
 };
 
-/* The known-serials filter (db-known.c). */
-struct db_known {
+/* The known-serials filter (db-known.c): one set in use, and a larger one being filled when it is full. */
+struct known_set {
         uint64_t *words;                /* the bits; atomic ORs and loads */
         uint64_t mask;                  /* number of bits - 1 (a power of two) */
         uint64_t capacity;              /* serials it holds at ~1 % false positives */
         uint64_t added;                 /* atomic */
-        bool ready, full;               /* atomic: the scan of the table finished; over capacity */
-        uint64_t unread;                /* loop thread: serials answered unknown */
-        /* Reader thread only. */
-        bool scan_done;
-        char scan_after[DB_SERIAL_MAX];
+        bool ready;                     /* atomic: the reader's scan of the table into it finished */
+        uint64_t after_writes;          /* the scan starts once db->writes_completed reaches this */
+        char scan_after[DB_SERIAL_MAX]; /* reader thread: the scan's position */
 };
 
-int db_known_init(struct db_known *k, uint64_t expected);
-void db_known_free(struct db_known *k);
-void db_known_add_serial(struct db_known *k, const char *serial);
-/* One chunk of the scan of the devices table: 1 more to do, 0 done, -errno (the filter stays unused). */
-int db_known_scan_step(struct db_reader *rd, struct db_known *k);
+struct db_known {
+        struct known_set *cur, *next;   /* loop thread */
+        struct known_set *scanning;     /* under db->lock: the set the reader fills */
+        uint64_t unread;                /* loop thread: serials answered unknown */
+        uint64_t grown;                 /* loop thread: sets replaced by larger ones */
+        uint64_t min_capacity;          /* db_options.known_filter_min */
+};
+
+struct db;
+int db_known_init(struct db *db, uint64_t expected);
+void db_known_free(struct db *db);
+/* Loop thread, before an issuance is queued. */
+void db_known_add_serial(struct db *db, const char *serial);
+bool db_known_ready(struct db *db);
+/* One chunk of the scan of the devices table into @ks: 1 more to do, 0 done, -errno (it never becomes ready). */
+int db_known_scan_step(struct db_reader *rd, struct known_set *ks);
 
 struct db {
         uv_loop_t *loop;

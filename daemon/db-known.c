@@ -14,13 +14,24 @@
  * one marked a clone, before anything reaches the board). So: a serial is added before
  * its issuance is queued (db_submit(), on the loop), the reader thread adds
  * every serial already in the table (in chunks, between its requests), and
- * until that scan has finished or once the filter holds more serials than it
- * was sized for, every serial is "maybe known". The devices table has no other
- * writer: devices are created by DB_RECORD_ISSUANCE only and never deleted.
+ * until that scan has finished every serial is "maybe known". The devices
+ * table has no other writer: devices are created by DB_RECORD_ISSUANCE only
+ * and never deleted.
+ *
+ * Growing: a set is sized for 4x the serials it starts with. When one is over
+ * its capacity (its false positives would climb), a set 4x larger is made and
+ * filled the same way: the loop adds every serial submitted from then on to
+ * both, and the reader scans the table into the new one once every write
+ * submitted before it was made has completed (so the scan sees them). Until
+ * that scan has finished the full set answers "maybe" for everything; then
+ * the new set replaces it.
  *
  * Threads: the loop adds and tests, the reader adds during its scan; bits are
  * set with atomic ORs and read with relaxed loads (a bit seen late only makes
  * a test answer "maybe"; an add on the loop precedes that loop's own test).
+ * known.scanning is handed over under db->lock; a set's ready flag is the
+ * reader's last touch of it (release), after which the loop may free the set
+ * it replaces.
  */
 
 #include <errno.h>
@@ -51,37 +62,78 @@ static void hash2(const char *s, uint64_t *h1, uint64_t *h2) {
         *h2 = mix64(h ^ 0x9e3779b97f4a7c15ULL) | 1;
 }
 
-int db_known_init(struct db_known *k, uint64_t expected) {
+static struct known_set *set_new(const struct db_known *k, uint64_t expected, uint64_t after_writes) {
         uint64_t capacity = expected > UINT64_MAX / 64 ? UINT64_MAX / 64 : expected * 4;
+        uint64_t least = k->min_capacity ? k->min_capacity : KNOWN_MIN_CAPACITY;
         uint64_t nbits = 64;
+        struct known_set *ks;
 
-        if (capacity < KNOWN_MIN_CAPACITY)
-                capacity = KNOWN_MIN_CAPACITY;
+        if (capacity < least)
+                capacity = least;
         while (nbits < capacity * KNOWN_BITS_PER_SERIAL && nbits < (UINT64_C(1) << 40))
                 nbits <<= 1;
-        *k = (struct db_known) { .mask = nbits - 1, .capacity = capacity };
-        k->words = calloc(nbits / 64, sizeof(uint64_t));
-        return k->words ? 0 : -ENOMEM;
+        ks = calloc(1, sizeof(*ks));
+        if (!ks)
+                return NULL;
+        ks->words = calloc(nbits / 64, sizeof(uint64_t));
+        if (!ks->words) {
+                free(ks);
+                return NULL;
+        }
+        ks->mask = nbits - 1;
+        ks->capacity = capacity;
+        ks->after_writes = after_writes;
+        return ks;
 }
 
-void db_known_free(struct db_known *k) {
-        free(k->words);
-        *k = (struct db_known) { 0 };
+static void set_free(struct known_set *ks) {
+        if (ks) {
+                free(ks->words);
+                free(ks);
+        }
+}
+
+int db_known_init(struct db *db, uint64_t expected) {
+        struct known_set *ks = set_new(&db->known, expected, 0);
+
+        if (!ks)
+                return -ENOMEM;
+        db->known.cur = db->known.scanning = ks;
+        return 0;
+}
+
+void db_known_free(struct db *db) {
+        set_free(db->known.cur);
+        set_free(db->known.next);
+        db->known = (struct db_known) { 0 };
 }
 
 /* @canon: a canonical serial (db_canon_hex()); any thread. */
-static void known_add(struct db_known *k, const char *canon) {
+static void set_add(struct known_set *ks, const char *canon) {
         uint64_t h1, h2;
 
-        if (!k->words)
-                return;
         hash2(canon, &h1, &h2);
         for (unsigned i = 0; i < KNOWN_PROBES; i++) {
-                uint64_t bit = (h1 + i * h2) & k->mask;
-                __atomic_fetch_or(&k->words[bit >> 6], UINT64_C(1) << (bit & 63), __ATOMIC_RELAXED);
+                uint64_t bit = (h1 + i * h2) & ks->mask;
+                __atomic_fetch_or(&ks->words[bit >> 6], UINT64_C(1) << (bit & 63), __ATOMIC_RELAXED);
         }
-        if (__atomic_add_fetch(&k->added, 1, __ATOMIC_RELAXED) > k->capacity)
-                __atomic_store_n(&k->full, true, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&ks->added, 1, __ATOMIC_RELAXED);
+}
+
+static bool set_full(struct known_set *ks) {
+        return __atomic_load_n(&ks->added, __ATOMIC_RELAXED) > ks->capacity;
+}
+
+static bool set_test(const struct known_set *ks, const char *canon) {
+        uint64_t h1, h2;
+
+        hash2(canon, &h1, &h2);
+        for (unsigned i = 0; i < KNOWN_PROBES; i++) {
+                uint64_t bit = (h1 + i * h2) & ks->mask;
+                if (!(__atomic_load_n(&ks->words[bit >> 6], __ATOMIC_RELAXED) & (UINT64_C(1) << (bit & 63))))
+                        return false;
+        }
+        return true;
 }
 
 /* The serial in its stored form, or false when it has none (its request fails on its own). */
@@ -95,41 +147,84 @@ static bool canon_serial(const char *in, char out[DB_SERIAL_MAX]) {
         return true;
 }
 
-void db_known_add_serial(struct db_known *k, const char *serial) {
+/* Loop thread: the set being filled replaces the full one once its scan is done. */
+static void maybe_swap(struct db_known *k) {
+        if (k->next && __atomic_load_n(&k->next->ready, __ATOMIC_ACQUIRE)) {
+                set_free(k->cur);
+                k->cur = k->next;
+                k->next = NULL;
+                k->grown++;
+        }
+}
+
+/* Loop thread: @k->cur is full; a set for 4x what it holds, scanned once the writes before it completed. */
+static void grow(struct db *db) {
+        struct db_known *k = &db->known;
+        struct known_set *ks;
+
+        ks = set_new(k, __atomic_load_n(&k->cur->added, __ATOMIC_RELAXED), 0);
+        if (!ks)
+                return;         /* tried again at the next add; meanwhile everything is "maybe" */
+        uv_mutex_lock(&db->lock);
+        ks->after_writes = db->writes_submitted;
+        k->scanning = ks;       /* the reader drops a full set's scan for this one */
+        db_reader_wake(db);
+        uv_mutex_unlock(&db->lock);
+        k->next = ks;
+}
+
+/* Loop thread, at every use: a filled set replaces the full one; a full one gets a larger successor. */
+static void tend(struct db *db) {
+        struct db_known *k = &db->known;
+
+        maybe_swap(k);
+        if (!k->next && set_full(k->cur))
+                grow(db);
+}
+
+void db_known_add_serial(struct db *db, const char *serial) {
+        struct db_known *k = &db->known;
         char canon[DB_SERIAL_MAX];
 
-        if (canon_serial(serial, canon))
-                known_add(k, canon);
+        if (!k->cur || !canon_serial(serial, canon))
+                return;
+        tend(db);
+        set_add(k->cur, canon);
+        if (k->next)
+                set_add(k->next, canon);
 }
 
 bool db_device_maybe_known(struct db *db, const char *serial) {
         struct db_known *k = &db->known;
         char canon[DB_SERIAL_MAX];
-        uint64_t h1, h2;
 
-        if (!k->words || !__atomic_load_n(&k->ready, __ATOMIC_ACQUIRE) || __atomic_load_n(&k->full, __ATOMIC_ACQUIRE))
+        if (!k->cur)
+                return true;
+        tend(db);
+        if (!__atomic_load_n(&k->cur->ready, __ATOMIC_ACQUIRE) || set_full(k->cur))
                 return true;
         if (!canon_serial(serial, canon))
                 return true;    /* the lookup reports what is wrong with it */
-        hash2(canon, &h1, &h2);
-        for (unsigned i = 0; i < KNOWN_PROBES; i++) {
-                uint64_t bit = (h1 + i * h2) & k->mask;
-                if (!(__atomic_load_n(&k->words[bit >> 6], __ATOMIC_RELAXED) & (UINT64_C(1) << (bit & 63)))) {
-                        k->unread++;
-                        return false;
-                }
-        }
-        return true;
+        if (set_test(k->cur, canon))
+                return true;
+        k->unread++;
+        return false;
 }
 
-int db_known_scan_step(struct db_reader *rd, struct db_known *k) {
+bool db_known_ready(struct db *db) {
+        struct db_known *k = &db->known;
+
+        if (k->cur)
+                tend(db);
+        return k->cur && __atomic_load_n(&k->cur->ready, __ATOMIC_ACQUIRE) && !set_full(k->cur);
+}
+
+int db_known_scan_step(struct db_reader *rd, struct known_set *ks) {
         sqlite3_stmt *st = rd->stmts[RSTMT_KNOWN_SCAN];
         unsigned n = 0;
         int rc;
 
-        if (!k->words || k->scan_done)
-                return 0;
-        sqlite3_bind_text(st, 1, k->scan_after, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 1, ks->scan_after, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int(st, 2, KNOWN_SCAN_CHUNK);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                 const char *s = (const char *)sqlite3_column_text(st, 0);
@@ -137,20 +232,16 @@ int db_known_scan_step(struct db_reader *rd, struct db_known *k) {
 
                 if (!s || len == 0 || len >= DB_SERIAL_MAX)
                         continue;       /* the schema's CHECK allows none of these */
-                known_add(k, s);
-                memcpy(k->scan_after, s, len + 1);
+                set_add(ks, s);
+                memcpy(ks->scan_after, s, len + 1);
                 n++;
         }
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
-        if (rc != SQLITE_DONE) {
-                /* Never ready: every lookup goes to the reader, as without the filter. */
-                k->scan_done = true;
-                return -EIO;
-        }
+        if (rc != SQLITE_DONE)
+                return -EIO;    /* never ready: every lookup goes to the reader, as without the filter */
         if (n < KNOWN_SCAN_CHUNK) {
-                k->scan_done = true;
-                __atomic_store_n(&k->ready, true, __ATOMIC_RELEASE);
+                __atomic_store_n(&ks->ready, true, __ATOMIC_RELEASE);  /* the last touch of @ks */
                 return 0;
         }
         return 1;

@@ -62,11 +62,14 @@ static void reader_main(void *arg) {
                         /* Reads submitted after db_close() are refused: none can come. */
                         if (db->stopping)
                                 break;
-                        if (!db->known.scan_done) {
+                        struct known_set *ks = db->known.scanning;
+                        if (ks && db->writes_completed >= ks->after_writes) {
                                 /* Between requests: one chunk of the known-serials scan. */
                                 uv_mutex_unlock(&db->lock);
-                                (void)db_known_scan_step(rd, &db->known);
+                                int r = db_known_scan_step(rd, ks);
                                 uv_mutex_lock(&db->lock);
+                                if (r <= 0 && db->known.scanning == ks)
+                                        db->known.scanning = NULL;
                                 continue;
                         }
                         uv_cond_wait(&rd->cond, &db->lock);
@@ -158,7 +161,7 @@ int db_reader_start(struct db *db, const char *path, char *errbuf, size_t errlen
                 return db_open_error(errbuf, errlen, r, "reader connection: %s", err);
         /* A larger page cache than the 2 MB default: a listing page touches the certificates too. */
         (void)sqlite3_exec(rd->conn, "PRAGMA cache_size = -8192", NULL, NULL, NULL);
-        r = db_known_init(&db->known, count_devices(rd->conn));
+        r = db_known_init(db, count_devices(rd->conn));
         if (r < 0)
                 return db_open_error(errbuf, errlen, r, "known-serials filter: out of memory");
         for (size_t i = 0; i < _RSTMT_MAX; i++) {
@@ -215,5 +218,5 @@ void db_reader_free(struct db *db) {
                 uv_cond_destroy(&rd->cond);
                 rd->cond_init = false;
         }
-        db_known_free(&db->known);
+        db_known_free(db);
 }

@@ -433,7 +433,7 @@ void db_submit(struct db *db, struct db_req *req) {
 
         /* Before it is queued: from now on a lookup of this serial goes to the reader (db-known.c). */
         if (req->type == DB_RECORD_ISSUANCE)
-                db_known_add_serial(&db->known, req->issuance.serial);
+                db_known_add_serial(db, req->issuance.serial);
         req->queue_next = NULL;
         uv_mutex_lock(&db->lock);
         if (db->stopping) {
@@ -519,10 +519,11 @@ void db_get_metrics(struct db *db, struct db_metrics *ret) {
         uv_mutex_lock(&db->lock);
         *ret = db->metrics;
         ret->queued = db->n_queued;
-        ret->lookups_unread = db->known.unread;
-        ret->known_filter_ready = __atomic_load_n(&db->known.ready, __ATOMIC_ACQUIRE) &&
-                                  !__atomic_load_n(&db->known.full, __ATOMIC_ACQUIRE);
         uv_mutex_unlock(&db->lock);
+        /* Loop-thread state; db_known_ready() may take the lock itself (growing the filter). */
+        ret->known_filter_ready = db_known_ready(db);
+        ret->lookups_unread = db->known.unread;
+        ret->known_filter_grown = db->known.grown;
 }
 
 
@@ -652,6 +653,7 @@ int db_open(struct db **ret, uv_loop_t *loop, const char *path, const struct db_
         }
 
         /* After the migration: the reader's connection only checks the file. */
+        db->known.min_capacity = opt ? opt->known_filter_min : 0;
         r = db_reader_start(db, path, ERRBUF(opt));
         if (r < 0)
                 goto fail;

@@ -463,6 +463,7 @@ struct db_options {
         uint64_t wal_limit_bytes;               /* a WAL larger than this is checkpointed and truncated as soon
                                                  * as no reader holds it; 0 = 64 MiB */
         bool no_integrity_check;                /* skip PRAGMA quick_check at open (tests, tools) */
+        unsigned known_filter_min;              /* the known-serials filter's least capacity (tests); 0 = 65536 */
         char *errbuf;                           /* optional: db_open() failure reason */
         size_t errbuf_size;
 };
@@ -480,6 +481,7 @@ struct db_metrics {
         uint64_t reads;                         /* completed by the reader thread */
         uint64_t lookups_unread;                /* db_device_maybe_known() said unknown: no lookup needed */
         bool known_filter_ready;                /* ... it has scanned the table and is not over capacity */
+        uint64_t known_filter_grown;            /* ... replaced by a larger one (it was over capacity) */
         unsigned max_batch_seen;
         unsigned queued;                        /* waiting for the writer now */
 };

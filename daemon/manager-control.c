@@ -83,6 +83,7 @@ static cJSON *status_json(struct manager *m) {
                 cJSON_AddNumberToObject(d, "max_batch", dm.max_batch_seen);
                 cJSON_AddNumberToObject(d, "lookups_unread", (double)dm.lookups_unread);
                 cJSON_AddBoolToObject(d, "known_filter", dm.known_filter_ready);
+                cJSON_AddNumberToObject(d, "known_filter_grown", (double)dm.known_filter_grown);
                 cJSON_AddNumberToObject(d, "queued", dm.queued);
         }
         return o;

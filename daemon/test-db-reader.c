@@ -628,6 +628,63 @@ static void test_known_filter(void **state) {
         free(der);
 }
 
+/*
+ * The filter past its capacity (64 serials here): a set 4x larger is filled
+ * beside it (the reader's scan once the writes before it completed, the loop's
+ * submissions into both) and replaces it. A serial submitted is known at every
+ * moment in between; afterwards fresh serials are unknown again.
+ */
+static void test_known_filter_grows(void **state) {
+        struct ctx *c = *state;
+        enum { N = 1000, FRESH = 2000 };
+        struct db_options o = { .known_filter_min = 64 };
+        struct db_req *req = calloc(N, sizeof(*req));
+        struct slot *slot = calloc(N, sizeof(*slot));
+        uint8_t (*der)[64] = calloc(N, sizeof(*der));
+        char serial[32], cs[32];
+        unsigned unknown = 0;
+        struct db_metrics m;
+
+        assert_non_null(req);
+        assert_non_null(slot);
+        assert_non_null(der);
+        close_db(c);
+        open_db(c, &o);
+        assert_true(filter_ready(c));
+        for (int i = 0; i < N; i++) {
+                snprintf(serial, sizeof(serial), "%08x", 0xc0de0000u + (unsigned)i * 104729u);
+                snprintf(cs, sizeof(cs), "03%06x", i);
+                make_issuance(&req[i], c, serial, (uint8_t)(i % 250 + 1), cs, der[i]);
+                submit(c, &req[i], &slot[i]);
+                /* Every serial submitted so far, at this moment (a sample: all of them is O(N^2)). */
+                for (int j = i; j >= 0; j -= 1 + i / 16) {
+                        snprintf(serial, sizeof(serial), "%08x", 0xc0de0000u + (unsigned)j * 104729u);
+                        assert_true(db_device_maybe_known(c->db, serial));
+                }
+                if (i % 50 == 0)
+                        uv_run(&c->loop, UV_RUN_NOWAIT);
+        }
+        while (c->done_count < N)
+                uv_run(&c->loop, UV_RUN_ONCE);
+        for (int i = 0; i < N; i++)
+                assert_int_equal(req[i].result, 0);
+        assert_true(filter_ready(c));
+        db_get_metrics(c->db, &m);
+        assert_true(m.known_filter_grown >= 2);  /* 64 -> 260 -> 1044 serials at least */
+        for (int i = 0; i < N; i++) {
+                snprintf(serial, sizeof(serial), "%08X", 0xc0de0000u + (unsigned)i * 104729u);
+                assert_true(db_device_maybe_known(c->db, serial));
+        }
+        for (int i = 0; i < FRESH; i++) {
+                snprintf(serial, sizeof(serial), "%016x", 0xf00d0000u + (unsigned)i);
+                unknown += !db_device_maybe_known(c->db, serial);
+        }
+        assert_true(unknown >= FRESH * 95 / 100);
+        free(req);
+        free(slot);
+        free(der);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_reads_beside_open_write, setup, teardown),
@@ -637,6 +694,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_close_with_reads, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_query_issued, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_known_filter, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_known_filter_grows, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
