@@ -267,20 +267,34 @@ int db_check_str(struct db_req *req, const char *s, size_t size, bool may_be_emp
                 return db_fail(req, -EINVAL, "%s is empty", name);
         return 0;
 }
-int db_canon_hex(struct db_req *req, const char *in, size_t in_size, char *out, size_t min, size_t max,
-                 const char *name) {
+int db_hex_canon(const char *in, size_t in_size, char *out, size_t min, size_t max) {
+        const char *end = memchr(in, 0, in_size);
         size_t n;
 
-        if (!memchr(in, 0, in_size))
-                return db_fail(req, -EINVAL, "%s is not NUL-terminated", name);
-        n = strlen(in);
+        if (!end)
+                return -EBADMSG;
+        n = (size_t)(end - in);
         if (n < min || n > max || n % 2 != 0)
-                return db_fail(req, -EINVAL, "%s '%s': expected an even number of hex digits, %zu..%zu",
-                               name, in, min, max);
+                return -ERANGE;
         if (!hex_valid(in, n, n / 2, n / 2))
-                return db_fail(req, -EINVAL, "%s '%s' is not hex", name, in);
+                return -EINVAL;
         hex_lower(in, n, out);
         return 0;
+}
+
+int db_canon_hex(struct db_req *req, const char *in, size_t in_size, char *out, size_t min, size_t max,
+                 const char *name) {
+        switch (db_hex_canon(in, in_size, out, min, max)) {
+        case 0:
+                return 0;
+        case -EBADMSG:
+                return db_fail(req, -EINVAL, "%s is not NUL-terminated", name);
+        case -ERANGE:
+                return db_fail(req, -EINVAL, "%s '%s': expected an even number of hex digits, %zu..%zu",
+                               name, in, min, max);
+        default:
+                return db_fail(req, -EINVAL, "%s '%s' is not hex", name, in);
+        }
 }
 
 char *db_json_print(cJSON *o) {

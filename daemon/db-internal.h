@@ -263,9 +263,20 @@ void db_bind_text_or_null(sqlite3_stmt *st, int i, const char *s);
 int db_check_str(struct db_req *req, const char *s, size_t size, bool may_be_empty, const char *name);
 #define CHECK_STR(req, field, may_be_empty, name) db_check_str(req, field, sizeof(field), may_be_empty, name)
 /* Lowercase copy of a hex field: even length within [min, max] digits. */
+/*
+ * @in (NUL-terminated within @in_size) as @min-@max hex digits, an even
+ * number, lower-cased into @out (room for @in_size): 0, -EBADMSG (no NUL),
+ * -ERANGE (its length), -EINVAL (not hex). No request, no message: the
+ * rule itself, for db_canon_hex() and the known-serials filter.
+ */
+int db_hex_canon(const char *in, size_t in_size, char *out, size_t min, size_t max);
 int db_canon_hex(struct db_req *req, const char *in, size_t in_size, char *out, size_t min, size_t max,
                  const char *name);
-#define CANON_SERIAL(req, field, out) db_canon_hex(req, field, sizeof(field), out, 2, 64, "serial")
+/* A device serial: 2-64 hex digits, an even number, stored lower case. */
+#define SERIAL_HEX_MIN 2
+#define SERIAL_HEX_MAX 64
+#define CANON_SERIAL(req, field, out) \
+        db_canon_hex(req, field, sizeof(field), out, SERIAL_HEX_MIN, SERIAL_HEX_MAX, "serial")
 
 char *db_json_print(struct cJSON *o);
 void db_json_add_int(struct cJSON *o, const char *name, int64_t v);

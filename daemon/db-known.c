@@ -136,15 +136,9 @@ static bool set_test(const struct known_set *ks, const char *canon) {
         return true;
 }
 
-/* The serial in its stored form, or false when it has none (its request fails on its own). */
+/* The serial in its stored form (CANON_SERIAL's rule), or false when it has none (its request fails on its own). */
 static bool canon_serial(const char *in, char out[DB_SERIAL_MAX]) {
-        size_t n = strnlen(in, DB_SERIAL_MAX);
-
-        /* The rule of CANON_SERIAL (db-internal.h): 2-64 hex digits, an even number. */
-        if (n < 2 || n > 64 || n >= DB_SERIAL_MAX || !hex_valid(in, n, n / 2, n / 2))
-                return false;
-        hex_lower(in, n, out);
-        return true;
+        return db_hex_canon(in, DB_SERIAL_MAX, out, SERIAL_HEX_MIN, SERIAL_HEX_MAX) == 0;
 }
 
 /* Loop thread: the set being filled replaces the full one once its scan is done. */
@@ -182,6 +176,11 @@ static void tend(struct db *db) {
                 grow(db);
 }
 
+/*
+ * Loop thread, before the issuance of @serial is queued. tend() first: a set
+ * swapped in or made now must get @serial too (a set grow() makes is scanned
+ * after the writes queued so far, which do not include this one).
+ */
 void db_known_add_serial(struct db *db, const char *serial) {
         struct db_known *k = &db->known;
         char canon[DB_SERIAL_MAX];

@@ -74,6 +74,12 @@ static void start_existing(struct station *st, const struct db_lookup_device *l,
         station_send_prove(st);
 }
 
+/* A certificate to issue (a new board, or a reissue): its CSR, if the database has room to record it. */
+static void ask_csr(struct station *st) {
+        if (station_db_has_room(st, "session refused, nothing signed"))
+                station_send_get_csr(st);
+}
+
 static void on_lookup_done(struct db_req *req) {
         struct station *st = req->userdata;
         const struct db_lookup_device *l = &req->lookup;
@@ -87,8 +93,7 @@ static void on_lookup_done(struct db_req *req) {
                 return;
         }
         if (!l->found) {
-                if (station_db_has_room(st, "session refused, nothing signed"))
-                        station_send_get_csr(st);
+                ask_csr(st);
                 return;
         }
         same_key = st->ident.has_pubkey && memcmp(l->pubkey, st->ident.pubkey, SP_PUBKEY_LEN) == 0;
@@ -106,8 +111,7 @@ static void on_lookup_done(struct db_req *req) {
         }
         if (l->reissue_requested || st->env->conf->reissue || !der || l->cert_status == DB_CERT_REVOKED) {
                 st->reissue = true;
-                if (station_db_has_room(st, "session refused, nothing signed"))
-                        station_send_get_csr(st);
+                ask_csr(st);
                 return;
         }
         /*
@@ -144,8 +148,7 @@ void station_submit_lookup(struct station *st) {
          * always asked.
          */
         if (!st->env->ops->db_submit && st->env->db && !db_device_maybe_known(st->env->db, st->serial)) {
-                if (station_db_has_room(st, "session refused, nothing signed"))
-                        station_send_get_csr(st);
+                ask_csr(st);
                 return;
         }
         st->req = (struct db_req) { .type = DB_LOOKUP_DEVICE };
