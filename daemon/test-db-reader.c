@@ -549,12 +549,8 @@ static void test_close_with_reads(void **state) {
         }
 }
 
-/*
- * The known-serials filter (db-known.c): a serial is known from the moment its
- * issuance is submitted, every serial in the table is known after a restart
- * (the reader's scan), whatever the case of its hex; fresh serials are almost
- * all unknown; a malformed one is left to the lookup.
- */
+/* --- the known-serials filter (db-known.c) ------------------------------------- */
+
 static bool filter_ready(struct ctx *c) {
         struct db_metrics m;
 
@@ -568,45 +564,94 @@ static bool filter_ready(struct ctx *c) {
         return false;
 }
 
+/* Serial @i of a series (@base), in either case of hex. */
+static const char *series(char buf[32], uint32_t base, int i, bool upper) {
+        snprintf(buf, 32, upper ? "%08X" : "%08x", base + (uint32_t)i * 104729u);
+        return buf;
+}
+
+/* Issuances of a series, their requests alive until issuances_free(). */
+struct issuances {
+        int n;
+        struct db_req *req;
+        struct slot *slot;
+        uint8_t (*der)[64];
+};
+
+static void issuances_new(struct issuances *b, int n) {
+        b->n = n;
+        b->req = calloc((size_t)n, sizeof(*b->req));
+        b->slot = calloc((size_t)n, sizeof(*b->slot));
+        b->der = calloc((size_t)n, sizeof(*b->der));
+        assert_non_null(b->req);
+        assert_non_null(b->slot);
+        assert_non_null(b->der);
+}
+
+/* Submits issuance @i of @b for serial @serial (certificate serial from @tag and @i). */
+static void issuances_submit(struct ctx *c, struct issuances *b, int i, const char *serial, uint8_t tag) {
+        char cs[32];
+
+        snprintf(cs, sizeof(cs), "%02x%06x", tag, i);
+        make_issuance(&b->req[i], c, serial, (uint8_t)(i % 250 + 1), cs, b->der[i]);
+        submit(c, &b->req[i], &b->slot[i]);
+}
+
+static void issuances_wait(struct ctx *c, struct issuances *b, unsigned target) {
+        while (c->done_count < target)
+                uv_run(&c->loop, UV_RUN_ONCE);
+        for (int i = 0; i < b->n; i++)
+                assert_int_equal(b->req[i].result, 0);
+}
+
+static void issuances_free(struct issuances *b) {
+        free(b->req);
+        free(b->slot);
+        free(b->der);
+}
+
+/* How many of @n fresh serials the filter calls unknown. */
+static unsigned fresh_unknown(struct ctx *c, uint32_t base, int n) {
+        char serial[32];
+        unsigned unknown = 0;
+
+        for (int i = 0; i < n; i++) {
+                snprintf(serial, sizeof(serial), "%016x", base + (unsigned)i);
+                unknown += !db_device_maybe_known(c->db, serial);
+        }
+        return unknown;
+}
+
+/*
+ * A serial is known from the moment its issuance is submitted, every serial
+ * in the table is known after a restart (the reader's scan), whatever the
+ * case of its hex; fresh serials are almost all unknown; a malformed one is
+ * left to the lookup.
+ */
 static void test_known_filter(void **state) {
         struct ctx *c = *state;
         enum { N = 300, FRESH = 10000 };
-        struct db_req *req = calloc(N, sizeof(*req));
-        struct slot *slot = calloc(N, sizeof(*slot));
-        uint8_t (*der)[64] = calloc(N, sizeof(*der));
-        char serial[32], cs[32];
-        unsigned unknown = 0;
+        struct issuances b;
+        char serial[32];
+        unsigned unknown;
         struct db_metrics m;
 
-        assert_non_null(req);
-        assert_non_null(slot);
-        assert_non_null(der);
+        issuances_new(&b, N);
         assert_true(filter_ready(c));           /* an empty table: ready at once */
         for (int i = 0; i < N; i++) {
-                snprintf(serial, sizeof(serial), i % 2 ? "%08X" : "%08x", 0xabc00000u + (unsigned)i * 7919u);
-                snprintf(cs, sizeof(cs), "02%06x", i);
-                make_issuance(&req[i], c, serial, (uint8_t)(i + 1), cs, der[i]);
-                submit(c, &req[i], &slot[i]);
+                issuances_submit(c, &b, i, series(serial, 0xabc00000u, i, i % 2), 0x02);
                 /* Known from its submission on, before it is written. */
                 assert_true(db_device_maybe_known(c->db, serial));
         }
-        while (c->done_count < N)
-                uv_run(&c->loop, UV_RUN_ONCE);
-        for (int i = 0; i < N; i++)
-                assert_int_equal(req[i].result, 0);
+        issuances_wait(c, &b, N);
 
         close_db(c);
         open_db(c, NULL);
         assert_true(filter_ready(c));
-        for (int i = 0; i < N; i++) {
+        for (int i = 0; i < N; i++)
                 /* Stored lower case: found either way. */
-                snprintf(serial, sizeof(serial), i % 2 ? "%08x" : "%08X", 0xabc00000u + (unsigned)i * 7919u);
-                assert_true(db_device_maybe_known(c->db, serial));
-        }
-        for (int i = 0; i < FRESH; i++) {
-                snprintf(serial, sizeof(serial), "%016x", 0x5ee00000u + (unsigned)i);
-                unknown += !db_device_maybe_known(c->db, serial);
-        }
+                assert_true(db_device_maybe_known(c->db, series(serial, 0xabc00000u, i, !(i % 2))));
+        unknown = fresh_unknown(c, 0x5ee00000u, FRESH);
         assert_true(unknown >= FRESH * 99 / 100);
         db_get_metrics(c->db, &m);
         assert_int_equal(m.lookups_unread, unknown);
@@ -618,71 +663,61 @@ static void test_known_filter(void **state) {
         {
                 struct db_req q;
 
-                snprintf(serial, sizeof(serial), "%08x", 0xabc00000u);
-                make_lookup(&q, serial);
+                make_lookup(&q, series(serial, 0xabc00000u, 0, false));
                 assert_int_equal(run(c, &q), 0);
                 assert_true(q.lookup.found);
         }
-        free(req);
-        free(slot);
-        free(der);
+        issuances_free(&b);
 }
 
 /*
  * The filter past its capacity (64 serials here): a set 4x larger is filled
  * beside it (the reader's scan once the writes before it completed, the loop's
  * submissions into both) and replaces it. A serial submitted is known at every
- * moment in between; afterwards fresh serials are unknown again.
+ * moment in between, whether the replacement happens at a test (the first
+ * 1,000: the serials so far tested after each submission) or at a submission
+ * itself (the other 7,000: no test until the end, the loop and the reader
+ * left to run);
+ * afterwards fresh serials are unknown again.
  */
 static void test_known_filter_grows(void **state) {
         struct ctx *c = *state;
-        enum { N = 1000, FRESH = 2000 };
+        enum { PROBED = 1000, N = 8000, FRESH = 2000 };
         struct db_options o = { .known_filter_min = 64 };
-        struct db_req *req = calloc(N, sizeof(*req));
-        struct slot *slot = calloc(N, sizeof(*slot));
-        uint8_t (*der)[64] = calloc(N, sizeof(*der));
-        char serial[32], cs[32];
-        unsigned unknown = 0;
+        struct issuances b;
+        char serial[32];
         struct db_metrics m;
 
-        assert_non_null(req);
-        assert_non_null(slot);
-        assert_non_null(der);
+        issuances_new(&b, N);
         close_db(c);
         open_db(c, &o);
         assert_true(filter_ready(c));
-        for (int i = 0; i < N; i++) {
-                snprintf(serial, sizeof(serial), "%08x", 0xc0de0000u + (unsigned)i * 104729u);
-                snprintf(cs, sizeof(cs), "03%06x", i);
-                make_issuance(&req[i], c, serial, (uint8_t)(i % 250 + 1), cs, der[i]);
-                submit(c, &req[i], &slot[i]);
+        for (int i = 0; i < PROBED; i++) {
+                issuances_submit(c, &b, i, series(serial, 0xc0de0000u, i, false), 0x03);
                 /* Every serial submitted so far, at this moment (a sample: all of them is O(N^2)). */
-                for (int j = i; j >= 0; j -= 1 + i / 16) {
-                        snprintf(serial, sizeof(serial), "%08x", 0xc0de0000u + (unsigned)j * 104729u);
-                        assert_true(db_device_maybe_known(c->db, serial));
-                }
+                for (int j = i; j >= 0; j -= 1 + i / 16)
+                        assert_true(db_device_maybe_known(c->db, series(serial, 0xc0de0000u, j, false)));
                 if (i % 50 == 0)
                         uv_run(&c->loop, UV_RUN_NOWAIT);
         }
-        while (c->done_count < N)
-                uv_run(&c->loop, UV_RUN_ONCE);
-        for (int i = 0; i < N; i++)
-                assert_int_equal(req[i].result, 0);
+        for (int i = PROBED; i < N; i++) {
+                issuances_submit(c, &b, i, series(serial, 0xc0de0000u, i, false), 0x03);
+                if (i % 25 == 0) {
+                        /* The writes done and time for the reader's scan: a successor the last
+                         * submissions made is then ready, and the next submission swaps it in. */
+                        while (c->done_count < (unsigned)i + 1)
+                                uv_run(&c->loop, UV_RUN_ONCE);
+                        usleep(3000);
+                }
+        }
+        issuances_wait(c, &b, N);
         assert_true(filter_ready(c));
         db_get_metrics(c->db, &m);
-        assert_true(m.known_filter_grown >= 2);  /* 64 -> 260 -> 1044 serials at least */
-        for (int i = 0; i < N; i++) {
-                snprintf(serial, sizeof(serial), "%08X", 0xc0de0000u + (unsigned)i * 104729u);
-                assert_true(db_device_maybe_known(c->db, serial));
-        }
-        for (int i = 0; i < FRESH; i++) {
-                snprintf(serial, sizeof(serial), "%016x", 0xf00d0000u + (unsigned)i);
-                unknown += !db_device_maybe_known(c->db, serial);
-        }
-        assert_true(unknown >= FRESH * 95 / 100);
-        free(req);
-        free(slot);
-        free(der);
+        assert_true(m.known_filter_grown >= 3);  /* 64 -> 260 -> 1044 -> 4176 serials at least */
+        for (int i = 0; i < N; i++)
+                assert_true(db_device_maybe_known(c->db, series(serial, 0xc0de0000u, i, true)));
+        assert_true(fresh_unknown(c, 0xf00d0000u, FRESH) >= FRESH * 95 / 100);
+        issuances_free(&b);
 }
 
 int main(void) {
